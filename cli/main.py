@@ -1,0 +1,113 @@
+"""Entry point of the ``fastcka`` batch tool.
+
+Exit codes: 0 success, 2 bad usage or bad input, 1 runtime failure.  Results go to stdout,
+logs and progress to stderr.  An error is one line on stderr (``fastcka: error: ...``); the
+traceback is printed only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import traceback
+
+import click
+
+from fastcka._progress import set_progress
+from fastcka._version import __version__
+from fastcka.errors import exit_code_for, one_line
+
+from ._options import Settings, setup_logging
+
+# subcommand -> "module:attribute"; modules are imported only when the subcommand runs, so
+# `fastcka --help` and `fastcka info` never import torch.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "import": ("fastcka.cli.import_", "command"),
+    "info": ("fastcka.cli.info", "command"),
+    "export": ("fastcka.cli.export", "command"),
+    "cka": ("fastcka.cli.cka", "command"),
+    "match": ("fastcka.cli.match", "command"),
+    "retrieve": ("fastcka.cli.retrieve", "command"),
+    "embed": ("fastcka.cli.embed", "command"),
+    "demo": ("fastcka.cli.demo", "command"),
+}
+
+
+class LazyGroup(click.Group):
+    """A Click group whose subcommands live in their own modules, imported on demand."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = set(super().list_commands(ctx))
+        names |= {n for n, (mod, _) in SUBCOMMANDS.items() if importlib.util.find_spec(mod)}
+        return sorted(names)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in SUBCOMMANDS:
+            mod, attr = SUBCOMMANDS[name]
+            if importlib.util.find_spec(mod) is None:
+                return None
+            return getattr(importlib.import_module(mod), attr)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fastcka")
+@click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto",
+              show_default=True, help="Where to compute: auto = GPU when CuPy sees one.")
+@click.option("--json", "json_", is_flag=True, help="Print results as JSON on stdout.")
+@click.option("-q", "--quiet", count=True, help="Less output on stderr (no progress, errors only).")
+@click.option("-v", "--verbose", count=True, help="More output on stderr (repeat for debug logs).")
+@click.option("--seed", type=int, default=None, help="Random seed for every random choice (default 0).")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, device: str, json_: bool, quiet: int, verbose: int, seed: int | None,
+        debug: bool) -> None:
+    """fastcka: CKA, seeded graph matching and local-CKA retrieval between encoders.
+
+    Embeddings travel between stages as HDF5 stores (STORE or STORE::/group).
+    """
+    verbosity = verbose - quiet
+    ctx.obj = Settings(device=device, json=json_, verbosity=verbosity, seed=seed, debug=debug)
+    setup_logging(verbosity)
+    set_progress(False if quiet else None)
+
+
+def _error(msg: str) -> None:
+    click.echo(f"fastcka: error: {msg}", err=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI and exit with 0 (ok), 2 (bad usage/input) or 1 (runtime failure)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("FASTCKA_DEBUG", "") not in ("", "0")
+    try:
+        rv = cli.main(args=args, prog_name="fastcka", standalone_mode=False)
+        code = rv if isinstance(rv, int) else 0
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        _error("aborted")
+        code = 1
+    except click.ClickException as exc:
+        if debug:
+            traceback.print_exc()
+        _error(" ".join(exc.format_message().split()))
+        code = 2 if isinstance(exc, click.UsageError) or exc.exit_code == 2 else max(exc.exit_code, 1)
+    except KeyboardInterrupt:
+        _error("interrupted")
+        code = 130
+    except BrokenPipeError:
+        code = 0
+    except Exception as exc:  # the library's errors become one line
+        if debug:
+            traceback.print_exc()
+        code = exit_code_for(exc)
+        prefix = "" if code == 2 else f"{type(exc).__name__}: "
+        _error(prefix + one_line(exc))
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""fastcka: Centered Kernel Alignment and training-free matching between unimodal encoders.
+
+Public functions are imported lazily, so ``import fastcka`` stays light: it never imports torch
+or CuPy, and heavy modules load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ._version import __version__
+from .backend import get_backend, gpu_available
+from .errors import FastckaError, GPUUnavailableError, InputError, StoreError
+
+# public name -> module that defines it
+_LAZY = {
+    # CKA engine
+    "cka": "fastcka.cka",
+    "hsic": "fastcka.cka",
+    "gram": "fastcka.cka",
+    "cka_matrix": "fastcka.cka",
+    "mutual_knn": "fastcka.cka",
+    "cknna": "fastcka.cka",
+    "cka_permutation_test": "fastcka.cka",
+    "paper_sigma": "fastcka.cka",
+    # seeded graph matching
+    "quadratic_assignment": "fastcka.qap",
+    "seeded_match": "fastcka.seeded",
+    # local CKA retrieval
+    "local_cka": "fastcka.local_cka",
+    "retrieve": "fastcka.retrieval",
+    "match_scores": "fastcka.retrieval",
+    "score_matrix": "fastcka.retrieval",
+    # embedding store
+    "read_store": "fastcka.store",
+    "write_store": "fastcka.store",
+    "StoreWriter": "fastcka.store",
+    "EmbeddingSet": "fastcka.store",
+    "align": "fastcka.store",
+}
+
+__all__ = [
+    "__version__",
+    "get_backend",
+    "gpu_available",
+    "FastckaError",
+    "GPUUnavailableError",
+    "InputError",
+    "StoreError",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fastcka' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

