@@ -1,0 +1,193 @@
+"""Helpers shared by the CLI subcommands: loading stores paired by id, seed/query options, and
+atomic result files (.csv, .tsv, .json, .h5 chosen by suffix)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from fastcka._io import atomic_path
+from fastcka.errors import InputError
+
+from ._options import warn
+
+RESULT_SUFFIXES = (".csv", ".tsv", ".json", ".h5", ".hdf5")
+
+
+def load_many(specs: Sequence[str], *, min_common: int = 4, nonfinite: str = "error"):
+    """Read stores and keep the rows whose ids all of them share, in the first store's order.
+
+    Warns (stderr) with the number of rows each store loses; fewer than ``min_common`` common ids
+    is an :class:`InputError`.
+    """
+    from fastcka.store import read_store
+
+    sets = [read_store(s, nonfinite=nonfinite) for s in specs]
+    common = set(map(str, sets[0].ids))
+    for es in sets[1:]:
+        common &= set(map(str, es.ids))
+    order = [i for i in map(str, sets[0].ids) if i in common]
+    if len(order) < min_common:
+        raise InputError(f"only {len(order)} ids are common to {', '.join(specs)}; need at least "
+                         f"{min_common}")
+    out = []
+    for spec, es in zip(specs, sets, strict=True):
+        dropped = es.n - len(order)
+        if dropped:
+            warn(f"{spec}: {dropped} of {es.n} rows have no partner by id and are dropped "
+                 f"({len(order)} paired)")
+        pos = {s: i for i, s in enumerate(map(str, es.ids))}
+        idx = np.fromiter((pos[s] for s in order), dtype=np.intp, count=len(order))
+        out.append(subset(es, idx))
+    return out
+
+
+def load_pair(src: str, tgt: str, *, min_common: int = 4, nonfinite: str = "error"):
+    """Two stores paired by id (see :func:`load_many`)."""
+    s, t = load_many([src, tgt], min_common=min_common, nonfinite=nonfinite)
+    return s, t
+
+
+def subset(es: Any, idx: np.ndarray) -> Any:
+    """An EmbeddingSet restricted to rows ``idx`` (same metadata)."""
+    import dataclasses
+
+    if np.array_equal(idx, np.arange(es.n)):
+        return es
+    return dataclasses.replace(es, X=es.X[idx], ids=np.asarray(es.ids)[idx])
+
+
+def split_options(f):
+    """``--seeds/--seed-ids/--queries/--query-ids/--seed-strategy`` shared by match and retrieve."""
+    opts = [
+        click.option("--seeds", "n_seeds", type=click.IntRange(min=1), default=None,
+                     help="Number of seed (known) pairs drawn with --seed (default 320)."),
+        click.option("--seed-ids", type=click.Path(dir_okay=False), default=None,
+                     help="File of seed ids, one per line (exactly reproducible runs)."),
+        click.option("--queries", "n_queries", type=click.IntRange(min=1), default=None,
+                     help="Number of query pairs drawn among the non-seeds (default: all the rest, "
+                          "at most 500)."),
+        click.option("--query-ids", type=click.Path(dir_okay=False), default=None,
+                     help="File of query ids, one per line."),
+        click.option("--seed-strategy", type=click.Choice(["random", "kmeans"]), default="random",
+                     show_default=True,
+                     help="How a seed count is drawn: at random, or nearest to k-means centroids."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def choose_split(ids: Sequence[str], *, n_seeds: int | None, seed_ids: str | None,
+                 n_queries: int | None, query_ids: str | None, seed: int,
+                 seed_strategy: str = "random", features: np.ndarray | None = None,
+                 min_seeds: int = 1, default_seeds: int = 320,
+                 default_queries: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """Seed and query rows from the CLI options (explicit id files win over counts)."""
+    from fastcka.protocol import ids_to_indices, read_id_file, split_seeds_queries
+
+    if n_seeds is not None and seed_ids is not None:
+        raise click.UsageError("give either --seeds or --seed-ids, not both")
+    if n_queries is not None and query_ids is not None:
+        raise click.UsageError("give either --queries or --query-ids, not both")
+    n = len(ids)
+    seed_idx = query_idx = None
+    if seed_ids is not None:
+        seed_idx = ids_to_indices(ids, read_id_file(seed_ids, "--seed-ids file"), "seed ids")
+    if query_ids is not None:
+        query_idx = ids_to_indices(ids, read_id_file(query_ids, "--query-ids file"), "query ids")
+    if seed_idx is None and n_seeds is None:
+        n_seeds = min(default_seeds, max(n - 1, 0))
+        if query_idx is None and n_queries is None:
+            n_seeds = min(default_seeds, n // 2)
+    if query_idx is None and n_queries is None:
+        taken = seed_idx.size if seed_idx is not None else n_seeds
+        n_queries = min(default_queries, n - taken)
+        if n_queries < 1:
+            raise InputError(f"no pairs left for queries: {n} pairs, {taken} seeds")
+    return split_seeds_queries(n, n_seeds=n_seeds, n_queries=n_queries, seed_idx=seed_idx,
+                               query_idx=query_idx, rng=seed, strategy=seed_strategy,
+                               features=features, min_seeds=min_seeds)
+
+
+def check_result_path(path: str | None) -> None:
+    """Fail early (before any computation) on an unsupported or unwritable ``-o`` path."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.suffix.lower() not in RESULT_SUFFIXES:
+        raise click.BadParameter(f"unsupported output suffix {p.suffix or '(none)'!r}; use one of "
+                                 f"{', '.join(RESULT_SUFFIXES)}", param_hint="'-o'")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise click.BadParameter(f"output folder does not exist: {parent}", param_hint="'-o'")
+
+
+def write_rows(path: str, rows: list[dict[str, Any]], *, meta: dict[str, Any] | None = None) -> None:
+    """Write result rows atomically; the format follows the suffix.
+
+    ``.csv``/``.tsv``: a header and one line per row (list values joined with ``;``).
+    ``.json``: ``{"meta": ..., "rows": [...]}``.  ``.h5``: one dataset per column (strings as
+    UTF-8, lists as 2-D arrays) and ``meta`` as JSON in the root attribute ``meta``.
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in RESULT_SUFFIXES:
+        raise InputError(f"unsupported output suffix {suffix or '(none)'!r}; use one of "
+                         f"{', '.join(RESULT_SUFFIXES)}")
+    columns: list[str] = []
+    for r in rows:
+        for k in r:
+            if k not in columns:
+                columns.append(k)
+    with atomic_path(p, suffix=suffix) as tmp:
+        if suffix in (".csv", ".tsv"):
+            with open(tmp, "w", newline="", encoding="utf-8") as fh:
+                w = csv.writer(fh, delimiter="\t" if suffix == ".tsv" else ",")
+                w.writerow(columns)
+                for r in rows:
+                    w.writerow([_cell(r.get(c)) for c in columns])
+        elif suffix == ".json":
+            tmp.write_text(json.dumps({"meta": meta or {}, "rows": rows}, default=_jsonable),
+                           encoding="utf-8")
+        else:
+            import h5py
+
+            with h5py.File(tmp, "w") as f:
+                f.attrs["meta"] = json.dumps(meta or {}, default=_jsonable)
+                for c in columns:
+                    vals = [r.get(c) for r in rows]
+                    if vals and all(isinstance(v, str) for v in vals):
+                        f.create_dataset(c, data=np.array(vals, dtype=object),
+                                         dtype=h5py.string_dtype("utf-8"))
+                    elif vals and isinstance(vals[0], (list, tuple, np.ndarray)):
+                        arr = np.asarray(vals)
+                        if arr.dtype.kind in "OUS":
+                            f.create_dataset(c, data=arr.astype(object),
+                                             dtype=h5py.string_dtype("utf-8"))
+                        else:
+                            f.create_dataset(c, data=arr)
+                    else:
+                        f.create_dataset(c, data=np.asarray(vals))
+
+
+def _cell(v: Any) -> Any:
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return ";".join(str(_cell(x)) for x in v)
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
