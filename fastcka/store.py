@@ -1,0 +1,1024 @@
+"""HDF5 embedding store: the interchange format between every stage of fastcka.
+
+A *store* is an HDF5 file holding one or more *embedding sets*.  A set lives in an HDF5 group
+(the root group ``/`` or a named group such as ``/minilm``) and is addressed by a *spec*:
+``"file.h5"`` (the root set) or ``"file.h5::/group"``.  Each set has
+
+- ``embeddings``: N x D, float32 or float16, chunked, shuffled and gzip-compressed;
+- ``ids``: N unique UTF-8 strings (h5py variable-length string dtype), row i <-> id i;
+- attributes ``format_version`` (int), ``fastcka_version``, ``created`` (ISO-8601 UTC),
+  ``modality`` (image/text/other), ``encoder``, ``settings`` (a JSON object), ``name``.
+
+The full schema, the format-version policy and the partial-file/resume protocol are written down
+in ``docs/store.md``.
+
+Atomicity: a store under its final name is always complete and valid.  :func:`write_store`
+writes a temporary file beside the target and renames it; adding a set to an existing file
+rewrites the file into a temporary copy first.  :class:`StoreWriter` appends chunks into a
+partial folder ``<file>.partial`` (one atomically written HDF5 file per chunk), so a killed
+writer leaves every completed chunk readable (:func:`read_partial`); ``resume=True`` picks the
+partial folder up again and appends only the missing ids; closing merges the chunks into the final
+store atomically.
+
+Every problem is reported as a one-line :class:`~fastcka.errors.StoreError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._version import __version__
+from .errors import StoreError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MODALITIES",
+    "EmbeddingSet",
+    "NonfiniteWarning",
+    "StoreError",
+    "StoreWriter",
+    "align",
+    "iter_store",
+    "list_sets",
+    "parse_spec",
+    "partial_path",
+    "read_partial",
+    "read_store",
+    "store_info",
+    "write_store",
+]
+
+#: Version of the on-disk schema written by this fastcka.  Readers accept any version
+#: ``<= FORMAT_VERSION`` and refuse newer ones (see docs/store.md).
+FORMAT_VERSION = 1
+MODALITIES = ("image", "text", "other")
+STORE_DTYPES = ("float32", "float16")
+EMB = "embeddings"
+IDS = "ids"
+_RESERVED = {EMB, IDS}
+_CHUNK_BYTES = 1 << 20  # target size of one HDF5 chunk of embeddings (1 MiB)
+_N_SHOW = 5  # how many offending ids an error message names
+
+
+class NonfiniteWarning(UserWarning):
+    """Rows with NaN/Inf were dropped (``nonfinite="drop"``); the message lists their ids."""
+
+
+# --------------------------------------------------------------------------------------------
+# specs
+# --------------------------------------------------------------------------------------------
+
+def parse_spec(spec: str | os.PathLike) -> tuple[Path, str]:
+    """Split a store spec into ``(path, group)``.
+
+    ``"f.h5"`` -> ``(Path("f.h5"), "/")``; ``"f.h5::/a/b"`` or ``"f.h5::a/b"`` ->
+    ``(Path("f.h5"), "/a/b")``.  The group is normalised (leading ``/``, no trailing or doubled
+    slashes).
+
+    Raises
+    ------
+    StoreError
+        Empty path, ``.``/``..`` components, or a group component named like a dataset of a set
+        (``embeddings``, ``ids``).
+    """
+    if isinstance(spec, os.PathLike):
+        text = os.fspath(spec)
+    elif isinstance(spec, str):
+        text = spec
+    else:
+        raise StoreError(f"a store spec must be a path or 'file.h5::/group' string, got {type(spec).__name__}")
+    path_s, sep, group_s = text.partition("::")
+    if not path_s:
+        raise StoreError(f"store spec {text!r} has no file path")
+    parts = [p for p in group_s.split("/") if p] if sep else []
+    for p in parts:
+        if p in (".", ".."):
+            raise StoreError(f"store spec {text!r}: group components '.' and '..' are not allowed")
+        if p in _RESERVED:
+            raise StoreError(f"store spec {text!r}: a group cannot be named {p!r} (reserved for datasets)")
+    return Path(path_s), "/" + "/".join(parts)
+
+
+def _spec_str(path: Path, group: str) -> str:
+    return str(path) if group == "/" else f"{path}::{group}"
+
+
+def partial_path(spec: str | os.PathLike) -> Path:
+    """Folder where :class:`StoreWriter` keeps the completed chunks of an unfinished set.
+
+    ``f.h5`` -> ``f.h5.partial``; ``f.h5::/a/b`` -> ``f.h5.a~b.partial``.
+    """
+    path, group = parse_spec(spec)
+    tag = "" if group == "/" else "." + group.strip("/").replace("/", "~")
+    return path.with_name(f"{path.name}{tag}.partial")
+
+
+# --------------------------------------------------------------------------------------------
+# the in-memory set
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class EmbeddingSet:
+    """One embedding set in memory.
+
+    Attributes
+    ----------
+    X : ndarray, shape (n, dim)
+        float32 or float16 embeddings, row i belongs to ``ids[i]``.
+    ids : ndarray of str, shape (n,)
+        Unique ids.
+    modality : {"image", "text", "other"}
+    encoder : str
+    settings : dict
+        Encoder settings (JSON object).
+    attrs : dict
+        All attributes of the set's HDF5 group (``format_version``, ``created``, ...).
+    spec : str
+        Where it came from (``""`` when built in memory).
+    """
+
+    X: np.ndarray
+    ids: np.ndarray
+    modality: str = "other"
+    encoder: str = ""
+    settings: dict = field(default_factory=dict)
+    attrs: dict = field(default_factory=dict)
+    spec: str = ""
+
+    @property
+    def n(self) -> int:
+        """Number of rows."""
+        return int(self.X.shape[0])
+
+    @property
+    def dim(self) -> int:
+        """Embedding dimension."""
+        return int(self.X.shape[1])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.X.dtype
+
+    def __len__(self) -> int:
+        return self.n
+
+    def take(self, index: Any) -> EmbeddingSet:
+        """The rows ``index`` (integer array or slice), metadata kept."""
+        return EmbeddingSet(self.X[index], self.ids[index], self.modality, self.encoder,
+                            dict(self.settings), dict(self.attrs), self.spec)
+
+    def select(self, ids: Iterable[str]) -> EmbeddingSet:
+        """The rows of ``ids``, in that order (:class:`StoreError` naming missing ids)."""
+        return self.take(_indices_of(self.ids, ids, self.spec or "the embedding set"))
+
+
+def _indices_of(have: np.ndarray, wanted: Iterable[str], where: str) -> np.ndarray:
+    wanted = [str(w) for w in wanted]
+    dup = [k for k, c in Counter(wanted).items() if c > 1]
+    if dup:
+        raise StoreError(f"requested ids contain {len(dup)} duplicate(s): {_show(dup)}")
+    pos = {k: i for i, k in enumerate(have.tolist())}
+    missing = [w for w in wanted if w not in pos]
+    if missing:
+        raise StoreError(f"{len(missing)} requested id(s) not in {where}: {_show(missing)}")
+    return np.fromiter((pos[w] for w in wanted), dtype=np.int64, count=len(wanted))
+
+
+def _show(items: Sequence[Any], k: int = _N_SHOW) -> str:
+    shown = ", ".join(repr(str(x)) for x in list(items)[:k])
+    return shown + (f", ... ({len(items) - k} more)" if len(items) > k else "")
+
+
+# --------------------------------------------------------------------------------------------
+# validation of in-memory inputs
+# --------------------------------------------------------------------------------------------
+
+def _check_modality(modality: str) -> str:
+    if modality not in MODALITIES:
+        raise StoreError(f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
+    return modality
+
+
+def _check_nonfinite(nonfinite: str) -> str:
+    if nonfinite not in ("error", "drop"):
+        raise StoreError(f"nonfinite must be 'error' or 'drop', got {nonfinite!r}")
+    return nonfinite
+
+
+def _store_dtype(dtype: Any, X: np.ndarray | None = None) -> np.dtype:
+    if dtype is None:
+        return np.dtype(np.float16) if X is not None and X.dtype == np.float16 else np.dtype(np.float32)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.name not in STORE_DTYPES:
+        raise StoreError(f"store dtype must be float32 or float16, got {dtype!r}")
+    return dt
+
+
+def _as_embeddings(X: Any, dtype: np.dtype, what: str = "embeddings") -> np.ndarray:
+    if type(X).__module__.startswith("cupy"):
+        X = X.get()
+    try:
+        arr = np.asarray(X)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"{what} must be a numeric 2-D array ({' '.join(str(exc).split())})") from None
+    if arr.ndim != 2:
+        raise StoreError(f"{what} must be a 2-D array (rows x dim), got shape {tuple(arr.shape)}")
+    if arr.dtype.kind not in "fiub":
+        raise StoreError(f"{what} must hold real numbers, got dtype {arr.dtype}")
+    if arr.shape[1] < 1:
+        raise StoreError(f"{what} must have at least one column, got shape {tuple(arr.shape)}")
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > dtype.itemsize:
+        with np.errstate(over="ignore"):  # values beyond float16/32 range become Inf -> caught below
+            out = arr.astype(dtype)
+    else:
+        out = arr.astype(dtype, copy=False)
+    return np.ascontiguousarray(out)
+
+
+def _as_ids(ids: Any, n: int, what: str = "ids") -> np.ndarray:
+    if ids is None:
+        return np.arange(n).astype(str)
+    if isinstance(ids, (str, bytes)):
+        raise StoreError(f"{what} must be a sequence of strings, got a single string")
+    if type(ids).__module__.startswith("cupy"):
+        ids = ids.get()
+    arr = np.asarray(ids, dtype=object)
+    if arr.ndim != 1:
+        raise StoreError(f"{what} must be 1-D, got shape {arr.shape}")
+    lst = [x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in arr.tolist()]
+    if len(lst) != n:
+        raise StoreError(f"{what} has {len(lst)} entries but the embeddings have {n} rows")
+    bad = [i for i in lst if not i or "\n" in i or "\r" in i]
+    if bad:
+        raise StoreError(f"{what} must be non-empty strings without line breaks; {len(bad)} are not: {_show(bad)}")
+    dup = [k for k, c in Counter(lst).items() if c > 1]
+    if dup:
+        raise StoreError(f"{what} must be unique; {len(dup)} duplicate id(s): {_show(dup)}")
+    return np.asarray(lst, dtype=str) if lst else np.zeros(0, dtype="<U1")
+
+
+def _nonfinite_rows(X: np.ndarray) -> np.ndarray:
+    if X.dtype.kind != "f":
+        return np.zeros(X.shape[0], dtype=bool)
+    return ~np.isfinite(X).all(axis=1)
+
+
+def _handle_nonfinite(X: np.ndarray, ids: np.ndarray, nonfinite: str, where: str
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    bad = _nonfinite_rows(X)
+    if not bad.any():
+        return X, ids
+    bad_ids = ids[bad].tolist()
+    if nonfinite == "error":
+        raise StoreError(f"{where}: {len(bad_ids)} row(s) contain NaN or Inf, ids {_show(bad_ids)} "
+                         f"(use nonfinite='drop' / --nonfinite drop to drop them)")
+    warnings.warn(f"{where}: dropped {len(bad_ids)} row(s) with NaN or Inf, ids {_show(bad_ids, 20)}",
+                  NonfiniteWarning, stacklevel=3)
+    return X[~bad], ids[~bad]
+
+
+def _check_settings(settings: Any) -> dict:
+    settings = {} if settings is None else settings
+    if not isinstance(settings, dict):
+        raise StoreError(f"settings must be a dict (a JSON object), got {type(settings).__name__}")
+    try:
+        json.dumps(settings)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"settings must be JSON-serialisable: {' '.join(str(exc).split())}") from None
+    return settings
+
+
+# --------------------------------------------------------------------------------------------
+# HDF5 access
+# --------------------------------------------------------------------------------------------
+
+def _h5py():
+    import h5py
+
+    return h5py
+
+
+@contextlib.contextmanager
+def _open_read(path: Path):
+    """Open an HDF5 file for reading; every failure becomes a one-line StoreError."""
+    h5py = _h5py()
+    if not path.exists():
+        raise StoreError(f"store file not found: {path}")
+    if path.is_dir():
+        raise StoreError(f"store path is a folder, not an HDF5 file: {path}")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        msg = " ".join(str(exc).split()).lower()
+        if "truncated" in msg or "eof" in msg:
+            raise StoreError(f"{path} is a truncated HDF5 file (incomplete write?)") from None
+        raise StoreError(f"{path} is not a valid HDF5 file ({_short(exc)})") from None
+    try:
+        yield f
+    except OSError as exc:  # data that cannot be read: a damaged or truncated file
+        raise StoreError(f"{path} is corrupt or truncated: {_short(exc)}") from None
+    finally:
+        with contextlib.suppress(Exception):
+            f.close()
+
+
+def _short(exc: BaseException) -> str:
+    msg = " ".join(str(exc).split())
+    return msg if len(msg) < 160 else msg[:157] + "..."
+
+
+def _attr(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return v
+
+
+def _is_set(g) -> bool:
+    return EMB in g or IDS in g
+
+
+def _set_group(f, path: Path, group: str):
+    """The HDF5 group of a set, validated: it exists and holds both datasets."""
+    h5py = _h5py()
+    where = _spec_str(path, group)
+    try:
+        g = f[group]
+    except KeyError:
+        sets = _list_sets_open(f)
+        raise StoreError(f"no embedding set {group!r} in {path}; sets there: "
+                         f"{', '.join(sets) if sets else 'none'}") from None
+    if not isinstance(g, h5py.Group):
+        raise StoreError(f"{where} is a dataset, not an embedding set group")
+    _check_format_version(g, where)
+    if EMB not in g and IDS not in g:
+        sets = _list_sets_open(f)
+        raise StoreError(f"{where} holds no embedding set (datasets 'embeddings' and 'ids' missing); "
+                         f"sets in {path}: {', '.join(sets) if sets else 'none'}")
+    for name in (EMB, IDS):
+        if name not in g:
+            raise StoreError(f"{where} is missing the {name!r} dataset")
+        if not isinstance(g[name], h5py.Dataset):
+            raise StoreError(f"{where}: {name!r} is not a dataset")
+    emb, ids = g[EMB], g[IDS]
+    if emb.ndim != 2:
+        raise StoreError(f"{where}: 'embeddings' must be 2-D, got shape {emb.shape}")
+    if emb.dtype.kind != "f" or emb.dtype.itemsize not in (2, 4, 8):
+        raise StoreError(f"{where}: 'embeddings' has dtype {emb.dtype}; a store holds float32 or float16")
+    if ids.ndim != 1:
+        raise StoreError(f"{where}: 'ids' must be 1-D, got shape {ids.shape}")
+    if h5py.check_string_dtype(ids.dtype) is None:
+        raise StoreError(f"{where}: 'ids' has dtype {ids.dtype}; ids must be UTF-8 strings")
+    if ids.shape[0] != emb.shape[0]:
+        raise StoreError(f"{where}: 'ids' has {ids.shape[0]} entries but 'embeddings' has {emb.shape[0]} rows")
+    return g
+
+
+def _check_format_version(g, where: str) -> int:
+    v = g.attrs.get("format_version")
+    if v is None:
+        if _is_set(g):
+            raise StoreError(f"{where} has no 'format_version' attribute (not a fastcka store?)")
+        return FORMAT_VERSION
+    v = _attr(v)
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise StoreError(f"{where}: 'format_version' must be an integer, got {v!r}")
+    if v > FORMAT_VERSION:
+        raise StoreError(f"{where} has format_version {v}, newer than this fastcka ({__version__}) "
+                         f"reads (<= {FORMAT_VERSION}); upgrade fastcka")
+    if v < 1:
+        raise StoreError(f"{where}: invalid format_version {v}")
+    return v
+
+
+def _read_ids(ds) -> np.ndarray:
+    raw = ds.asstr()[()]
+    return np.asarray(raw.tolist(), dtype=str) if len(raw) else np.zeros(0, dtype="<U1")
+
+
+def _meta_of(g) -> tuple[dict, str, str, dict]:
+    attrs = {k: _attr(v) for k, v in g.attrs.items()}
+    settings: Any = attrs.get("settings", "{}")
+    try:
+        settings = json.loads(settings) if isinstance(settings, str) else {}
+    except ValueError:
+        settings = {}
+    return attrs, str(attrs.get("modality", "other")), str(attrs.get("encoder", "")), settings
+
+
+def _check_unique(ids: np.ndarray, where: str) -> None:
+    if len(np.unique(ids)) != len(ids):
+        dup = [k for k, c in Counter(ids.tolist()).items() if c > 1]
+        raise StoreError(f"{where}: ids are not unique; {len(dup)} duplicate id(s): {_show(dup)}")
+
+
+def _list_sets_open(f) -> list[str]:
+    h5py = _h5py()
+    out = []
+    if _is_set(f):
+        out.append("/")
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Group) and _is_set(obj):
+            out.append("/" + name)
+
+    f.visititems(visit)
+    return out
+
+
+def list_sets(path: str | os.PathLike) -> list[str]:
+    """Groups of ``path`` that hold an embedding set (``"/"`` for the root set)."""
+    p, _ = parse_spec(path)
+    with _open_read(p) as f:
+        return _list_sets_open(f)
+
+
+# --------------------------------------------------------------------------------------------
+# reading
+# --------------------------------------------------------------------------------------------
+
+def read_store(spec: str | os.PathLike, *, ids: Iterable[str] | None = None,
+               nonfinite: str = "error") -> EmbeddingSet:
+    """Read an embedding set, whole or the rows of ``ids``.
+
+    Parameters
+    ----------
+    spec : str or path
+        ``file.h5`` (root set) or ``file.h5::/group``.
+    ids : iterable of str, optional
+        Read only these rows, returned in this order.  Ids absent from the store raise
+        :class:`StoreError` naming them.
+    nonfinite : {"error", "drop"}
+        Rows with NaN/Inf: raise (default) or drop them with a :class:`NonfiniteWarning`
+        listing their ids.
+
+    Returns
+    -------
+    EmbeddingSet
+
+    Notes
+    -----
+    Memory: the whole embeddings dataset is read (N x D x itemsize bytes) even for a subset;
+    use :func:`iter_store` to stream a large set.  Time O(N·D) plus decompression.
+    """
+    _check_nonfinite(nonfinite)
+    path, group = parse_spec(spec)
+    where = _spec_str(path, group)
+    with _open_read(path) as f:
+        g = _set_group(f, path, group)
+        all_ids = _read_ids(g[IDS])
+        _check_unique(all_ids, where)
+        attrs, modality, encoder, settings = _meta_of(g)
+        if ids is not None:
+            idx = _indices_of(all_ids, ids, where)
+            X = _read_rows(g[EMB], idx)
+            sel_ids = all_ids[idx]
+        else:
+            X = g[EMB][()]
+            sel_ids = all_ids
+    if X.dtype == np.float64:
+        X = X.astype(np.float32)
+    X, sel_ids = _handle_nonfinite(X, sel_ids, nonfinite, where)
+    return EmbeddingSet(X, sel_ids, modality, encoder, settings, attrs, where)
+
+
+def _read_rows(ds, idx: np.ndarray) -> np.ndarray:
+    n = ds.shape[0]
+    if len(idx) == 0:
+        return np.zeros((0, ds.shape[1]), dtype=ds.dtype)
+    if len(idx) > n // 8:
+        return ds[()][idx]
+    order = np.argsort(idx)
+    rows = ds[idx[order]]  # h5py needs increasing indices
+    out = np.empty_like(rows)
+    out[order] = rows
+    return out
+
+
+def iter_store(spec: str | os.PathLike, chunk_rows: int = 65536, *,
+               nonfinite: str = "error") -> Iterator[EmbeddingSet]:
+    """Stream an embedding set in row blocks of at most ``chunk_rows`` rows.
+
+    Yields :class:`EmbeddingSet` objects (``X``, ``ids`` of the block, the set's metadata) in
+    store order.  Memory O(chunk_rows x D).  Id uniqueness is checked once, up front; NaN/Inf
+    rows are handled per block as in :func:`read_store`.
+    """
+    _check_nonfinite(nonfinite)
+    if not isinstance(chunk_rows, (int, np.integer)) or isinstance(chunk_rows, bool) or chunk_rows < 1:
+        raise StoreError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    path, group = parse_spec(spec)
+    where = _spec_str(path, group)
+    with _open_read(path) as f:
+        g = _set_group(f, path, group)
+        all_ids = _read_ids(g[IDS])
+        _check_unique(all_ids, where)
+        attrs, modality, encoder, settings = _meta_of(g)
+        ds = g[EMB]
+        for start in range(0, ds.shape[0], int(chunk_rows)):
+            stop = min(start + int(chunk_rows), ds.shape[0])
+            X = ds[start:stop]
+            if X.dtype == np.float64:
+                X = X.astype(np.float32)
+            X, blk = _handle_nonfinite(X, all_ids[start:stop], nonfinite, where)
+            yield EmbeddingSet(X, blk, modality, encoder, dict(settings), dict(attrs), where)
+
+
+def store_info(spec: str | os.PathLike) -> dict[str, Any]:
+    """Metadata of an embedding set without reading its embeddings.
+
+    Returns
+    -------
+    dict
+        ``n``, ``dim``, ``dtype``, ``modality``, ``encoder``, ``format_version``, ``ids_sample``
+        (first 5 ids), ``settings``, ``created``, ``fastcka_version``, ``name``, ``groups`` (all
+        sets in the file), ``path``, ``group``, ``chunks``, ``compression``, ``file_bytes``.
+    """
+    path, group = parse_spec(spec)
+    where = _spec_str(path, group)
+    with _open_read(path) as f:
+        g = _set_group(f, path, group)
+        attrs, modality, encoder, settings = _meta_of(g)
+        emb, ids = g[EMB], g[IDS]
+        sample = [s for s in ids.asstr()[: min(5, ids.shape[0])].tolist()]
+        info = {
+            "n": int(emb.shape[0]),
+            "dim": int(emb.shape[1]),
+            "dtype": str(emb.dtype),
+            "modality": modality,
+            "encoder": encoder,
+            "format_version": int(attrs.get("format_version", FORMAT_VERSION)),
+            "ids_sample": sample,
+            "settings": settings,
+            "created": attrs.get("created", ""),
+            "fastcka_version": attrs.get("fastcka_version", ""),
+            "name": attrs.get("name", ""),
+            "groups": _list_sets_open(f),
+            "path": str(path),
+            "group": group,
+            "spec": where,
+            "chunks": list(emb.chunks) if emb.chunks else None,
+            "compression": emb.compression,
+            "file_bytes": path.stat().st_size,
+        }
+    return info
+
+
+def align(a: EmbeddingSet | str | os.PathLike, b: EmbeddingSet | str | os.PathLike
+          ) -> tuple[EmbeddingSet, EmbeddingSet]:
+    """Restrict two sets to their common ids, paired row by row.
+
+    Parameters
+    ----------
+    a, b : EmbeddingSet or store spec
+
+    Returns
+    -------
+    (a2, b2) : EmbeddingSet
+        ``a2.ids == b2.ids``: the ids present in both, **in a's row order**.  May be empty;
+        callers decide how many common ids they need.
+
+    Notes
+    -----
+    O((n_a + n_b) log) time via a hash map; copies the selected rows.
+    """
+    if not isinstance(a, EmbeddingSet):
+        a = read_store(a)
+    if not isinstance(b, EmbeddingSet):
+        b = read_store(b)
+    pos_b = {k: i for i, k in enumerate(b.ids.tolist())}
+    ia, ib = [], []
+    for i, k in enumerate(a.ids.tolist()):
+        j = pos_b.get(k)
+        if j is not None:
+            ia.append(i)
+            ib.append(j)
+    ia_arr, ib_arr = np.asarray(ia, dtype=np.int64), np.asarray(ib, dtype=np.int64)
+    return a.take(ia_arr), b.take(ib_arr)
+
+
+# --------------------------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------------------------
+
+def _chunk_rows_for(n: int, dim: int, itemsize: int) -> int:
+    return max(1, min(n, _CHUNK_BYTES // max(1, dim * itemsize)))
+
+
+def _write_set(g, X: np.ndarray, ids: np.ndarray, *, modality: str, encoder: str, settings: dict,
+               name: str, created: str | None = None, compression: str | None = "gzip") -> None:
+    """Write datasets and attributes of one set into the (empty of datasets) group ``g``."""
+    h5py = _h5py()
+    n, dim = X.shape
+    kw: dict[str, Any] = {}
+    if n > 0:
+        kw["chunks"] = (_chunk_rows_for(n, dim, X.dtype.itemsize), dim)
+        if compression == "gzip":
+            kw.update(compression="gzip", compression_opts=4, shuffle=True)
+        elif compression == "lzf":
+            kw.update(compression="lzf", shuffle=True)
+        elif compression is not None:
+            raise StoreError(f"compression must be 'gzip', 'lzf' or None, got {compression!r}")
+    g.create_dataset(EMB, data=X, **kw)
+    g.create_dataset(IDS, data=np.asarray(ids.tolist(), dtype=object),
+                     dtype=h5py.string_dtype("utf-8"))
+    g.attrs["format_version"] = np.int64(FORMAT_VERSION)
+    g.attrs["fastcka_version"] = __version__
+    g.attrs["created"] = created or datetime.now(UTC).isoformat(timespec="seconds")
+    g.attrs["modality"] = modality
+    g.attrs["encoder"] = encoder
+    g.attrs["settings"] = json.dumps(settings, sort_keys=True)
+    g.attrs["name"] = name
+
+
+def _copy_except(src, dst, target: str) -> None:
+    """Copy ``src`` into ``dst`` leaving out the set at ``target`` (its datasets and attributes)."""
+    h5py = _h5py()
+    here = src.name  # "/" or "/a/b"
+    if here == target:
+        for k in src:
+            if k in _RESERVED:
+                continue
+            src.copy(src[k], dst, name=k)
+        return
+    for k, v in src.attrs.items():
+        dst.attrs[k] = v
+    for k in src:
+        child = (here.rstrip("/") + "/" + k)
+        obj = src[k]
+        if isinstance(obj, h5py.Group) and (target == child or target.startswith(child + "/")):
+            _copy_except(obj, dst.require_group(k), target)
+        else:
+            src.copy(obj, dst, name=k)
+
+
+def _fsync(path: Path) -> None:
+    with contextlib.suppress(OSError), open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
+def _commit_set(path: Path, group: str, X: np.ndarray, ids: np.ndarray, **meta: Any) -> None:
+    """Write one set under ``path`` atomically, keeping the file's other sets."""
+    h5py = _h5py()
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise StoreError(f"output folder does not exist: {parent}")
+    if path.is_dir():
+        raise StoreError(f"store path is a folder: {path}")
+    existing = path.exists()
+    if existing:
+        try:
+            ok = h5py.is_hdf5(path)
+        except OSError:
+            ok = False
+        if not ok:
+            raise StoreError(f"refusing to overwrite {path}: it exists and is not an HDF5 file")
+    fd, tmp_s = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    os.close(fd)
+    tmp = Path(tmp_s)
+    try:
+        with h5py.File(tmp, "w") as out:
+            if existing:
+                with _open_read(path) as old:
+                    _copy_except(old, out, group)
+            g = out.require_group(group) if group != "/" else out
+            for k in list(g.attrs):  # a replaced set starts with fresh attributes
+                del g.attrs[k]
+            _write_set(g, X, ids, **meta)
+            if group != "/" and "format_version" not in out.attrs:
+                out.attrs["format_version"] = np.int64(FORMAT_VERSION)
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def write_store(spec: str | os.PathLike, X: Any, ids: Any = None, *, modality: str = "other",
+                encoder: str = "", settings: dict | None = None, name: str = "",
+                dtype: Any = None, nonfinite: str = "error", compression: str | None = "gzip",
+                ) -> EmbeddingSet:
+    """Write an embedding set atomically.
+
+    Parameters
+    ----------
+    spec : str or path
+        ``file.h5`` (root set) or ``file.h5::/group``.  Other sets already in the file are kept;
+        a set already at that group is replaced.
+    X : array_like, shape (n, dim)
+        Real numbers.  Stored as float16 when ``X`` is float16, else float32 (float64 and integer
+        input is cast) unless ``dtype`` says otherwise.
+    ids : sequence of str, optional
+        One unique, non-empty id per row (no line breaks); default ``"0" .. "n-1"``.
+    modality : {"image", "text", "other"}
+    encoder : str
+        Encoder name.
+    settings : dict, optional
+        Encoder settings (must be JSON-serialisable).
+    name : str
+        Free-form name of the set.
+    dtype : {"float32", "float16"}, optional
+    nonfinite : {"error", "drop"}
+        Rows with NaN/Inf (after the cast): raise, or drop with a :class:`NonfiniteWarning`.
+    compression : {"gzip", "lzf", None}
+
+    Returns
+    -------
+    EmbeddingSet
+        What was written (after casting / dropping).
+
+    Notes
+    -----
+    The file is written to a temporary file beside ``path`` and renamed, so ``path`` is always
+    either the old or the new complete store.  Adding a set to an existing file rewrites the file
+    (time and disk O(file size)).  Concurrent writers to the same file are not supported.
+    """
+    path, group = parse_spec(spec)
+    where = _spec_str(path, group)
+    _check_modality(modality)
+    _check_nonfinite(nonfinite)
+    settings = _check_settings(settings)
+    if type(X).__module__.startswith("cupy"):
+        X = X.get()
+    Xa = np.asarray(X) if not isinstance(X, np.ndarray) else X
+    dt = _store_dtype(dtype, Xa if isinstance(Xa, np.ndarray) else None)
+    Xs = _as_embeddings(Xa, dt)
+    if Xs.shape[0] == 0:
+        raise StoreError(f"{where}: no rows to write (embeddings have shape {Xs.shape})")
+    ids_a = _as_ids(ids, Xs.shape[0])
+    Xs, ids_a = _handle_nonfinite(Xs, ids_a, nonfinite, where)
+    if Xs.shape[0] == 0:
+        raise StoreError(f"{where}: every row contains NaN or Inf; nothing to write")
+    _commit_set(path, group, Xs, ids_a, modality=modality, encoder=str(encoder),
+                settings=settings, name=str(name), compression=compression)
+    return EmbeddingSet(Xs, ids_a, modality, str(encoder), settings, {}, where)
+
+
+# --------------------------------------------------------------------------------------------
+# appending writer with a partial folder
+# --------------------------------------------------------------------------------------------
+
+_META = "meta.json"
+_CHUNK_RE = re.compile(r"^chunk-(\d{8})\.h5$")
+
+
+def _partial_chunks(pdir: Path) -> list[Path]:
+    return sorted((p for p in pdir.iterdir() if _CHUNK_RE.match(p.name)), key=lambda p: p.name)
+
+
+def _read_meta(pdir: Path) -> dict:
+    try:
+        meta = json.loads((pdir / _META).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StoreError(f"partial store {pdir} has no {_META}; remove the folder to start again") from None
+    except ValueError as exc:
+        raise StoreError(f"partial store {pdir}: unreadable {_META} ({_short(exc)})") from None
+    v = meta.get("format_version")
+    if not isinstance(v, int) or v > FORMAT_VERSION:
+        raise StoreError(f"partial store {pdir} has format_version {v!r}; this fastcka reads <= {FORMAT_VERSION}")
+    return meta
+
+
+def read_partial(spec: str | os.PathLike) -> EmbeddingSet:
+    """The rows an unfinished (or killed) :class:`StoreWriter` has committed so far.
+
+    Reads every completed chunk of ``partial_path(spec)`` in append order.  A chunk being written
+    when the writer died is a temporary file and is ignored.
+    """
+    pdir = partial_path(spec)
+    if not pdir.is_dir():
+        raise StoreError(f"no partial store for {spec}: {pdir} does not exist")
+    meta = _read_meta(pdir)
+    Xs, idss = [], []
+    for c in _partial_chunks(pdir):
+        with _open_read(c) as f:
+            g = _set_group(f, c, "/")
+            Xs.append(g[EMB][()])
+            idss.append(_read_ids(g[IDS]))
+    dt = np.dtype(meta["dtype"])
+    X = np.concatenate(Xs) if Xs else np.zeros((0, int(meta["dim"])), dtype=dt)
+    ids = np.concatenate(idss) if idss else np.zeros(0, dtype="<U1")
+    where = f"partial store {pdir}"
+    _check_unique(ids, where)
+    return EmbeddingSet(X, ids, meta.get("modality", "other"), meta.get("encoder", ""),
+                        meta.get("settings", {}), {"created": meta.get("created", "")}, str(pdir))
+
+
+class StoreWriter:
+    """Append an embedding set chunk by chunk, resumably; the final store appears on close.
+
+    Parameters
+    ----------
+    spec : str or path
+        Final store (``file.h5`` or ``file.h5::/group``).
+    dim : int
+        Embedding dimension every chunk must have.
+    dtype : {"float32", "float16"}
+        Stored dtype (input is cast).
+    modality, encoder, settings, name
+        As in :func:`write_store`.
+    resume : bool
+        ``False`` (default): a leftover partial folder of the same spec is discarded and writing
+        starts afresh.  ``True``: reopen the partial folder (its dim/dtype/modality/encoder must
+        match), or, when there is none but the final store already holds this set, start from
+        that set's rows; :attr:`existing_ids` then lists the ids already written.
+    nonfinite : {"error", "drop"}
+        Rows with NaN/Inf in an appended chunk.
+
+    Notes
+    -----
+    Each :meth:`append` writes one HDF5 file ``chunk-NNNNNNNN.h5`` into ``partial_path(spec)``,
+    atomically (temporary name, then rename), so a killed writer leaves every completed chunk
+    readable (:func:`read_partial`) and nothing under the final name.  :meth:`close` (or leaving
+    the ``with`` block without an exception) merges the chunks, validates them and writes the
+    final store atomically, then removes the partial folder.  Leaving the ``with`` block with an
+    exception keeps the partial folder for a later ``resume=True``.
+    """
+
+    def __init__(self, spec: str | os.PathLike, *, dim: int, dtype: Any = "float32",
+                 modality: str = "other", encoder: str = "", settings: dict | None = None,
+                 name: str = "", resume: bool = False, nonfinite: str = "error",
+                 compression: str | None = "gzip") -> None:
+        self.path, self.group = parse_spec(spec)
+        self.spec = _spec_str(self.path, self.group)
+        if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool) or dim < 1:
+            raise StoreError(f"dim must be a positive integer, got {dim!r}")
+        self.dim = int(dim)
+        self.dtype = _store_dtype(dtype)
+        self.modality = _check_modality(modality)
+        self.encoder = str(encoder)
+        self.settings = _check_settings(settings)
+        self.name = str(name)
+        self.nonfinite = _check_nonfinite(nonfinite)
+        self.compression = compression
+        self.partial = partial_path(spec)
+        self._ids: set[str] = set()
+        self._frozen: frozenset[str] | None = None
+        self._n = 0
+        self._seq = 0
+        self._closed = False
+        parent = self.path.parent if str(self.path.parent) else Path(".")
+        if not parent.is_dir():
+            raise StoreError(f"output folder does not exist: {parent}")
+        if resume and self.partial.is_dir():
+            self._reopen()
+        else:
+            if self.partial.exists():
+                shutil.rmtree(self.partial) if self.partial.is_dir() else self.partial.unlink()
+            self._start(seed_from_final=resume)
+
+    # -- set-up ---------------------------------------------------------------------------
+    def _meta(self) -> dict:
+        return {"format_version": FORMAT_VERSION, "dim": self.dim, "dtype": self.dtype.name,
+                "modality": self.modality, "encoder": self.encoder, "settings": self.settings,
+                "name": self.name, "group": self.group, "target": self.path.name,
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                "fastcka_version": __version__}
+
+    def _start(self, seed_from_final: bool) -> None:
+        meta = self._meta()
+        tmp = self.partial.with_name(self.partial.name + f".{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        (tmp / _META).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        os.replace(tmp, self.partial)
+        self.created = meta["created"]
+        if seed_from_final and self.path.exists() and self.group in list_sets(self.path):
+            old = read_store(self.spec)
+            self._check_compatible({"dim": old.dim, "dtype": old.X.dtype.name,
+                                    "modality": old.modality, "encoder": old.encoder}, self.spec)
+            self._write_chunk(old.X, old.ids)
+
+    def _check_compatible(self, meta: dict, where: str) -> None:
+        for key, mine in (("dim", self.dim), ("dtype", self.dtype.name), ("modality", self.modality),
+                          ("encoder", self.encoder)):
+            if meta.get(key) != mine:
+                raise StoreError(f"cannot resume {where}: it has {key} {meta.get(key)!r}, "
+                                 f"this writer {mine!r}")
+
+    def _reopen(self) -> None:
+        meta = _read_meta(self.partial)
+        self._check_compatible(meta, f"partial store {self.partial}")
+        self.settings = meta.get("settings", self.settings)
+        self.created = meta.get("created")
+        for p in self.partial.iterdir():  # a chunk half-written when the writer died
+            if p.name.endswith(".tmp"):
+                p.unlink()
+        for c in _partial_chunks(self.partial):
+            with _open_read(c) as f:
+                g = _set_group(f, c, "/")
+                ids = _read_ids(g[IDS]).tolist()
+                if g[EMB].shape[1] != self.dim:
+                    raise StoreError(f"partial chunk {c} has dim {g[EMB].shape[1]}, expected {self.dim}")
+            dup = self._ids.intersection(ids)
+            if dup:
+                raise StoreError(f"partial store {self.partial}: id(s) repeated across chunks: {_show(sorted(dup))}")
+            self._ids.update(ids)
+            self._n += len(ids)
+            self._seq = int(_CHUNK_RE.match(c.name).group(1)) + 1
+
+    # -- public ---------------------------------------------------------------------------
+    @property
+    def existing_ids(self) -> frozenset[str]:
+        """Ids already committed (earlier sessions included); :meth:`append` skips them."""
+        if self._frozen is None:
+            self._frozen = frozenset(self._ids)
+        return self._frozen
+
+    @property
+    def n(self) -> int:
+        """Rows committed so far."""
+        return self._n
+
+    def append(self, X: Any, ids: Any) -> int:
+        """Commit one chunk of rows; ids already present are skipped silently.
+
+        Returns the number of rows written.  The chunk is durable (readable by
+        :func:`read_partial`, kept by ``resume=True``) once this returns.
+        """
+        if self._closed:
+            raise StoreError(f"StoreWriter for {self.spec} is closed")
+        Xa = _as_embeddings(X, self.dtype, "appended embeddings")
+        if Xa.shape[1] != self.dim:
+            raise StoreError(f"appended embeddings have dim {Xa.shape[1]}, the store has dim {self.dim}")
+        ids_a = _as_ids(ids, Xa.shape[0], "appended ids")
+        keep = np.fromiter((i not in self._ids for i in ids_a.tolist()), dtype=bool, count=len(ids_a))
+        Xa, ids_a = Xa[keep], ids_a[keep]
+        Xa, ids_a = _handle_nonfinite(Xa, ids_a, self.nonfinite, self.spec)
+        if len(ids_a) == 0:
+            return 0
+        self._write_chunk(Xa, ids_a)
+        return int(len(ids_a))
+
+    def _write_chunk(self, X: np.ndarray, ids: np.ndarray) -> None:
+        h5py = _h5py()
+        final = self.partial / f"chunk-{self._seq:08d}.h5"
+        tmp = self.partial / f".chunk-{self._seq:08d}.h5.tmp"
+        try:
+            with h5py.File(tmp, "w") as f:
+                _write_set(f, X, ids, modality=self.modality, encoder=self.encoder,
+                           settings=self.settings, name=self.name, compression=None)
+            os.replace(tmp, final)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
+        self._seq += 1
+        self._n += len(ids)
+        self._ids.update(ids.tolist())
+        self._frozen = None
+
+    def close(self) -> EmbeddingSet:
+        """Merge the chunks, validate, write the final store atomically, remove the partial folder.
+
+        Raises :class:`StoreError` when no row was ever appended (the partial folder is kept).
+        """
+        if self._closed:
+            raise StoreError(f"StoreWriter for {self.spec} is already closed")
+        part = read_partial(self.spec)
+        if part.n == 0:
+            raise StoreError(f"{self.spec}: no rows were appended; nothing to write")
+        if part.dim != self.dim:
+            raise StoreError(f"{self.spec}: partial chunks have dim {part.dim}, expected {self.dim}")
+        X, ids = _handle_nonfinite(part.X, part.ids, "error", str(self.partial))
+        _commit_set(self.path, self.group, X, ids, modality=self.modality, encoder=self.encoder,
+                    settings=self.settings, name=self.name, created=self.created,
+                    compression=self.compression)
+        shutil.rmtree(self.partial, ignore_errors=True)
+        self._closed = True
+        return EmbeddingSet(X, ids, self.modality, self.encoder, self.settings, {}, self.spec)
+
+    def abandon(self) -> None:
+        """Stop without writing the final store; the partial folder stays for ``resume=True``."""
+        self._closed = True
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self._closed:
+            return
+        if exc_type is None:
+            self.close()
+        else:
+            self.abandon()
