@@ -12,6 +12,7 @@ import importlib.util
 import os
 import sys
 import traceback
+import warnings
 
 import click
 
@@ -19,7 +20,7 @@ from fastcka._progress import set_progress
 from fastcka._version import __version__
 from fastcka.errors import exit_code_for, one_line
 
-from ._options import Settings, setup_logging
+from ._options import Settings, setup_logging, warn
 
 # subcommand -> "module:attribute"; modules are imported only when the subcommand runs, so
 # `fastcka --help` and `fastcka info` never import torch.
@@ -72,6 +73,12 @@ def cli(ctx: click.Context, device: str, json_: bool, quiet: int, verbose: int, 
     ctx.obj = Settings(device=device, json=json_, verbosity=verbosity, seed=seed, debug=debug)
     setup_logging(verbosity)
     set_progress(False if quiet else None)
+    warnings.showwarning = _showwarning
+
+
+def _showwarning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Library warnings (e.g. dropped NaN rows) as one log line on stderr, not Python's two."""
+    warn(" ".join(str(message).split()))
 
 
 def _error(msg: str) -> None:

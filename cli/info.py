@@ -1,0 +1,45 @@
+"""``fastcka info``: what an embedding store holds."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ._options import emit, json_option, resolve
+
+
+def format_info(info: dict) -> str:
+    """A readable two-column table of :func:`fastcka.store.store_info`'s result."""
+    rows = [
+        ("store", info["spec"]),
+        ("rows (n)", info["n"]),
+        ("dim", info["dim"]),
+        ("dtype", info["dtype"]),
+        ("modality", info["modality"]),
+        ("encoder", info["encoder"] or "-"),
+        ("name", info.get("name") or "-"),
+        ("settings", json.dumps(info["settings"], sort_keys=True) if info["settings"] else "-"),
+        ("ids (first)", ", ".join(info["ids_sample"]) + (", ..." if info["n"] > len(info["ids_sample"]) else "")),
+        ("created", info["created"] or "-"),
+        ("fastcka version", info["fastcka_version"] or "-"),
+        ("format version", info["format_version"]),
+        ("chunks", "x".join(map(str, info["chunks"])) if info.get("chunks") else "contiguous"),
+        ("compression", info.get("compression") or "none"),
+        ("file size", f"{info['file_bytes']:,} bytes"),
+        ("sets in file", ", ".join(info["groups"])),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+@click.command("info")
+@click.argument("store", metavar="STORE")
+@json_option
+def command(store: str, json_: bool) -> None:
+    """Describe the embedding set STORE (FILE.h5 or FILE.h5::/group)."""
+    from fastcka.store import store_info
+
+    s = resolve(json_=json_)
+    info = store_info(store)
+    emit(info, format_info(info), s.json)
