@@ -1,0 +1,826 @@
+"""Quadratic assignment / graph matching: a drop-in for :func:`scipy.optimize.quadratic_assignment`.
+
+``quadratic_assignment(A, B, method="faq", options=None)`` has SciPy's signature, options,
+validation messages and result (``OptimizeResult`` with ``col_ind``, ``fun``, ``nit``), and adds
+options SciPy does not have (see :func:`quadratic_assignment`).
+
+The FAQ solver (Vogelstein et al. 2015, seeded form of Fishkind et al. 2019) is a Frank–Wolfe
+method over doubly-stochastic matrices.  Our implementation keeps ``M = A₂₂ P B₂₂ᵀ`` (and
+``A₂₂ᵀ P B₂₂`` for asymmetric inputs) up to date incrementally: the Frank–Wolfe direction ``Q`` is a
+permutation, so ``A₂₂ Q B₂₂ᵀ`` is a row gather of ``B₂₂ᵀ`` plus ONE matrix product, and
+``M(P + t(Q-P)) = (1-t) M(P) + t M(Q)``.  The exact line search only needs inner products that are
+O(n²) (or O(n) gathers).  A symmetric iteration is therefore one GEMM plus one LAP, against six
+GEMMs in SciPy.  Restarts (``n_init``) are run as one batch: ``P`` is a ``(k, n', n')`` stack and
+the products are batched ``matmul`` calls (CuPy on a GPU).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+import warnings
+from typing import Any
+
+import numpy as np
+
+from .backend import NUMPY_BACKEND, Backend, get_backend, is_cupy_array
+
+__all__ = ["quadratic_assignment", "OptimizeWarning", "doubly_stochastic", "qap_score"]
+
+try:  # SciPy is a hard dependency of fastcka; keep the class identical so callers can filter it
+    from scipy.optimize import OptimizeResult, OptimizeWarning
+except ImportError:  # pragma: no cover
+    class OptimizeWarning(UserWarning):  # type: ignore[no-redef]
+        pass
+
+    class OptimizeResult(dict):  # type: ignore[no-redef]
+        __getattr__ = dict.__getitem__
+
+_FAQ_OPTIONS = {"maximize", "partial_match", "rng", "P0", "shuffle_input", "maxiter", "tol",
+                # fastcka extensions
+                "device", "n_init", "padding", "S", "lap", "dtype", "factored", "batch_size"}
+_TWO_OPT_OPTIONS = {"maximize", "rng", "partial_match", "partial_guess", "padding"}
+_LAP_CHOICES = ("auto", "scipy", "jv")
+
+
+# --------------------------------------------------------------------------------------------
+# public entry point
+# --------------------------------------------------------------------------------------------
+
+def quadratic_assignment(A: Any, B: Any, method: str = "faq", options: dict | None = None):
+    r"""Approximately solve the quadratic assignment (or graph matching) problem.
+
+    Minimises (or, with ``maximize=True``, maximises) ``trace(Aᵀ P B Pᵀ) + trace(Sᵀ P)`` over
+    permutation matrices ``P`` (``P[i, col_ind[i]] = 1``: node ``i`` of ``A`` is matched to node
+    ``col_ind[i]`` of ``B``).  Same signature, options, messages and result as
+    :func:`scipy.optimize.quadratic_assignment`; the extra options below are fastcka's own.
+
+    Parameters
+    ----------
+    A, B : (n, n) array_like (NumPy or CuPy)
+        Square matrices.  With ``factored=True`` they are feature matrices ``X`` (n×p) and
+        ``Y`` (n×q) standing for the kernels ``XXᵀ`` and ``YYᵀ`` (never formed).
+    method : {"faq", "2opt"}
+    options : dict, optional
+        SciPy's options: ``maximize`` (False), ``partial_match`` ((m, 2) seed pairs), ``rng``,
+        ``P0`` ("barycenter" | "randomized" | (n', n') doubly-stochastic array),
+        ``shuffle_input`` (False), ``maxiter`` (30), ``tol`` (0.03); for "2opt" ``partial_guess``.
+        Unknown options give an ``OptimizeWarning``.
+
+        fastcka's extensions (FAQ):
+
+        ``device`` : {None, "cpu", "gpu", "auto"}
+            None (default): the GPU only when an input is a CuPy array.
+        ``n_init`` : int (1)
+            Restarts run as one batch (useful with ``P0="randomized"``).  The best is returned;
+            ``res.all_fun`` holds every restart's objective and ``res.all_nit`` its iterations.
+        ``padding`` : {None, "naive", "adopted"}
+            Allow ``A`` and ``B`` of different sizes: the smaller graph is padded with isolated
+            nodes (``"adopted"``: Fishkind et al.'s padding, ``2A - 1`` before zero-padding).
+            ``col_ind`` has ``len(A)`` entries in the caller's indices, ``-1`` for nodes of ``A``
+            left unmatched (when ``A`` is the larger graph); ``fun`` is evaluated on the original
+            matrices over matched pairs.
+        ``S`` : (n, n) array, optional
+            Linear similarity term: adds ``trace(Sᵀ P) = Σ_i S[i, col_ind[i]]`` to the objective
+            (``S[i, j]``: how much node ``i`` of ``A`` resembles node ``j`` of ``B``; with
+            ``maximize=True`` larger is better, with ``maximize=False`` it is a cost).
+        ``lap`` : {"auto", "scipy", "jv"}
+            LAP solver for the Frank–Wolfe directions and the final projection.  "scipy":
+            ``scipy.optimize.linear_sum_assignment``; "jv": our shortest-augmenting-path solver
+            warm-started with the previous iteration's column duals (Numba on CPU, Numba CUDA on
+            GPU), exact like SciPy's.  "auto": "jv" on GPU and for batched restarts on CPU,
+            otherwise SciPy.
+        ``dtype`` : {None, "float64", "float32"}
+            Arithmetic precision of the iterations (float64 by default); ``fun`` is always
+            evaluated in float64.
+        ``factored`` : bool (False)
+            ``A`` and ``B`` are features; linear kernels ``XXᵀ``, ``YYᵀ`` are never formed.
+        ``batch_size`` : int, optional
+            Restarts per batch (default: as many as fit ~512 MiB on CPU, 8 GiB on GPU).
+
+    Returns
+    -------
+    res : scipy.optimize.OptimizeResult
+        ``col_ind`` (NumPy int array), ``fun`` (objective of ``col_ind``), ``nit`` (iterations of
+        the returned restart); with ``n_init > 1`` also ``all_fun``, ``all_nit``.
+
+    Notes
+    -----
+    Per Frank–Wolfe iteration and restart, with n' free nodes: one (n'×n')·(n'×n') GEMM for
+    symmetric ``A``, ``B`` (two otherwise), one LAP and about eight O(n'²) passes; memory about
+    five n'×n' arrays per restart in flight.  SciPy's FAQ does six GEMMs per iteration.
+    With ``factored=True`` the products are (p×n')(n'×q) instead.
+    """
+    if options is None:
+        options = {}
+    method = str(method).lower()
+    methods = {"faq": _faq, "2opt": _two_opt}
+    if method not in methods:
+        raise ValueError(f"method {method} must be in {methods}.")
+    _rng_transition_warnings(options.get("rng", None))
+    return methods[method](A, B, **options)
+
+
+# --------------------------------------------------------------------------------------------
+# helpers shared by both methods
+# --------------------------------------------------------------------------------------------
+
+def _rng_transition_warnings(rng: Any) -> None:
+    """The warnings SciPy emits during its SPEC-7 transition (kept for drop-in behaviour)."""
+    if isinstance(rng, np.random.RandomState):
+        warnings.warn("Use of `RandomState` with `quadratic_assignment` is deprecated and will "
+                      "result in an exception in a future version", DeprecationWarning, stacklevel=3)
+    if (rng is None or rng is np.random) and np.random.mtrand._rand._bit_generator._seed_seq is None:
+        warnings.warn("The NumPy global RNG was seeded by calling `np.random.seed`. "
+                      "This function will not use the global RNG in the future.",
+                      FutureWarning, stacklevel=3)
+    if isinstance(rng, (numbers.Integral, np.integer)):
+        warnings.warn("The behavior when the rng option is an integer is changing: the value "
+                      "will be normalized using np.random.default_rng in the future.",
+                      FutureWarning, stacklevel=3)
+
+
+def _legacy_rng(rng: Any):
+    """SciPy's ``check_random_state`` semantics (None → global RandomState, int → RandomState)."""
+    if rng is None or rng is np.random:
+        return np.random.mtrand._rand
+    if isinstance(rng, (numbers.Integral, np.integer)):
+        return np.random.RandomState(int(rng))
+    if isinstance(rng, (np.random.RandomState, np.random.Generator)):
+        return rng
+    raise ValueError(f"{rng!r} cannot be used to seed a numpy.random.RandomState instance")
+
+
+def _warn_unknown(unknown: dict) -> None:
+    if unknown:
+        msg = ", ".join(map(str, unknown.keys()))
+        warnings.warn(f"Unknown solver options: {msg}", OptimizeWarning, stacklevel=4)
+
+
+def _to_host(a: Any) -> Any:
+    return a.get() if is_cupy_array(a) else a
+
+
+def _common_validation(A: Any, B: Any, partial_match: Any, *, allow_unequal: bool = False):
+    A = np.atleast_2d(np.asarray(_to_host(A)))
+    B = np.atleast_2d(np.asarray(_to_host(B)))
+    if partial_match is None:
+        partial_match = np.array([[], []]).T
+    partial_match = np.atleast_2d(np.asarray(_to_host(partial_match))).astype(int)
+    msg = None
+    if A.shape[0] != A.shape[1]:
+        msg = "`A` must be square"
+    elif B.shape[0] != B.shape[1]:
+        msg = "`B` must be square"
+    elif A.ndim != 2 or B.ndim != 2:
+        msg = "`A` and `B` must have exactly two dimensions"
+    elif A.shape != B.shape and not allow_unequal:
+        msg = "`A` and `B` matrices must be of equal size"
+    elif partial_match.shape[0] > min(A.shape[0], B.shape[0]):
+        msg = "`partial_match` can have only as many seeds as there are nodes"
+    elif partial_match.shape[1] != 2:
+        msg = "`partial_match` must have two columns"
+    elif partial_match.ndim != 2:
+        msg = "`partial_match` must have exactly two dimensions"
+    elif (partial_match < 0).any():
+        msg = "`partial_match` must contain only positive indices"
+    elif (partial_match[:, 0] >= len(A)).any() or (partial_match[:, 1] >= len(B)).any():
+        msg = "`partial_match` entries must be less than number of nodes"
+    elif (len(set(partial_match[:, 0])) != len(partial_match)
+          or len(set(partial_match[:, 1])) != len(partial_match)):
+        msg = "`partial_match` column entries must be unique"
+    if msg is not None:
+        raise ValueError(msg)
+    if A.dtype.kind not in "fiub" or B.dtype.kind not in "fiub":
+        raise ValueError(f"`A` and `B` must hold real numbers, got dtypes {A.dtype} and {B.dtype}")
+    if A.dtype.kind == "f" and not np.isfinite(A).all():
+        raise ValueError("`A` contains NaN or Inf")
+    if B.dtype.kind == "f" and not np.isfinite(B).all():
+        raise ValueError("`B` contains NaN or Inf")
+    return A, B, partial_match
+
+
+def qap_score(A: Any, B: Any, perm: Any, S: Any = None) -> float:
+    """``trace(Aᵀ P B Pᵀ) (+ trace(Sᵀ P))`` of the permutation ``perm`` (SciPy's ``fun``).
+
+    Notes
+    -----
+    O(n²) time, one n×n temporary; evaluated as ``Σ A ∘ B[perm][:, perm]``.
+    """
+    xp = get_backend(A, device="cpu" if not is_cupy_array(A) else "gpu").xp
+    perm = xp.asarray(perm)
+    out = xp.sum(A * B[perm][:, perm])
+    if S is not None:
+        out = out + xp.sum(S[xp.arange(len(perm)), perm])
+    return out
+
+
+def doubly_stochastic(P: Any, tol: float = 1e-3, max_iter: int = 1000) -> Any:
+    """Sinkhorn–Knopp balancing of positive matrices (last two axes), batched over leading axes.
+
+    Alternately rescales columns and rows until every row and column sum is within ``tol`` of 1
+    (or ``max_iter`` sweeps).  Works on NumPy or CuPy arrays.
+
+    Notes
+    -----
+    O(n²) per sweep and matrix; a few sweeps suffice for uniform random inputs.
+    """
+    xp = get_backend(P, device="gpu" if is_cupy_array(P) else "cpu").xp
+    Pm = P
+    c = 1.0 / Pm.sum(axis=-2, keepdims=True)                    # column scales (…, 1, n)
+    r = 1.0 / (Pm * c).sum(axis=-1, keepdims=True)              # row scales (…, n, 1)
+    out = Pm
+    for _ in range(max_iter):
+        rows_ok = xp.abs(out.sum(axis=-1) - 1) < tol
+        cols_ok = xp.abs(out.sum(axis=-2) - 1) < tol
+        if bool(rows_ok.all()) and bool(cols_ok.all()):
+            break
+        c = 1.0 / (r * Pm).sum(axis=-2, keepdims=True)
+        r = 1.0 / (Pm * c).sum(axis=-1, keepdims=True)
+        out = r * Pm * c
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# FAQ
+# --------------------------------------------------------------------------------------------
+
+def _faq(A, B, maximize=False, partial_match=None, rng=None, P0="barycenter",
+         shuffle_input=False, maxiter=30, tol=0.03, device=None, n_init=1, padding=None,
+         S=None, lap="auto", dtype=None, factored=False, batch_size=None, **unknown_options):
+    _warn_unknown(unknown_options)
+    maxiter = operator.index(maxiter)
+    n_init = operator.index(n_init)
+
+    # ---- where to compute ----------------------------------------------------------------
+    inputs_on_gpu = is_cupy_array(A) or is_cupy_array(B)
+    if device is None:
+        be = get_backend(A, B, device="auto") if inputs_on_gpu else NUMPY_BACKEND
+    else:
+        be = get_backend(A, B, device=device)
+    if padding not in (None, "naive", "adopted"):
+        raise ValueError(f"padding must be None, 'naive' or 'adopted', got {padding!r}")
+    if lap not in _LAP_CHOICES:
+        raise ValueError(f"lap must be one of {_LAP_CHOICES}, got {lap!r}")
+    if dtype is None:
+        dtype = np.float64
+    dtype = np.dtype(dtype)
+    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    if n_init < 1:
+        raise ValueError(f"'n_init' must be a positive integer, got {n_init}")
+
+    if factored:
+        X = np.atleast_2d(np.asarray(_to_host(A)))
+        Y = np.atleast_2d(np.asarray(_to_host(B)))
+        if X.ndim != 2 or Y.ndim != 2 or X.shape[0] != Y.shape[0]:
+            raise ValueError("with factored=True `A` and `B` must be feature matrices with the "
+                             f"same number of rows, got shapes {X.shape} and {Y.shape}")
+        for name, M in (("A", X), ("B", Y)):
+            if M.dtype.kind not in "fiub" or (M.dtype.kind == "f" and not np.isfinite(M).all()):
+                raise ValueError(f"`{name}` must hold finite real numbers")
+        n_a = n_b = X.shape[0]
+        if partial_match is None:
+            partial_match = np.zeros((0, 2), dtype=int)
+        partial_match = _validate_pm_only(
+            np.atleast_2d(np.asarray(_to_host(partial_match))).astype(int), n_a)
+        A_h, B_h = X, Y
+    else:
+        A_h, B_h, partial_match = _common_validation(A, B, partial_match,
+                                                     allow_unequal=padding is not None)
+        n_a, n_b = A_h.shape[0], B_h.shape[0]
+
+    msg = None
+    if isinstance(P0, str) and P0 not in {"barycenter", "randomized"}:
+        msg = "Invalid 'P0' parameter string"
+    elif maxiter <= 0:
+        msg = "'maxiter' must be a positive integer"
+    elif tol <= 0:
+        msg = "'tol' must be a positive float"
+    if msg is not None:
+        raise ValueError(msg)
+
+    rng = _legacy_rng(rng)
+    n = max(n_a, n_b)
+    n_seeds = len(partial_match)
+    n_free = n - n_seeds
+
+    # ---- linear term ----------------------------------------------------------------------
+    S_h = None
+    if S is not None:
+        S_h = np.atleast_2d(np.asarray(_to_host(S), dtype=np.float64))
+        if S_h.shape != (n_a, n_b):
+            raise ValueError(f"`S` must have shape {(n_a, n_b)} (len(A) x len(B)), got {S_h.shape}")
+        if not np.isfinite(S_h).all():
+            raise ValueError("`S` contains NaN or Inf")
+
+    # ---- padding to a common size ----------------------------------------------------------
+    A_orig, B_orig, S_orig = A_h, B_h, S_h
+    if padding is not None and n_a != n_b and not factored:
+        A_h, B_h = _pad_pair(A_h, B_h, padding)
+        if S_h is not None:
+            S_pad = np.zeros((n, n))
+            S_pad[:n_a, :n_b] = S_h
+            S_h = S_pad
+
+    # ---- P0 ------------------------------------------------------------------------------
+    P0_arr = None
+    if not isinstance(P0, str):
+        P0_arr = np.atleast_2d(np.asarray(_to_host(P0), dtype=np.float64))
+        if P0_arr.shape != (n_free, n_free):
+            msg = "`P0` matrix must have shape m' x m', where m'=n-m"
+        elif ((P0_arr < 0).any() or not np.allclose(P0_arr.sum(axis=0), 1)
+              or not np.allclose(P0_arr.sum(axis=1), 1)):
+            msg = "`P0` matrix must be doubly stochastic"
+        if msg is not None:
+            raise ValueError(msg)
+
+    # random draws happen in SciPy's order: P0 first, then the shuffle
+    K_host = None
+    p0_kind = P0 if isinstance(P0, str) else "array"
+    if p0_kind == "randomized" and n_free > 0 and not be.is_gpu:
+        K_host = [rng.uniform(size=(n_free, n_free)) for _ in range(n_init)]
+    gpu_seed = int(rng.integers(0, 2**63 - 1) if hasattr(rng, "integers")
+                   else rng.randint(0, 2**31 - 1)) if (p0_kind == "randomized" and be.is_gpu) else 0
+
+    if n == 0 or n_seeds == n:
+        perm = partial_match[:, 1]
+        score = float(qap_score(A_orig, B_orig, perm, S_orig)) if n else 0.0
+        if A_orig.dtype.kind in "iub" and B_orig.dtype.kind in "iub" and S_orig is None:
+            score = np.sum(A_orig * B_orig[perm][:, perm])
+        res = {"col_ind": perm, "fun": score, "nit": 0}
+        if n_init > 1:
+            res.update(all_fun=np.full(n_init, float(score)), all_nit=np.zeros(n_init, int))
+        return OptimizeResult(res)
+
+    nonseed_B = np.setdiff1d(np.arange(n), partial_match[:, 1])
+    if shuffle_input:
+        nonseed_B = rng.permutation(nonseed_B)
+    nonseed_A = np.setdiff1d(np.arange(n), partial_match[:, 0])
+    perm_A = np.concatenate([partial_match[:, 0], nonseed_A]).astype(np.int64)
+    perm_B = np.concatenate([partial_match[:, 1], nonseed_B]).astype(np.int64)
+
+    lap_kind = lap
+    if lap_kind == "auto":
+        lap_kind = "jv" if (be.is_gpu or (n_init > 1 and n_free >= 64)) else "scipy"
+
+    problem = _build_problem(be, A_h, B_h, S_h, perm_A, perm_B, n_seeds, dtype, factored)
+    if P0_arr is not None:
+        starts = ("array", P0_arr)
+    elif p0_kind == "barycenter":
+        starts = ("barycenter", None)
+    else:
+        starts = ("randomized", K_host if K_host is not None else gpu_seed)
+
+    cols_all, nit_all = _faq_batched(be, problem, n_init, starts, maximize, maxiter, tol,
+                                     lap_kind, batch_size)
+
+    # ---- back to the caller's indices, scores --------------------------------------------
+    best = None
+    all_fun = np.empty(n_init)
+    int_exact = (not factored and A_orig.dtype.kind in "iub" and B_orig.dtype.kind in "iub"
+                 and S_orig is None and n_a == n_b)
+    perms = []
+    for r in range(n_init):
+        perm = np.concatenate((np.arange(n_seeds), cols_all[r] + n_seeds))
+        unshuffled = np.zeros(n, dtype=int)
+        unshuffled[perm_A] = perm_B[perm]
+        perms.append(unshuffled)
+    fun_vals = _scores(be, A_orig, B_orig, S_orig, perms, n_a, n_b, factored)
+    for r in range(n_init):
+        all_fun[r] = fun_vals[r]
+        better = best is None or (all_fun[r] > all_fun[best] if maximize else all_fun[r] < all_fun[best])
+        if better:
+            best = r
+    col_ind = perms[best][:n_a].copy()
+    if n_b < n_a:
+        col_ind[col_ind >= n_b] = -1
+    fun = all_fun[best]
+    if int_exact:
+        fun = np.sum(A_orig * B_orig[col_ind][:, col_ind])
+    res = {"col_ind": col_ind, "fun": fun, "nit": int(nit_all[best])}
+    if n_init > 1:
+        res.update(all_fun=all_fun, all_nit=np.asarray(nit_all, dtype=int), best_index=int(best))
+    return OptimizeResult(res)
+
+
+def _validate_pm_only(pm: np.ndarray, n: int) -> np.ndarray:
+    msg = None
+    if pm.ndim != 2:
+        msg = "`partial_match` must have exactly two dimensions"
+    elif pm.shape[0] > n:
+        msg = "`partial_match` can have only as many seeds as there are nodes"
+    elif pm.shape[1] != 2:
+        msg = "`partial_match` must have two columns"
+    elif (pm < 0).any():
+        msg = "`partial_match` must contain only positive indices"
+    elif (pm >= n).any():
+        msg = "`partial_match` entries must be less than number of nodes"
+    elif len(set(pm[:, 0])) != len(pm) or len(set(pm[:, 1])) != len(pm):
+        msg = "`partial_match` column entries must be unique"
+    if msg is not None:
+        raise ValueError(msg)
+    return pm
+
+
+def _pad_pair(A: np.ndarray, B: np.ndarray, padding: str):
+    A = A.astype(np.float64)
+    B = B.astype(np.float64)
+    if padding == "adopted":
+        A = 2.0 * A - 1.0
+        B = 2.0 * B - 1.0
+    n = max(len(A), len(B))
+
+    def pad(X):
+        out = np.zeros((n, n))
+        out[:len(X), :len(X)] = X
+        return out
+
+    return pad(A), pad(B)
+
+
+def _scores(be: Backend, A, B, S, perms, n_a, n_b, factored) -> np.ndarray:
+    """float64 objective of each permutation on the caller's (unpadded) matrices."""
+    xp = be.xp
+    out = np.empty(len(perms))
+    if factored:
+        X = be.asarray(A, np.float64)
+        Y = be.asarray(B, np.float64)
+        for r, p in enumerate(perms):
+            pg = be.asarray(p)
+            val = xp.sum((X.T @ Y[pg]) ** 2)
+            if S is not None:
+                val = val + xp.sum(be.asarray(S)[xp.arange(len(p)), pg])
+            out[r] = be.scalar(val)
+        return out
+    Ad = be.asarray(A, np.float64)
+    Bd = be.asarray(B, np.float64)
+    Sd = None if S is None else be.asarray(S, np.float64)
+    for r, p in enumerate(perms):
+        p = p[:n_a]
+        valid = p < n_b
+        if valid.all():
+            pg = be.asarray(p)
+            val = xp.sum(Ad * Bd[pg][:, pg])
+            if Sd is not None:
+                val = val + xp.sum(Sd[xp.arange(n_a), pg])
+        else:
+            rows = be.asarray(np.flatnonzero(valid))
+            pg = be.asarray(p[valid])
+            val = xp.sum(Ad[rows][:, rows] * Bd[pg][:, pg])
+            if Sd is not None:
+                val = val + xp.sum(Sd[rows, pg])
+        out[r] = be.scalar(val)
+    return out
+
+
+class _Problem:
+    """The free-block data of one FAQ problem, on the compute backend."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+def _build_problem(be: Backend, A, B, S, perm_A, perm_B, m, dtype, factored) -> _Problem:
+    xp = be.xp
+    pa = be.asarray(perm_A)
+    pb = be.asarray(perm_B)
+    if factored:
+        X = be.asarray(A, dtype)[pa]
+        Y = be.asarray(B, dtype)[pb]
+        X1, X2 = X[:m], X[m:]
+        Y1, Y2 = Y[:m], Y[m:]
+        # linear term of the free block: A21 B21ᵀ + A12ᵀ B12 = 2 X2 (X1ᵀ Y1) Y2ᵀ
+        C = 2.0 * (X2 @ (X1.T @ Y1)) @ Y2.T if m else xp.zeros((len(X2), len(Y2)), dtype)
+        if S is not None:
+            C = C + be.asarray(S, dtype)[pa[m:]][:, pb[m:]]
+        return _Problem(factored=True, symmetric=True, X2=X2, Y2=Y2, C=C, n=len(X2),
+                        dtype=dtype, xp=xp)
+    Ad = be.asarray(A, dtype)[pa][:, pa]
+    Bd = be.asarray(B, dtype)[pb][:, pb]
+    A12, A21, A22 = Ad[:m, m:], Ad[m:, :m], Ad[m:, m:]
+    B12, B21, B22 = Bd[:m, m:], Bd[m:, :m], Bd[m:, m:]
+    sym = bool(xp.array_equal(Ad, Ad.T)) and bool(xp.array_equal(Bd, Bd.T))
+    if m:
+        C = A21 @ B21.T + A12.T @ B12
+    else:
+        C = xp.zeros_like(A22)
+    if S is not None:
+        C = C + be.asarray(S, dtype)[pa[m:]][:, pb[m:]]
+    C = xp.ascontiguousarray(C)
+    return _Problem(factored=False, symmetric=sym, A22=xp.ascontiguousarray(A22),
+                    B22T=xp.ascontiguousarray(B22.T), A22T=xp.ascontiguousarray(A22.T),
+                    B22=xp.ascontiguousarray(B22), C=C, n=A22.shape[0], dtype=dtype, xp=xp)
+
+
+def _batch_size(be: Backend, n: int, k: int, itemsize: int, batch_size) -> int:
+    if batch_size is not None:
+        return max(1, min(k, operator.index(batch_size)))
+    budget = (8 << 30) if be.is_gpu else (512 << 20)
+    per = 6 * n * n * itemsize + 1
+    return max(1, min(k, budget // per))
+
+
+def _faq_batched(be: Backend, pr: _Problem, k: int, starts, maximize: bool, maxiter: int,
+                 tol: float, lap_kind: str, batch_size):
+    cols_out = np.empty((k, pr.n), dtype=np.int64)
+    nit_out = np.zeros(k, dtype=np.int64)
+    bs = _batch_size(be, pr.n, k, np.dtype(pr.dtype).itemsize, batch_size)
+    kind, data = starts
+    for s in range(0, k, bs):
+        idx = list(range(s, min(k, s + bs)))
+        if kind == "randomized" and not isinstance(data, int):
+            P = _randomized_from_host(be, [data[r] for r in idx], pr.dtype)
+        elif kind == "randomized":
+            P = _randomized_on_device(be, len(idx), pr.n, data + s, pr.dtype)
+        elif kind == "array":
+            P = be.asarray(np.broadcast_to(data, (len(idx), pr.n, pr.n)).copy(), pr.dtype)
+        else:
+            P = None  # barycenter: handled analytically
+        cols, nit = _faq_run(be, pr, len(idx), P, maximize, maxiter, tol, lap_kind)
+        cols_out[idx] = cols
+        nit_out[idx] = nit
+    return cols_out, nit_out
+
+
+def _randomized_from_host(be: Backend, Ks, dtype):
+    Ks = np.stack(Ks)
+    n = Ks.shape[-1]
+    P = (1.0 / n + doubly_stochastic(Ks)) / 2.0
+    return be.asarray(P, dtype)
+
+
+def _randomized_on_device(be: Backend, k: int, n: int, seed: int, dtype):
+    xp = be.xp
+    g = xp.random.default_rng(seed % (2**63))
+    K = g.random((k, n, n), dtype=xp.float64)
+    P = (1.0 / n + doubly_stochastic(K)) / 2.0
+    return P.astype(dtype, copy=False)
+
+
+def _apply_M(pr: _Problem, P, transpose=False):
+    """A₂₂ P B₂₂ᵀ (or A₂₂ᵀ P B₂₂) for a stack P (k, n, n)."""
+    xp = pr.xp
+    if pr.factored:
+        return xp.matmul(xp.matmul(pr.X2, xp.matmul(xp.matmul(pr.X2.T, P), pr.Y2)), pr.Y2.T)
+    if transpose:
+        return xp.matmul(xp.matmul(pr.A22T, P), pr.B22)
+    return xp.matmul(xp.matmul(pr.A22, P), pr.B22T)
+
+
+def _apply_M_perm(pr: _Problem, cols, transpose=False):
+    """A₂₂ Q B₂₂ᵀ for permutations Q (Q[i, cols[i]] = 1): a gather plus one GEMM."""
+    xp = pr.xp
+    if pr.factored:
+        W = xp.matmul(pr.X2.T, pr.Y2[cols])          # (k, p, q) = X2ᵀ Q Y2
+        return xp.matmul(xp.matmul(pr.X2, W), pr.Y2.T)
+    if transpose:
+        return xp.matmul(pr.A22T, pr.B22[cols])
+    return xp.matmul(pr.A22, pr.B22T[cols])
+
+
+def _faq_run(be: Backend, pr: _Problem, k: int, P, maximize, maxiter, tol, lap_kind):
+    """Frank–Wolfe on a batch of k restarts; returns (cols (k, n) host, nit (k,))."""
+    xp = pr.xp
+    n = pr.n
+    dt = pr.dtype
+    sym = pr.symmetric
+    ar = xp.arange(n)
+    if P is None:  # barycenter: A J Bᵀ = (A1)(B1)ᵀ / n, rank one
+        P = xp.full((k, n, n), 1.0 / n, dtype=dt)
+        if pr.factored:
+            a = pr.X2 @ pr.X2.sum(axis=0)
+            b = pr.Y2 @ pr.Y2.sum(axis=0)
+            MP = xp.broadcast_to(xp.outer(a, b) / n, (k, n, n)).astype(dt)
+            MT = None
+        else:
+            MP = xp.broadcast_to(xp.outer(pr.A22.sum(axis=1), pr.B22.sum(axis=1)) / n,
+                                 (k, n, n)).astype(dt)
+            MT = None if sym else xp.broadcast_to(
+                xp.outer(pr.A22.sum(axis=0), pr.B22.sum(axis=0)) / n, (k, n, n)).astype(dt)
+    else:
+        MP = _apply_M(pr, P)
+        MT = None if sym else _apply_M(pr, P, transpose=True)
+    # running scalars per restart: g(P) = <P, MP>, <C, P>, |P|²
+    pMP = (P * MP).sum(axis=(1, 2))
+    cP = (P * pr.C).sum(axis=(1, 2))
+    pP = (P * P).sum(axis=(1, 2))
+    solver = _LapSolver(be, lap_kind, k, n)
+    active = np.ones(k, dtype=bool)
+    nit = np.zeros(k, dtype=np.int64)
+    s = 1.0 if maximize else -1.0
+    sqn = math.sqrt(n)
+    for it in range(1, maxiter + 1):
+        act = np.flatnonzero(active)
+        if len(act) == 0:
+            break
+        nit[act] = it
+        full = len(act) == k
+        ai = None if full else be.asarray(act)
+        Pa = P if full else P[ai]
+        MPa = MP if full else MP[ai]
+        if sym:
+            G = 2.0 * MPa + pr.C
+        else:
+            G = MPa + (MT if full else MT[ai]) + pr.C
+        cols = solver.solve(G, maximize=maximize, which=act)       # (ka, n) backend ints
+        rows = ar[None, :]
+        bidx = xp.arange(len(act))[:, None]
+        MQ = _apply_M_perm(pr, cols)
+        qMP = MPa[bidx, rows, cols].sum(axis=1)
+        qMQ = MQ[bidx, rows, cols].sum(axis=1)
+        pMQ = (Pa * MQ).sum(axis=(1, 2))
+        cQ = pr.C[rows, cols].sum(axis=1)
+        pQ = Pa[bidx, rows, cols].sum(axis=1)
+        pMPa = pMP[act] if not full else pMP
+        cPa = cP[act] if not full else cP
+        pPa = pP[act] if not full else pP
+        a = qMQ - qMP - pMQ + pMPa                      # g(Q - P)
+        b = pMQ + qMP - 2.0 * pMPa + (cQ - cPa)          # d/dt at t = 0
+        # maximise s*(a t² + b t) over t in [0, 1]; ties between endpoints go to Q (like SciPy)
+        a_h = be.to_host(a).astype(np.float64)
+        b_h = be.to_host(b).astype(np.float64)
+        t_h = np.empty(len(act))
+        for r in range(len(act)):
+            ar_, br_ = a_h[r], b_h[r]
+            if ar_ * s < 0 and 0 <= 1 + br_ / (2 * ar_) <= 1:
+                t_h[r] = -br_ / (2 * ar_)
+            else:
+                t_h[r] = 1.0 if (ar_ + br_) * s >= 0 else 0.0
+        t = be.asarray(t_h, dt)
+        tt = t[:, None, None]
+        # update P, M and the running scalars
+        Pn = Pa * (1 - tt)
+        Pn[bidx, rows, cols] += t[:, None]
+        MPn = MPa * (1 - tt) + tt * MQ
+        dD2 = pPa - 2.0 * pQ + n                         # |Q - P|²
+        pPD = pQ - pPa                                    # <P, Q - P>
+        if full:
+            P, MP = Pn, MPn
+            if not sym:
+                MT = MT * (1 - tt) + tt * _apply_M_perm(pr, cols, transpose=True)
+            pMP = pMP + t * b_quad(a, b, cQ, cPa) + t * t * a
+            cP = cP + t * (cQ - cPa)
+            pP = pP + 2 * t * pPD + t * t * dD2
+        else:
+            P[ai] = Pn
+            MP[ai] = MPn
+            if not sym:
+                MT[ai] = MT[ai] * (1 - tt) + tt * _apply_M_perm(pr, cols, transpose=True)
+            pMP[ai] = pMPa + t * b_quad(a, b, cQ, cPa) + t * t * a
+            cP[ai] = cPa + t * (cQ - cPa)
+            pP[ai] = pPa + 2 * t * pPD + t * t * dD2
+        step = t_h * np.sqrt(np.maximum(be.to_host(dD2).astype(np.float64), 0.0)) / sqn
+        active[act[step < tol]] = False
+    # final projection of P onto the permutations
+    cols = solver.solve(P, maximize=True, which=np.arange(k), final=True)
+    return be.to_host(cols).astype(np.int64), nit
+
+
+def b_quad(a, b, cQ, cP):
+    """Linear coefficient of g(P + tD) (the quadratic part only): b minus the linear term."""
+    return b - (cQ - cP)
+
+
+class _LapSolver:
+    """LAP steps of one FAQ batch: SciPy, or our exact solver warm-started per restart."""
+
+    def __init__(self, be: Backend, kind: str, k: int, n: int):
+        self.be, self.kind, self.k, self.n = be, kind, k, n
+        self.v = None       # column duals of the last direction LAP, per restart (warm start)
+
+    def solve(self, G, *, maximize: bool, which, final: bool = False):
+        be = self.be
+        if self.kind == "scipy":
+            from scipy.optimize import linear_sum_assignment
+
+            Gh = be.to_host(G)
+            cols = np.empty((Gh.shape[0], self.n), dtype=np.int64)
+            for r in range(Gh.shape[0]):
+                cols[r] = linear_sum_assignment(Gh[r], maximize=maximize)[1]
+            return be.asarray(cols)
+        which = np.asarray(which)
+        if be.is_gpu:
+            from .kernels.lap_cuda import lap_batch_device
+
+            if final:
+                cols, _ = lap_batch_device(G, maximize=maximize)
+                return cols
+            if self.v is None:
+                self.v = be.xp.zeros((self.k, self.n), dtype=be.xp.float64)
+            wi = be.asarray(which)
+            cols, v = lap_batch_device(G, maximize=maximize, v0=self.v[wi])
+            self.v[wi] = v
+            return cols
+        from .backend import numba_enabled
+
+        if not numba_enabled():
+            self.kind = "scipy"
+            return self.solve(G, maximize=maximize, which=which, final=final)
+        from .kernels.lap_cpu import lap_batch
+
+        Gh = np.ascontiguousarray(be.to_host(G))
+        if final:
+            return lap_batch(Gh, maximize=maximize)[0]
+        if self.v is None:
+            self.v = np.zeros((self.k, self.n))
+        cols, v = lap_batch(Gh, maximize=maximize, v0=self.v[which])
+        self.v[which] = v
+        return cols
+
+
+# --------------------------------------------------------------------------------------------
+# 2-opt
+# --------------------------------------------------------------------------------------------
+
+def _two_opt(A, B, maximize=False, rng=None, partial_match=None, partial_guess=None,
+             padding=None, **unknown_options):
+    """Greedy pairwise-swap local search (SciPy's "2opt" semantics: first improvement).
+
+    Notes
+    -----
+    Each candidate swap is scored in O(n) from the change it makes (rows and columns ``i``,
+    ``j``), and a swap is accepted when the full objective strictly improves.
+    """
+    _warn_unknown(unknown_options)
+    rng = _legacy_rng(rng)
+    A, B, partial_match = _common_validation(A, B, partial_match, allow_unequal=padding is not None)
+    n_a, n_b = len(A), len(B)
+    A_orig, B_orig = A, B
+    if padding is not None and n_a != n_b:
+        A, B = _pad_pair(A, B, padding)
+    N = len(A)
+    if N == 0 or partial_match.shape[0] == N:
+        perm = partial_match[:, 1]
+        return OptimizeResult({"col_ind": perm, "fun": np.sum(A * B[perm][:, perm]), "nit": 0})
+
+    if partial_guess is None:
+        partial_guess = np.array([[], []]).T
+    partial_guess = np.atleast_2d(np.asarray(partial_guess)).astype(int)
+    msg = None
+    if partial_guess.shape[0] > N:
+        msg = "`partial_guess` can have only as many entries as there are nodes"
+    elif partial_guess.shape[1] != 2:
+        msg = "`partial_guess` must have two columns"
+    elif partial_guess.ndim != 2:
+        msg = "`partial_guess` must have exactly two dimensions"
+    elif (partial_guess < 0).any():
+        msg = "`partial_guess` must contain only positive indices"
+    elif (partial_guess >= N).any():
+        msg = "`partial_guess` entries must be less than number of nodes"
+    elif (len(set(partial_guess[:, 0])) != len(partial_guess)
+          or len(set(partial_guess[:, 1])) != len(partial_guess)):
+        msg = "`partial_guess` column entries must be unique"
+    if msg is not None:
+        raise ValueError(msg)
+
+    fixed = np.zeros(N, dtype=bool)
+    if partial_match.size or partial_guess.size:
+        perm = np.zeros(N, dtype=int)
+        g_rows = np.zeros(N, dtype=bool)
+        g_cols = np.zeros(N, dtype=bool)
+        f_cols = np.zeros(N, dtype=bool)
+        g_rows[partial_guess[:, 0]] = True
+        g_cols[partial_guess[:, 1]] = True
+        perm[g_rows] = partial_guess[:, 1]
+        fixed[partial_match[:, 0]] = True
+        f_cols[partial_match[:, 1]] = True
+        perm[fixed] = partial_match[:, 1]
+        free_rows = ~fixed & ~g_rows
+        free_cols = ~f_cols & ~g_cols
+        perm[free_rows] = rng.permutation(np.arange(N)[free_cols])
+    else:
+        perm = rng.permutation(np.arange(N))
+
+    def score(p):
+        return np.sum(A * B[p][:, p])
+
+    best = score(perm)
+    free = np.flatnonzero(~fixed)
+    better = (lambda x, y: x > y) if maximize else (lambda x, y: x < y)
+    nit = 0
+    improved = True
+    while improved:
+        improved = False
+        for a_i in range(len(free)):
+            i = free[a_i]
+            for a_j in range(a_i, len(free)):
+                j = free[a_j]
+                nit += 1
+                perm[i], perm[j] = perm[j], perm[i]
+                s = score(perm)
+                if better(s, best):
+                    best = s
+                    improved = True
+                    break
+                perm[i], perm[j] = perm[j], perm[i]
+            if improved:
+                break
+    col_ind = perm[:n_a].copy()
+    if n_b < n_a:
+        col_ind[col_ind >= n_b] = -1
+    if padding is not None and n_a != n_b:
+        valid = np.flatnonzero(col_ind >= 0)
+        best = np.sum(A_orig[valid][:, valid] * B_orig[col_ind[valid]][:, col_ind[valid]])
+    return OptimizeResult({"col_ind": col_ind, "fun": best, "nit": nit})
