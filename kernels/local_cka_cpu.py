@@ -1,0 +1,231 @@
+"""CPU kernels of local CKA (Numba, parallel, cached), each with a plain NumPy twin.
+
+The library (:mod:`fastcka.local_cka`) chooses between the Numba kernel and its NumPy twin
+(``FASTCKA_DISABLE_NUMBA=1`` selects the twins).  Every kernel works in float64.
+
+Kernels
+-------
+``sqdist_exact(A, B)``
+    squared Euclidean distances by explicit differences (no ``|a|^2 + |b|^2 - 2ab``
+    cancellation, so identical rows give exactly 0).
+``lower_median_merge(base_sorted, Q)``
+    per query row: the lower median of the union of a sorted vector of base values and the row's
+    non-zero entries (the reference code's per-pair median bandwidth).
+``rbf_base_stats(D, alphas)``
+    for each inverse bandwidth ``alpha``: the row sums ``R`` of ``K = exp(-alpha D)``, its total
+    ``T`` and its squared Frobenius norm ``S2``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:  # numba is a hard dependency, but keep the NumPy twins importable without it
+    import numba
+    from numba import njit, prange
+
+    HAVE_NUMBA = True
+except Exception:  # pragma: no cover - numba missing or broken
+    HAVE_NUMBA = False
+
+# --------------------------------------------------------------------------------------------
+# NumPy twins (also the reference semantics of the Numba kernels)
+# --------------------------------------------------------------------------------------------
+
+
+def sqdist_exact_numpy(A: np.ndarray, B: np.ndarray, chunk_elems: int = 1 << 22) -> np.ndarray:
+    """Squared distances ``D[i, j] = sum_k (A[i, k] - B[j, k])**2`` by explicit differences.
+
+    Memory: row chunks of ``A`` keep the ``chunk x nb x d`` temporary under ``chunk_elems``.
+    """
+    A = np.ascontiguousarray(A, dtype=np.float64)
+    B = np.ascontiguousarray(B, dtype=np.float64)
+    na, nb, d = A.shape[0], B.shape[0], A.shape[1]
+    out = np.empty((na, nb))
+    step = max(1, chunk_elems // max(1, nb * d))
+    for i0 in range(0, na, step):
+        diff = A[i0:i0 + step, None, :] - B[None, :, :]
+        out[i0:i0 + step] = np.einsum("ijk,ijk->ij", diff, diff)
+    return out
+
+
+def _kth_of_union(base: np.ndarray, q: np.ndarray, k: int) -> float:
+    """The ``k``-th smallest (0-based) of the union of two sorted vectors."""
+    j = k + 1  # number of smallest elements taken
+    nb, nq = base.shape[0], q.shape[0]
+    lo, hi = max(0, j - nb), min(nq, j)
+    while lo < hi:  # smallest t with not (q[t] < base[j-t-1])
+        t = (lo + hi) // 2
+        if q[t] < base[j - t - 1]:
+            lo = t + 1
+        else:
+            hi = t
+    t = lo
+    best = -np.inf
+    if t > 0:
+        best = q[t - 1]
+    if j - t > 0 and base[j - t - 1] > best:
+        best = base[j - t - 1]
+    return best
+
+
+def lower_median_merge_numpy(base_sorted: np.ndarray, Q: np.ndarray) -> np.ndarray:
+    """Lower median of ``base_sorted`` (sorted, all > 0) joined with each row's non-zero entries.
+
+    Parameters
+    ----------
+    base_sorted : (M,) float64, ascending, strictly positive
+    Q : (q, p) float64, non-negative
+
+    Returns
+    -------
+    (q,) float64; ``nan`` for a row whose union is empty.
+    """
+    out = np.empty(Q.shape[0])
+    for i in range(Q.shape[0]):
+        row = np.sort(Q[i][Q[i] > 0])
+        n = base_sorted.shape[0] + row.shape[0]
+        out[i] = np.nan if n == 0 else _kth_of_union(base_sorted, row, (n - 1) // 2)
+    return out
+
+
+def rbf_base_stats_numpy(D: np.ndarray, alphas: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                          np.ndarray]:
+    """Row sums, total and squared Frobenius norm of ``exp(-alpha D)`` for each alpha.
+
+    Parameters
+    ----------
+    D : (p, p) float64, symmetric, zero diagonal
+    alphas : (m,) float64
+
+    Returns
+    -------
+    R : (m, p), T : (m,), S2 : (m,)
+    """
+    m, p = alphas.shape[0], D.shape[0]
+    R = np.empty((m, p))
+    T = np.empty(m)
+    S2 = np.empty(m)
+    for u in range(m):
+        E = np.exp(-alphas[u] * D)
+        R[u] = E.sum(axis=1)
+        T[u] = R[u].sum()
+        S2[u] = np.einsum("ij,ij->", E, E)
+    return R, T, S2
+
+
+# --------------------------------------------------------------------------------------------
+# Numba kernels
+# --------------------------------------------------------------------------------------------
+
+if HAVE_NUMBA:
+
+    @njit(parallel=True, cache=True, fastmath=False)
+    def _sqdist_exact_nb(A, B):  # pragma: no cover - compiled
+        na, nb, d = A.shape[0], B.shape[0], A.shape[1]
+        out = np.empty((na, nb))
+        for i in prange(na):
+            for j in range(nb):
+                s = 0.0
+                for k in range(d):
+                    t = A[i, k] - B[j, k]
+                    s += t * t
+                out[i, j] = s
+        return out
+
+    @njit(cache=True)
+    def _kth_of_union_nb(base, q, nq, k):  # pragma: no cover - compiled
+        j = k + 1
+        nb = base.shape[0]
+        lo = max(0, j - nb)
+        hi = min(nq, j)
+        while lo < hi:
+            t = (lo + hi) // 2
+            if q[t] < base[j - t - 1]:
+                lo = t + 1
+            else:
+                hi = t
+        t = lo
+        best = -np.inf
+        if t > 0:
+            best = q[t - 1]
+        if j - t > 0 and base[j - t - 1] > best:
+            best = base[j - t - 1]
+        return best
+
+    @njit(parallel=True, cache=True)
+    def _lower_median_merge_nb(base_sorted, Q):  # pragma: no cover - compiled
+        nq, p = Q.shape
+        out = np.empty(nq)
+        for i in prange(nq):
+            row = np.empty(p)
+            m = 0
+            for a in range(p):
+                v = Q[i, a]
+                if v > 0.0:
+                    row[m] = v
+                    m += 1
+            srt = np.sort(row[:m])
+            n = base_sorted.shape[0] + m
+            if n == 0:
+                out[i] = np.nan
+            else:
+                out[i] = _kth_of_union_nb(base_sorted, srt, m, (n - 1) // 2)
+        return out
+
+    @njit(parallel=True, cache=True)
+    def _rbf_base_stats_nb(D, alphas):  # pragma: no cover - compiled
+        m, p = alphas.shape[0], D.shape[0]
+        R = np.empty((m, p))
+        T = np.empty(m)
+        S2 = np.empty(m)
+        for u in prange(m):
+            al = alphas[u]
+            for a in range(p):
+                R[u, a] = 1.0  # exp(-alpha * 0) on the diagonal
+            s2 = float(p)
+            for a in range(p):
+                acc = 0.0
+                for b in range(a + 1, p):
+                    e = np.exp(-al * D[a, b])
+                    acc += e
+                    R[u, b] += e
+                    s2 += 2.0 * e * e
+                R[u, a] += acc
+            t = 0.0
+            for a in range(p):
+                t += R[u, a]
+            T[u] = t
+            S2[u] = s2
+        return R, T, S2
+
+    def numba_threads() -> int:
+        return int(numba.get_num_threads())
+
+
+def sqdist_exact(A: np.ndarray, B: np.ndarray, *, use_numba: bool = True) -> np.ndarray:
+    """Exact squared distances (Numba when available and ``use_numba``). Shape ``(na, nb)``."""
+    A = np.ascontiguousarray(A, dtype=np.float64)
+    B = np.ascontiguousarray(B, dtype=np.float64)
+    if use_numba and HAVE_NUMBA:
+        return _sqdist_exact_nb(A, B)
+    return sqdist_exact_numpy(A, B)
+
+
+def lower_median_merge(base_sorted: np.ndarray, Q: np.ndarray, *, use_numba: bool = True
+                       ) -> np.ndarray:
+    """Per-row lower median of ``base_sorted`` joined with the row's non-zero entries."""
+    base_sorted = np.ascontiguousarray(base_sorted, dtype=np.float64)
+    Q = np.ascontiguousarray(Q, dtype=np.float64)
+    if use_numba and HAVE_NUMBA:
+        return _lower_median_merge_nb(base_sorted, Q)
+    return lower_median_merge_numpy(base_sorted, Q)
+
+
+def rbf_base_stats(D: np.ndarray, alphas: np.ndarray, *, use_numba: bool = True):
+    """``(R, T, S2)`` of ``exp(-alpha D)`` for each alpha (see module docstring)."""
+    D = np.ascontiguousarray(D, dtype=np.float64)
+    alphas = np.ascontiguousarray(alphas, dtype=np.float64)
+    if use_numba and HAVE_NUMBA:
+        return _rbf_base_stats_nb(D, alphas)
+    return rbf_base_stats_numpy(D, alphas)
