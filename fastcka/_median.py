@@ -1,0 +1,282 @@
+"""Exact order statistics of the n² squared distances of a point set, without n² memory.
+
+The paper bandwidth is the lower median of the non-zero squared distances and the Kornblith
+bandwidth the (NumPy) median of all n² of them (METHOD §1).  Both are order statistics of the
+multiset of pair values ``U = {d_ij : i < j}`` (``M = n(n−1)/2`` values): the n² matrix is the
+diagonal's n zeros plus every element of ``U`` twice.  With ``z`` zeros in ``U`` and
+``P = M − z`` non-zero values:
+
+- paper: torch.median of the ``2P`` non-zero entries is element ``P − 1`` of their sorted list,
+  i.e. the non-zero pair value of rank ``(P − 1) // 2``;
+- kornblith: element ``t`` (0-based) of the sorted n² list is 0 when ``t < n`` and otherwise
+  ``U[(t − n) // 2]``; ``np.median`` averages ``t = n²/2 − 1`` and ``n²/2`` when n² is even.
+
+Algorithm (per requested rank, all inputs and ranks sharing every pass over the tiles):
+
+1. *Sample*: ``s`` random pairs give a quantile estimate of the target and a narrow *collect
+   window* around it expected to hold about ``cap / 2`` values, plus a wider histogram window.
+   For small n (``M <= cap``) the first pass simply collects every value (the dense path).
+2. *Pass*: over the upper-triangle tiles (``tile x tile`` Gram tiles from one GEMM each) count the
+   zeros, histogram the window values (4096 equal-width bins plus under/overflow), count the values
+   below the collect window and collect the ones inside it (at most ``cap``).
+3. If the target rank falls inside the collected values, an exact selection (``partition``) on
+   them gives the answer.  Otherwise the histogram bin holding the rank becomes the next window
+   (an exact predicate: see ``kernels/cka_cpu.py``) and step 2 repeats on it, collecting it whole
+   once it holds at most ``cap`` values.  In practice one pass (sample hit) or two.
+
+Memory: ``2 · tile²`` float64 for the Gram tile (plus the kernel's own), ``cap`` float64 collected
+values per rank, ``O(n · p)`` for the float64 copy of the input.  Time per pass: one GEMM of
+``n²/2 · p`` multiply-adds plus ``O(n²)`` elementwise work.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import InputError
+
+NBINS = 4096
+REL_TOL = 1e-12  # squared distances below REL_TOL·(‖x_i‖²+‖x_j‖²) are exact zeros (duplicates)
+MAX_LEVELS = 16
+
+
+@dataclass
+class _Target:
+    chan: int
+    mode: str  # "paper" or "kornblith"
+    t: int = 0  # kornblith: index in the sorted n² list
+    rank: int | None = None  # rank among non-zero pair values (known after pass 1)
+    offset: int = 0  # non-zero values below the current window
+    chain: list = field(default_factory=list)
+    lo: float = 0.0
+    inv_w: float = 0.0
+    clo: float = math.inf
+    chi: float = math.inf
+    win_count: int | None = None  # values in the current window when known
+    value: float | None = None
+    # per-pass accumulators
+    hist: np.ndarray | None = None
+    n_le: int = 0
+    n_coll: int = 0
+    vmin: float = math.inf
+    vmax: float = -math.inf
+    coll: list = field(default_factory=list)
+    overflow: bool = False
+
+
+def _set_window(tg: _Target, lo: float, hi: float) -> None:
+    if not hi > lo:
+        hi = np.nextafter(lo, math.inf) if not math.isfinite(hi) or hi <= lo else hi
+    tg.lo = float(lo)
+    w = (float(hi) - float(lo)) / NBINS
+    tg.inv_w = 1.0 / w if w > 0 and math.isfinite(w) else 1.0
+
+
+def upper_tiles(n: int, tile: int):
+    """(i0, i1, j0, j1, diag) of the upper block triangle of an n x n matrix."""
+    for i0 in range(0, n, tile):
+        i1 = min(n, i0 + tile)
+        for j0 in range(i0, n, tile):
+            yield i0, i1, j0, min(n, j0 + tile), j0 == i0
+
+
+class DistanceTiler:
+    """Squared-distance tiles of one float64 matrix on a backend (GEMM form)."""
+
+    def __init__(self, X, xp, ops):
+        self.X = X
+        self.xp = xp
+        self.ops = ops
+        self.sq = (X * X).sum(axis=1)
+
+    def tile(self, i0, i1, j0, j1, diag, out=None):
+        G = self.X[i0:i1] @ self.X[j0:j1].T
+        return self.ops.sqdist(G, self.sq[i0:i1], self.sq[j0:j1], REL_TOL, diag)
+
+
+def _sample_pairs(Xs, n, s, xp, rng):
+    """Squared distances of ``s`` random pairs i != j (direct form) for each input."""
+    i = rng.integers(0, n, size=s)
+    j = rng.integers(0, n - 1, size=s)
+    j = j + (j >= i)
+    out = []
+    for X in Xs:
+        vals = []
+        for a in range(0, s, 8192):
+            ii = xp.asarray(i[a:a + 8192])
+            jj = xp.asarray(j[a:a + 8192])
+            diff = X[ii] - X[jj]
+            vals.append((diff * diff).sum(axis=1))
+        out.append(np.sort(np.asarray(_to_host(xp.concatenate(vals)))))
+    return out
+
+
+def _to_host(a):
+    return a.get() if hasattr(a, "get") else a
+
+
+def sqdist_order_stats(Xs, requests, *, xp=np, ops=None, tile=2048, cap=None,
+                       sample_size=None, rng=0, progress=None):
+    """Exact paper / kornblith median squared distances of several inputs, sharing passes.
+
+    Parameters
+    ----------
+    Xs : list of (n, p_k) float64 arrays on backend ``xp`` (same n)
+    requests : list of (k, mode) — input index and ``"paper"`` or ``"kornblith"``
+    ops : tile kernel set (``kernels.cka_cpu.get_ops()`` or the CuPy one)
+    tile : int, tile edge
+    cap : int, most values collected per rank (default: 2**24 on CPU)
+    sample_size : int, pairs sampled for the first window (default 2**17)
+
+    Returns
+    -------
+    list of float: the median squared distance for each request (paper: lower median of the
+    non-zero values; kornblith: NumPy median of all n², zero diagonal included).
+    """
+    n = int(Xs[0].shape[0])
+    M = n * (n - 1) // 2
+    if M == 0:
+        raise InputError("a median distance needs at least 2 rows")
+    cap = int(cap or 2 ** 24)
+    tilers = [DistanceTiler(X, xp, ops) for X in Xs]
+    targets: list[_Target] = []
+    slots = []
+    for k, mode in requests:
+        if mode == "paper":
+            slots.append([len(targets)])
+            targets.append(_Target(k, "paper"))
+        elif mode == "kornblith":
+            nn = n * n
+            ts = [(nn - 1) // 2] if nn % 2 else [nn // 2 - 1, nn // 2]
+            slots.append([len(targets) + a for a in range(len(ts))])
+            targets.extend(_Target(k, "kornblith", t=t) for t in ts)
+        else:
+            raise InputError(f"unknown median mode {mode!r}")
+
+    # ---- initial windows -----------------------------------------------------------------
+    if M <= cap:
+        for tg in targets:
+            tg.clo, tg.chi = -math.inf, math.inf
+            _set_window(tg, 0.0, 1.0)
+    else:
+        s = int(min(M, sample_size or 2 ** 17))
+        samples = _sample_pairs(Xs, n, s, xp, np.random.default_rng(rng))
+        sd = 0.5 / math.sqrt(s)
+        eps = max(cap / (4.0 * M), 1e-9)
+        delta = min(0.5, max(8 * eps, 12 * sd))
+        for tg in targets:
+            smp = samples[tg.chan]
+            if tg.mode == "paper":
+                smp = smp[smp > 0]
+                q = 0.5
+            else:
+                q = max(0, (tg.t - n) // 2) / M
+            if smp.size == 0:
+                smp = np.zeros(1)
+
+            def quant(f, smp=smp):
+                f = min(1.0, max(0.0, f))
+                return float(smp[min(smp.size - 1, int(f * smp.size))])
+
+            tg.clo, tg.chi = quant(q - eps), quant(q + eps)
+            if q - eps <= 0:
+                tg.clo = -math.inf
+            if q + eps >= 1:
+                tg.chi = math.inf
+            _set_window(tg, quant(q - delta), quant(q + delta))
+
+    n_zero = [None] * len(Xs)
+    for level in range(MAX_LEVELS + 1):
+        active = [tg for tg in targets if tg.value is None]
+        if not active:
+            break
+        chans = sorted({tg.chan for tg in active})
+        zeros = {k: 0 for k in chans}
+        for tg in active:
+            tg.hist = np.zeros(NBINS + 2, dtype=np.int64)
+            tg.n_le = tg.n_coll = 0
+            tg.vmin, tg.vmax = math.inf, -math.inf
+            tg.coll, tg.overflow = [], False
+        tiles = list(upper_tiles(n, tile))
+        it = progress(tiles, total=len(tiles), desc=f"median pass {level + 1}") if progress else tiles
+        for i0, i1, j0, j1, diag in it:
+            for k in chans:
+                D = tilers[k].tile(i0, i1, j0, j1, diag)
+                for tg in active:
+                    if tg.chan != k:
+                        continue
+                    nz, h, nle, nco, vmin, vmax = ops.hist(D, diag, tg.chain, tg.lo, tg.inv_w,
+                                                           NBINS, tg.clo, tg.chi)
+                    if tg is next(t for t in active if t.chan == k):
+                        zeros[k] += nz
+                    tg.hist += np.asarray(_to_host(h), dtype=np.int64)
+                    tg.n_le += nle
+                    tg.vmin, tg.vmax = min(tg.vmin, vmin), max(tg.vmax, vmax)
+                    if nco and not tg.overflow:
+                        if tg.n_coll + nco > cap:
+                            tg.overflow, tg.coll = True, []
+                        else:
+                            tg.coll.append(ops.collect(D, diag, tg.chain, tg.clo, tg.chi))
+                    tg.n_coll += nco
+                del D
+        for k in chans:
+            if n_zero[k] is None:
+                n_zero[k] = zeros[k]
+        for tg in active:
+            _advance(tg, n, M, n_zero[tg.chan], cap, xp)
+
+    out = []
+    for (k, mode), sl in zip(requests, slots, strict=True):
+        vals = [targets[a].value for a in sl]
+        if any(v is None for v in vals):  # pragma: no cover - MAX_LEVELS exhausted
+            raise RuntimeError("median selection did not converge")
+        out.append(float(sum(vals) / len(vals)))
+    return out
+
+
+def _advance(tg: _Target, n: int, M: int, z: int, cap: int, xp) -> None:
+    """After a pass: finish the target or narrow its window."""
+    if tg.rank is None:
+        P = M - z
+        if tg.mode == "paper":
+            if P == 0:
+                raise InputError("all pairwise squared distances are zero (identical rows): the "
+                                 "paper bandwidth is undefined")
+            tg.rank = (P - 1) // 2
+        else:
+            if tg.t < n or (tg.t - n) // 2 < z:
+                tg.value = 0.0
+                return
+            tg.rank = (tg.t - n) // 2 - z
+    r = tg.rank - tg.offset  # rank inside the current window
+    if not tg.overflow and tg.n_le <= r < tg.n_le + tg.n_coll:
+        vals = xp.concatenate(tg.coll) if len(tg.coll) > 1 else tg.coll[0]
+        kth = r - tg.n_le
+        tg.value = float(_to_host(xp.partition(vals, kth)[kth]))
+        tg.coll = []
+        return
+    tg.coll = []
+    if tg.vmin == tg.vmax:  # every window value equal
+        tg.value = tg.vmin
+        return
+    cum = np.cumsum(tg.hist)
+    b = int(np.searchsorted(cum, r, side="right"))
+    tg.offset += int(cum[b - 1]) if b > 0 else 0
+    count = int(tg.hist[b])
+    hi_old = tg.lo + NBINS / tg.inv_w
+    tg.chain.append((tg.lo, tg.inv_w, NBINS, b))
+    if b == 0:
+        lo, hi = np.nextafter(tg.vmin, -math.inf), tg.lo
+    elif b == NBINS + 1:
+        lo, hi = hi_old, tg.vmax
+    else:
+        lo, hi = tg.lo + (b - 1) / tg.inv_w, tg.lo + b / tg.inv_w
+    lo = max(lo, np.nextafter(tg.vmin, -math.inf)) if b == 0 else lo
+    _set_window(tg, lo, hi)
+    if count <= cap:
+        tg.clo, tg.chi = -math.inf, math.inf
+    else:
+        tg.clo, tg.chi = math.inf, math.inf

@@ -1,0 +1,301 @@
+"""CPU tile kernels of the CKA engine: Numba (``parallel=True``, ``cache=True``) and NumPy twins.
+
+Every function works on one tile of a symmetric n x n problem: ``G`` is the Gram tile
+``X[I] @ X[J].T`` (float64, C-contiguous, computed by BLAS outside), ``na_i``/``na_j`` the squared
+row norms of the two row blocks.  A *diagonal* tile (``I == J``) is square and only its strict
+upper triangle is a set of distinct pairs.
+
+Squared distances use the GEMM form ``d_ij = ‖x_i‖² + ‖x_j‖² − 2 x_i·x_j``, clipped at 0; a value
+``d <= rel_tol · (‖x_i‖² + ‖x_j‖²)`` is below the resolution of that form and is set to exactly 0
+(duplicate rows), and the diagonal of a diagonal tile is exactly 0.
+
+Histogram bins of a window ``(lo, lo + nbins / inv_w]``: ``f(v) = 0`` if ``(v − lo)·inv_w <= 0``,
+``nbins + 1`` if it exceeds ``nbins``, else ``ceil((v − lo)·inv_w)``.  ``f`` is monotone in ``v``
+in floating point, so "the values whose bin was b" is an exact predicate that later passes reuse
+(the *chain* of ``(lo, inv_w, nbins, b)`` rows).
+
+Each public function has a Numba kernel (``*_nb``) and a NumPy fallback (``*_np``) with the same
+results; :func:`get_ops` picks one set.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+try:  # numba is a hard dependency, but keep the fallback importable without it
+    import numba
+    from numba import njit, prange
+except Exception:  # pragma: no cover
+    numba = None
+
+KIND_LINEAR = 0
+KIND_RBF = 1
+
+_NCHUNK = 64  # row chunks of a tile processed in parallel (partial sums per chunk)
+
+
+# ----------------------------------------------------------------------------------------------
+# NumPy fallbacks
+# ----------------------------------------------------------------------------------------------
+
+def sqdist_np(G, na_i, na_j, rel_tol, diag):
+    """In place: ``G`` (Gram tile) -> squared distances (see module notes)."""
+    s = na_i[:, None] + na_j[None, :]
+    G *= -2.0
+    G += s
+    G[G <= rel_tol * s] = 0.0
+    if diag:
+        np.fill_diagonal(G, 0.0)
+    return G
+
+
+def _values(D, diag):
+    if diag:
+        return D[np.triu_indices(D.shape[0], 1)]
+    return D.ravel()
+
+
+def _bins(v, lo, inv_w, nbins):
+    x = (v - lo) * inv_w
+    return np.clip(np.ceil(x), 0, nbins + 1).astype(np.int64)
+
+
+def _in_chain(v, chain):
+    keep = v != 0.0
+    for lo, inv_w, nb, b in chain:
+        keep &= _bins(v, lo, inv_w, int(nb)) == int(b)
+    return keep
+
+
+def hist_np(D, diag, chain, lo, inv_w, nbins, clo, chi):
+    """Statistics of the pair values of a distance tile that lie in the chain's window.
+
+    Returns ``(n_zero, hist, n_le_clo, n_coll, vmin, vmax)``: the number of exactly-zero pair
+    values (all of them, whatever the chain), the histogram (``nbins + 2`` counts) of the non-zero
+    window values, how many of those are ``<= clo``, how many lie in ``(clo, chi]``, and their
+    min/max (``inf``/``-inf`` when none).
+    """
+    v = _values(D, diag)
+    n_zero = int(np.count_nonzero(v == 0.0))
+    v = v[_in_chain(v, chain)]
+    hist = np.bincount(_bins(v, lo, inv_w, nbins), minlength=nbins + 2).astype(np.int64)
+    n_le = int(np.count_nonzero(v <= clo))
+    n_coll = int(np.count_nonzero((v > clo) & (v <= chi)))
+    vmin = float(v.min()) if v.size else math.inf
+    vmax = float(v.max()) if v.size else -math.inf
+    return n_zero, hist, n_le, n_coll, vmin, vmax
+
+
+def collect_np(D, diag, chain, clo, chi):
+    """The non-zero window values of a distance tile in ``(clo, chi]`` (1-D float64)."""
+    v = _values(D, diag)
+    v = v[_in_chain(v, chain)]
+    return v[(v > clo) & (v <= chi)].copy()
+
+
+def kernel_stats_np(Gs, na_i, na_j, kinds, gammas, rel_tol, diag):
+    """Kernel tiles of m inputs and their sums, from their Gram tiles (``Gs`` is overwritten).
+
+    Parameters
+    ----------
+    Gs : (m, bi, bj) float64
+    na_i : (m, bi), na_j : (m, bj)
+    kinds : (m,) int (0 linear, 1 rbf); gammas : (m,) float, ``1 / (2σ²)`` for rbf
+
+    Returns
+    -------
+    S : (m, m) ``Σ K_a ∘ K_b`` over the tile
+    rows : (m, bi), cols : (m, bj) row and column sums
+    diags : (m, bi) the tile diagonal when ``diag`` (zeros otherwise)
+    """
+    m, bi, bj = Gs.shape
+    for a in range(m):
+        if kinds[a] == KIND_RBF:
+            sqdist_np(Gs[a], na_i[a], na_j[a], rel_tol, diag)
+            Gs[a] *= -gammas[a]
+            np.exp(Gs[a], out=Gs[a])
+    flat = Gs.reshape(m, bi * bj)
+    S = flat @ flat.T
+    rows = Gs.sum(axis=2)
+    cols = Gs.sum(axis=1)
+    diags = np.zeros((m, bi))
+    if diag:
+        for a in range(m):
+            diags[a] = np.diagonal(Gs[a])
+    return S, rows, cols, diags
+
+
+# ----------------------------------------------------------------------------------------------
+# Numba kernels
+# ----------------------------------------------------------------------------------------------
+
+if numba is not None:
+
+    @njit(parallel=True, cache=True)
+    def sqdist_nb(G, na_i, na_j, rel_tol, diag):
+        bi, bj = G.shape
+        for i in prange(bi):
+            for j in range(bj):
+                s = na_i[i] + na_j[j]
+                d = s - 2.0 * G[i, j]
+                if d <= rel_tol * s:
+                    d = 0.0
+                G[i, j] = d
+            if diag:
+                G[i, i] = 0.0
+        return G
+
+    @njit(inline="always")
+    def _bin_nb(v, lo, inv_w, nbins):
+        x = (v - lo) * inv_w
+        if x <= 0.0:
+            return 0
+        if x > nbins:
+            return nbins + 1
+        return int(math.ceil(x))
+
+    @njit(inline="always")
+    def _in_chain_nb(v, chain):
+        if v == 0.0:
+            return False
+        for k in range(chain.shape[0]):
+            if _bin_nb(v, chain[k, 0], chain[k, 1], int(chain[k, 2])) != int(chain[k, 3]):
+                return False
+        return True
+
+    @njit(parallel=True, cache=True)
+    def _hist_nb(D, diag, chain, lo, inv_w, nbins, clo, chi):
+        bi, bj = D.shape
+        nch = min(_NCHUNK, bi)
+        hist = np.zeros((nch, nbins + 2), dtype=np.int64)
+        cnt = np.zeros((nch, 3), dtype=np.int64)  # zeros, <= clo, in (clo, chi]
+        ext = np.empty((nch, 2))
+        for c in prange(nch):
+            ext[c, 0] = np.inf
+            ext[c, 1] = -np.inf
+            for i in range(c * bi // nch, (c + 1) * bi // nch):
+                j0 = i + 1 if diag else 0
+                for j in range(j0, bj):
+                    v = D[i, j]
+                    if v == 0.0:
+                        cnt[c, 0] += 1
+                        continue
+                    if not _in_chain_nb(v, chain):
+                        continue
+                    hist[c, _bin_nb(v, lo, inv_w, nbins)] += 1
+                    if v <= clo:
+                        cnt[c, 1] += 1
+                    elif v <= chi:
+                        cnt[c, 2] += 1
+                    if v < ext[c, 0]:
+                        ext[c, 0] = v
+                    if v > ext[c, 1]:
+                        ext[c, 1] = v
+        return hist.sum(axis=0), cnt.sum(axis=0), ext[:, 0].min(), ext[:, 1].max()
+
+    def hist_nb(D, diag, chain, lo, inv_w, nbins, clo, chi):
+        h, c, vmin, vmax = _hist_nb(D, bool(diag), _chain_array(chain), float(lo), float(inv_w),
+                                    int(nbins), float(clo), float(chi))
+        return int(c[0]), h, int(c[1]), int(c[2]), float(vmin), float(vmax)
+
+    @njit(parallel=True, cache=True)
+    def _collect_nb(D, diag, chain, clo, chi):
+        bi, bj = D.shape
+        nch = min(_NCHUNK, bi)
+        counts = np.zeros(nch + 1, dtype=np.int64)
+        for c in prange(nch):
+            k = 0
+            for i in range(c * bi // nch, (c + 1) * bi // nch):
+                j0 = i + 1 if diag else 0
+                for j in range(j0, bj):
+                    v = D[i, j]
+                    if v > clo and v <= chi and _in_chain_nb(v, chain):
+                        k += 1
+            counts[c + 1] = k
+        offs = np.cumsum(counts)
+        out = np.empty(offs[-1])
+        for c in prange(nch):
+            k = offs[c]
+            for i in range(c * bi // nch, (c + 1) * bi // nch):
+                j0 = i + 1 if diag else 0
+                for j in range(j0, bj):
+                    v = D[i, j]
+                    if v > clo and v <= chi and _in_chain_nb(v, chain):
+                        out[k] = v
+                        k += 1
+        return out
+
+    def collect_nb(D, diag, chain, clo, chi):
+        return _collect_nb(D, bool(diag), _chain_array(chain), float(clo), float(chi))
+
+    @njit(parallel=True, cache=True)
+    def _kernel_stats_nb(Gs, na_i, na_j, kinds, gammas, rel_tol, diag):
+        m, bi, bj = Gs.shape
+        nch = min(_NCHUNK, bi)
+        Sp = np.zeros((nch, m, m))
+        colp = np.zeros((nch, m, bj))
+        rows = np.zeros((m, bi))
+        diags = np.zeros((m, bi))
+        for c in prange(nch):
+            k = np.empty(m)
+            for i in range(c * bi // nch, (c + 1) * bi // nch):
+                for j in range(bj):
+                    # fused: distance -> kernel -> products -> row/column sums
+                    for a in range(m):
+                        g = Gs[a, i, j]
+                        if kinds[a] == 1:
+                            if diag and i == j:
+                                g = 1.0
+                            else:
+                                s = na_i[a, i] + na_j[a, j]
+                                d = s - 2.0 * g
+                                if d <= rel_tol * s:
+                                    d = 0.0
+                                g = math.exp(-gammas[a] * d)
+                        k[a] = g
+                        rows[a, i] += g
+                        colp[c, a, j] += g
+                    for a in range(m):
+                        for b in range(a, m):
+                            Sp[c, a, b] += k[a] * k[b]
+                    if diag and i == j:
+                        for a in range(m):
+                            diags[a, i] = k[a]
+        S = Sp.sum(axis=0)
+        for a in range(m):
+            for b in range(a + 1, m):
+                S[b, a] = S[a, b]
+        return S, rows, colp.sum(axis=0), diags
+
+    def kernel_stats_nb(Gs, na_i, na_j, kinds, gammas, rel_tol, diag):
+        return _kernel_stats_nb(Gs, na_i, na_j, np.asarray(kinds, dtype=np.int64),
+                                np.asarray(gammas, dtype=np.float64), float(rel_tol), bool(diag))
+
+
+def _chain_array(chain):
+    if len(chain) == 0:
+        return np.zeros((0, 4))
+    return np.asarray(chain, dtype=np.float64).reshape(-1, 4)
+
+
+class _Ops:
+    def __init__(self, name, sqdist, hist, collect, kernel_stats):
+        self.name = name
+        self.sqdist = sqdist
+        self.hist = hist
+        self.collect = collect
+        self.kernel_stats = kernel_stats
+
+
+NUMPY_OPS = _Ops("numpy", sqdist_np, hist_np, collect_np, kernel_stats_np)
+NUMBA_OPS = (_Ops("numba", sqdist_nb, hist_nb, collect_nb, kernel_stats_nb)
+             if numba is not None else None)
+
+
+def get_ops(use_numba: bool = True) -> _Ops:
+    """The Numba kernels (``use_numba``) or their NumPy twins."""
+    if use_numba and NUMBA_OPS is not None:
+        return NUMBA_OPS
+    return NUMPY_OPS
