@@ -373,8 +373,9 @@ def _set_group(f, path: Path, group: str):
     _check_format_version(g, where)
     if EMB not in g and IDS not in g:
         sets = _list_sets_open(f)
+        hint = f"; address one as {path}::{sets[0]}" if sets else ""
         raise StoreError(f"{where} holds no embedding set (datasets 'embeddings' and 'ids' missing); "
-                         f"sets in {path}: {', '.join(sets) if sets else 'none'}")
+                         f"sets there: {', '.join(sets) if sets else 'none'}{hint}")
     for name in (EMB, IDS):
         if name not in g:
             raise StoreError(f"{where} is missing the {name!r} dataset")
