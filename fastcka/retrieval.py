@@ -1,0 +1,390 @@
+"""Retrieval and matching from cross-modal scores: local CKA and the paper's baselines.
+
+Methods (METHOD.md §3), all scoring source queries against target queries given paired base
+(seed) sets ``Sb``, ``Tb``:
+
+``local-cka``
+    :func:`fastcka.local_cka` (``kernel``, ``sigma``).
+``linreg``
+    least-squares linear map ``W = argmin |Sb W - Tb|_F`` (no intercept), then the cosine
+    between ``Sq W`` and ``Tq``.
+``relative``
+    relative representations (Moschella et al. 2023): each query becomes its vector of cosine
+    similarities to the base anchors of its side; then the cosine between those vectors.
+``cosine``
+    plain cosine between ``Sq`` and ``Tq`` (same dimension only).
+
+Every method is a *scorer* with ``block(rows, cols)``, so :func:`retrieve` can stream blocks and
+keep a running top-k in both directions without ever holding the q_s x q_t matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .backend import get_backend, is_cupy_array
+from .errors import InputError
+from .local_cka import LocalCKAScorer, check_inputs, check_kernel_sigma
+
+METHODS = ("local-cka", "linreg", "relative", "cosine")
+DEFAULT_KS = (1, 5, 10)
+_BLOCK = 2048
+
+
+def _check_method(method: str) -> str:
+    if not isinstance(method, str):
+        raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    m = method.lower().replace("_", "-")
+    if m == "localcka":
+        m = "local-cka"
+    if m not in METHODS:
+        raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    return m
+
+
+class FactorScorer:
+    """Scores ``left @ right.T`` (cosine-type baselines): rows of ``left``/``right`` unit norm."""
+
+    def __init__(self, left, right, bk, return_gpu):
+        self.left, self.right, self.bk, self.return_gpu = left, right, bk, return_gpu
+        self.shape = (left.shape[0], right.shape[0])
+
+    def block(self, rows=slice(None), cols=slice(None)):
+        return self.left[rows] @ self.right[cols].T
+
+    def full(self):
+        return self.block()
+
+    def output(self, a):
+        return a if self.return_gpu else self.bk.to_host(a)
+
+
+class MatrixScorer:
+    """A precomputed score matrix seen through the scorer interface."""
+
+    def __init__(self, scores, bk, return_gpu):
+        self.S, self.bk, self.return_gpu = scores, bk, return_gpu
+        self.shape = tuple(scores.shape)
+
+    def block(self, rows=slice(None), cols=slice(None)):
+        return self.S[rows][:, cols]
+
+    def full(self):
+        return self.S
+
+    def output(self, a):
+        return a if self.return_gpu else self.bk.to_host(a)
+
+
+def _unit_rows(X, xp):
+    n = xp.sqrt((X * X).sum(axis=1))
+    n = xp.where(n > 0, n, 1.0)  # a zero row scores 0 against everything
+    return X / n[:, None]
+
+
+def make_scorer(method: str, Sq, Tq, Sb, Tb, *, kernel: str = "linear", sigma: Any = "paper",
+                device: str = "auto"):
+    """The scorer of one method (``block(rows, cols)`` gives exact score blocks)."""
+    method = _check_method(method)
+    if method == "local-cka":
+        return LocalCKAScorer(Sq, Tq, Sb, Tb, kernel=kernel, sigma=sigma, device=device)
+    bk = get_backend(Sq, Tq, Sb, Tb, device=device)
+    ret_gpu = any(is_cupy_array(a) for a in (Sq, Tq, Sb, Tb))
+    xp = bk.xp
+    Sq, Tq, Sb, Tb = check_inputs(Sq, Tq, Sb, Tb, xp)
+    if method == "cosine":
+        if Sq.shape[1] != Tq.shape[1]:
+            raise InputError(f"method 'cosine' needs source and target of the same dimension, "
+                             f"got {Sq.shape[1]} and {Tq.shape[1]}: use linreg, relative or "
+                             f"local-cka")
+        return FactorScorer(_unit_rows(Sq, xp), _unit_rows(Tq, xp), bk, ret_gpu)
+    if method == "linreg":
+        W = xp.linalg.lstsq(Sb, Tb, rcond=None)[0]
+        return FactorScorer(_unit_rows(Sq @ W, xp), _unit_rows(Tq, xp), bk, ret_gpu)
+    # relative representations
+    rs = _unit_rows(_unit_rows(Sq, xp) @ _unit_rows(Sb, xp).T, xp)
+    rt = _unit_rows(_unit_rows(Tq, xp) @ _unit_rows(Tb, xp).T, xp)
+    return FactorScorer(rs, rt, bk, ret_gpu)
+
+
+def score_matrix(method: str, Sq, Tq, Sb, Tb, *, kernel: str = "linear", sigma: Any = "paper",
+                 device: str = "auto"):
+    """The full q_s x q_t score matrix of one method.
+
+    Parameters
+    ----------
+    method : {"local-cka", "linreg", "relative", "cosine"}
+    Sq, Tq, Sb, Tb : arrays (q_s, d_s), (q_t, d_t), (p, d_s), (p, d_t)
+        Source/target queries and the paired base (seed) sets (p >= 4).
+    kernel, sigma
+        Local CKA options (see :func:`fastcka.local_cka`); ignored by the baselines.
+    device : {"auto", "cpu", "gpu"}
+
+    Returns
+    -------
+    scores : (q_s, q_t) float64; NumPy unless an input was a CuPy array.  Higher = more alike.
+
+    Notes
+    -----
+    Memory O(q_s q_t) for the output; use :func:`retrieve` with the inputs to stream top-k.
+    """
+    sc = make_scorer(method, Sq, Tq, Sb, Tb, kernel=kernel, sigma=sigma, device=device)
+    return sc.output(sc.full())
+
+
+# --------------------------------------------------------------------------------------------
+# streaming top-k
+# --------------------------------------------------------------------------------------------
+
+def _merge_topk(xp, run_v, run_i, blk, offset, k):
+    """Merge a block's best ``k`` per row into the running (values, indices) of each row."""
+    kk = min(k, blk.shape[1])
+    if kk < blk.shape[1]:
+        part = xp.argpartition(-blk, kk - 1, axis=1)[:, :kk]
+    else:
+        part = xp.broadcast_to(xp.arange(blk.shape[1])[None, :], blk.shape)
+    vals = xp.take_along_axis(blk, part, axis=1)
+    cand_v = xp.concatenate([run_v, vals], axis=1)
+    cand_i = xp.concatenate([run_i, part + offset], axis=1)
+    if cand_v.shape[1] > k:
+        sel = xp.argpartition(-cand_v, k - 1, axis=1)[:, :k]
+        cand_v = xp.take_along_axis(cand_v, sel, axis=1)
+        cand_i = xp.take_along_axis(cand_i, sel, axis=1)
+    return cand_v, cand_i
+
+
+def _sort_desc(xp, v, i):
+    order = xp.argsort(-v, axis=1)
+    return xp.take_along_axis(v, order, axis=1), xp.take_along_axis(i, order, axis=1)
+
+
+def topk_stream(scorer, k: int, *, block: int = _BLOCK, directions=("s2t", "t2s")):
+    """Top-k in both directions by streaming score blocks.
+
+    Parameters
+    ----------
+    scorer : object with ``shape`` and ``block(rows, cols)``
+    k : int
+        Neighbours kept per query (clipped to the other side's size).
+    block : int
+        Rows and columns per block.
+
+    Returns
+    -------
+    dict with ``s2t_indices`` (q_s, k), ``s2t_scores``, ``t2s_indices`` (q_t, k),
+    ``t2s_scores``: backend arrays, each row sorted by decreasing score.
+
+    Notes
+    -----
+    Memory O(block^2 + (q_s + q_t) k) besides the scorer's factors; the q_s x q_t matrix is
+    never formed (unless it fits in one block).  Ties at the k-th place are broken arbitrarily.
+    """
+    xp = scorer.bk.xp
+    qs, qt = scorer.shape
+    ks, kt = min(k, qt), min(k, qs)
+    out: dict[str, Any] = {}
+    rv = xp.full((qs, 0), -xp.inf)
+    ri = xp.zeros((qs, 0), dtype=np.int64)
+    cv = xp.full((qt, 0), -xp.inf)
+    ci = xp.zeros((qt, 0), dtype=np.int64)
+    row_v = []
+    row_acc: dict[int, tuple[Any, Any]] = {}
+    for i0 in range(0, qs, block):
+        rows = slice(i0, min(qs, i0 + block))
+        acc_v, acc_i = rv[rows], ri[rows]
+        for j0 in range(0, qt, block):
+            cols = slice(j0, min(qt, j0 + block))
+            S = scorer.block(rows, cols)
+            if "s2t" in directions:
+                acc_v, acc_i = _merge_topk(xp, acc_v, acc_i, S, j0, ks)
+            if "t2s" in directions:
+                cur_v, cur_i = row_acc.get(j0, (cv[cols], ci[cols]))
+                row_acc[j0] = _merge_topk(xp, cur_v, cur_i, S.T, i0, kt)
+        row_v.append((acc_v, acc_i))
+    if "s2t" in directions:
+        v = xp.concatenate([a for a, _ in row_v], axis=0)
+        i = xp.concatenate([b for _, b in row_v], axis=0)
+        out["s2t_scores"], out["s2t_indices"] = _sort_desc(xp, v, i)
+    if "t2s" in directions:
+        keys = sorted(row_acc)
+        v = xp.concatenate([row_acc[j][0] for j in keys], axis=0)
+        i = xp.concatenate([row_acc[j][1] for j in keys], axis=0)
+        out["t2s_scores"], out["t2s_indices"] = _sort_desc(xp, v, i)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# retrieval metrics and matching
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class RetrievalResult:
+    """Top-k neighbours in both directions and top-k accuracies.
+
+    Attributes
+    ----------
+    s2t_indices, s2t_scores : (q_s, k) ndarray
+        For each source query, target indices by decreasing score, and the scores.
+    t2s_indices, t2s_scores : (q_t, k) ndarray
+        For each target query, source indices by decreasing score.
+    accuracy : dict
+        ``{"source_to_target": {k: acc}, "target_to_source": {k: acc}}`` for each k in ``ks``
+        (fraction of queries whose true partner is among the top k).
+    """
+
+    s2t_indices: np.ndarray
+    s2t_scores: np.ndarray
+    t2s_indices: np.ndarray
+    t2s_scores: np.ndarray
+    accuracy: dict = field(default_factory=dict)
+
+    def top(self, k: int, direction: str = "source_to_target") -> float:
+        return self.accuracy[direction][k]
+
+    @property
+    def top1(self) -> float:
+        return self.accuracy["source_to_target"].get(1, float("nan"))
+
+    @property
+    def top5(self) -> float:
+        return self.accuracy["source_to_target"].get(5, float("nan"))
+
+    @property
+    def top10(self) -> float:
+        return self.accuracy["source_to_target"].get(10, float("nan"))
+
+    def to_dict(self) -> dict:
+        return {d: {f"top{k}": v for k, v in acc.items()} for d, acc in self.accuracy.items()}
+
+
+def _hits(indices: np.ndarray, query_keys, cand_keys) -> np.ndarray:
+    """(n, k) bool: whether the candidate at each rank is the row's true partner."""
+    if query_keys is None:
+        return indices == np.arange(indices.shape[0])[:, None]
+    return cand_keys[indices] == query_keys[:, None]
+
+
+def topk_accuracy(indices: np.ndarray, ks, *, query_keys=None, cand_keys=None) -> dict:
+    """Fraction of rows whose true partner is within the first k columns of ``indices``.
+
+    Ground truth: the diagonal (row i's partner is candidate i), or id equality
+    ``cand_keys[j] == query_keys[i]`` when keys are given.
+    """
+    indices = np.asarray(indices)
+    hit = _hits(indices, query_keys, cand_keys)
+    first = np.where(hit.any(axis=1), hit.argmax(axis=1), np.iinfo(np.int64).max)
+    n = max(1, indices.shape[0])
+    return {int(k): float((first < k).sum() / n) for k in ks}
+
+
+def retrieve(scores_or_inputs, *, k: int = 10, ks=DEFAULT_KS, method: str = "local-cka",
+             kernel: str = "linear", sigma: Any = "paper", device: str = "auto",
+             source_ids=None, target_ids=None, block: int = _BLOCK) -> RetrievalResult:
+    """Top-k retrieval in both directions, with top-k accuracies.
+
+    Parameters
+    ----------
+    scores_or_inputs : array (q_s, q_t) or tuple ``(Sq, Tq, Sb, Tb)``
+        A score matrix (higher = more alike), or the inputs of ``method``; inputs are scored
+        in streamed blocks, so the q_s x q_t matrix is never held.
+    k : int
+        Neighbours returned per query (at least ``max(ks)`` are computed).
+    ks : sequence of int
+        Accuracies reported (default top-1/5/10).
+    method, kernel, sigma, device
+        Scoring options (see :func:`score_matrix`); used with inputs only.
+    source_ids, target_ids : sequences, optional
+        Ground truth by id equality; default: source i pairs with target i (needs q_s == q_t).
+    block : int
+        Block size of the streaming.
+
+    Returns
+    -------
+    RetrievalResult
+        ``top1``/``top5``/``top10`` are source → target (e.g. text → image); both directions
+        are in ``accuracy``.
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise InputError(f"k must be a positive integer, got {k!r}")
+    try:
+        ks = tuple(int(x) for x in ks)
+    except TypeError:
+        raise InputError(f"ks must be a sequence of positive integers, got {ks!r}") from None
+    if not ks or min(ks) < 1:
+        raise InputError(f"ks must be positive integers, got {ks!r}")
+    if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or block < 1:
+        raise InputError(f"block must be a positive integer, got {block!r}")
+    kmax = max(int(k), *ks)
+    if isinstance(scores_or_inputs, (tuple, list)):
+        if len(scores_or_inputs) != 4:
+            raise InputError("scores_or_inputs must be a score matrix or a tuple (Sq, Tq, Sb, Tb)")
+        check_kernel_sigma(kernel, sigma)
+        scorer = make_scorer(method, *scores_or_inputs, kernel=kernel, sigma=sigma,
+                             device=device)
+    else:
+        from ._validation import check_matrix
+
+        bk = get_backend(scores_or_inputs, device=device)
+        S = check_matrix(scores_or_inputs, "scores", xp=bk.xp, dtype=np.float64)
+        scorer = MatrixScorer(S, bk, is_cupy_array(scores_or_inputs))
+    qs, qt = scorer.shape
+    if (source_ids is None) != (target_ids is None):
+        raise InputError("give both source_ids and target_ids, or neither")
+    if source_ids is None and qs != qt:
+        raise InputError(f"without ids the ground truth is the diagonal, which needs as many "
+                         f"source as target queries, got {qs} and {qt}")
+    if source_ids is not None:
+        source_ids, target_ids = np.asarray(source_ids), np.asarray(target_ids)
+        if source_ids.shape != (qs,) or target_ids.shape != (qt,):
+            raise InputError(f"source_ids/target_ids must have {qs} and {qt} entries, got "
+                             f"{source_ids.shape} and {target_ids.shape}")
+    res = topk_stream(scorer, kmax, block=block)
+    bk = scorer.bk
+    host = {key: bk.to_host(v) for key, v in res.items()}
+    acc = {
+        "source_to_target": topk_accuracy(host["s2t_indices"], ks, query_keys=source_ids,
+                                          cand_keys=target_ids),
+        "target_to_source": topk_accuracy(host["t2s_indices"], ks, query_keys=target_ids,
+                                          cand_keys=source_ids),
+    }
+    kk = int(k)
+    return RetrievalResult(host["s2t_indices"][:, :kk], host["s2t_scores"][:, :kk],
+                           host["t2s_indices"][:, :kk], host["t2s_scores"][:, :kk], acc)
+
+
+def match_scores(scores) -> np.ndarray:
+    """Maximising linear assignment (Hungarian) on a score matrix.
+
+    Parameters
+    ----------
+    scores : (q_s, q_t) array (NumPy or CuPy)
+
+    Returns
+    -------
+    col_ind : (q_s,) int64 ndarray
+        The target matched to each source row; ``-1`` for rows left unmatched when
+        ``q_s > q_t``.  Maximises the total score (scipy ``linear_sum_assignment``).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    from ._validation import check_matrix
+
+    S = check_matrix(scores, "scores", dtype=np.float64)
+    rows, cols = linear_sum_assignment(S, maximize=True)
+    out = np.full(S.shape[0], -1, dtype=np.int64)
+    out[rows] = cols
+    return out
+
+
+def matching_accuracy(col_ind, *, source_ids=None, target_ids=None) -> float:
+    """Fraction of source rows matched to their true partner (diagonal or id equality)."""
+    col_ind = np.asarray(col_ind)
+    if source_ids is None:
+        ok = col_ind == np.arange(col_ind.shape[0])
+    else:
+        tid = np.asarray(target_ids)
+        ok = (col_ind >= 0) & (tid[np.clip(col_ind, 0, None)] == np.asarray(source_ids))
+    return float(ok.mean()) if ok.size else float("nan")
