@@ -1,0 +1,117 @@
+"""``fastcka embed image|text INPUT -o STORE``: the encoder stage.
+
+Reads a dataset (see :mod:`fastcka.datasets`), embeds it with a built-in encoder or a Hugging Face
+model (local folder or cached hub id) and writes an HDF5 store, resumably (``--resume``), with
+nothing under the final name until every input has been handled.
+"""
+
+from __future__ import annotations
+
+import click
+
+from ._options import device_option, emit, json_option, resolve, warn
+
+DTYPE_CHOICE = click.Choice(["auto", "float32", "float16", "bfloat16"])
+POOLING_CHOICE = click.Choice(["mean", "cls", "pooler"])
+
+
+def _common(f):
+    f = click.option("--workers", type=click.IntRange(min=1), default=None,
+                     help="Parallel decoding/tokenisation threads (default min(4, cores)).")(f)
+    f = click.option("--limit", type=click.IntRange(min=1), default=None,
+                     help="Embed only the first N items of INPUT.")(f)
+    f = click.option("--resume", is_flag=True,
+                     help="Continue a killed run: keep what was written, embed only missing ids.")(f)
+    f = click.option("--pooling", type=POOLING_CHOICE, default=None,
+                     help="Token pooling of Hugging Face models (default mean).")(f)
+    f = click.option("--dtype", type=DTYPE_CHOICE, default="auto", show_default=True,
+                     help="Compute dtype (autocast); auto = float16 on a GPU, float32 on the CPU.")(f)
+    f = device_option(f)
+    f = json_option(f)
+    return f
+
+
+def _summary(rep, what: str) -> str:
+    lines = [f"wrote {rep.output}: {rep.n_rows} rows x {rep.dim} ({rep.encoder})",
+             f"  this run: {rep.n_written} {what} embedded in {rep.seconds:.1f} s"
+             + (f" ({rep.rate:.1f} {what}/s)" if rep.seconds > 0 and rep.n_inputs else "")]
+    if rep.n_existing:
+        lines.append(f"  resumed: {rep.n_existing} already written, skipped")
+    if rep.failed:
+        lines.append(f"  skipped {len(rep.failed)} unreadable: "
+                     + ", ".join(i for i, _ in rep.failed[:10])
+                     + (" ..." if len(rep.failed) > 10 else ""))
+    return "\n".join(lines)
+
+
+@click.group("embed")
+def command() -> None:
+    """Embed images or captions with an encoder into an HDF5 store.
+
+    Built-in offline encoders: efficientnet-lite0 (image), minilm-l6 and e5-small-multilingual
+    (text).  --encoder also takes a local Hugging Face model folder or a cached hub id (vision
+    backbones, sentence-transformers style text models, CLIP-style towers).
+    """
+
+
+@command.command("image")
+@click.argument("input_", metavar="INPUT", type=click.Path(exists=True))
+@click.option("-o", "--output", required=True, metavar="STORE", help="Output store (file.h5[::/group]).")
+@click.option("--encoder", default="efficientnet-lite0", show_default=True, metavar="NAME|PATH",
+              help="Built-in name, local model folder or cached Hugging Face id.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--on-error", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
+              help="An unreadable image: skip it (reported by id) or stop with an error.")
+@click.option("--image-column", default=None, help="Image column of a CSV/TSV/JSONL input.")
+@click.option("--images-dir", type=click.Path(file_okay=False), default=None,
+              help="Folder that image names in a table/COCO file are relative to.")
+@_common
+def image(input_, output, encoder, batch_size, on_error, image_column, images_dir, workers, limit,
+          resume, pooling, dtype, device, json_):
+    """Embed the images of INPUT (folder, CSV/TSV/JSONL, COCO JSON, .npy array)."""
+    from fastcka.datasets import read_images
+    from fastcka.encoders import embed_images, get_encoder
+
+    s = resolve(device, json_)
+    records = read_images(input_, image_column=image_column, images_dir=images_dir, limit=limit)
+    enc = get_encoder(encoder, "image", device=s.device, dtype=dtype, pooling=pooling)
+    rep = embed_images(records, enc, output, batch_size=batch_size, workers=workers, resume=resume,
+                       on_error=on_error, settings={"source": str(input_), "limit": limit},
+                       show_progress=s.verbosity >= 0)
+    for i, why in rep.failed:
+        warn(f"image {i!r} skipped: {why}")
+    emit(rep.as_dict(), _summary(rep, "images"), s.json)
+
+
+@command.command("text")
+@click.argument("input_", metavar="INPUT", type=click.Path(exists=True))
+@click.option("-o", "--output", required=True, metavar="STORE", help="Output store (file.h5[::/group]).")
+@click.option("--encoder", default="minilm-l6", show_default=True, metavar="NAME|PATH",
+              help="Built-in name, local model folder or cached Hugging Face id.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Captions per model call.")
+@click.option("--caption-mean/--no-caption-mean", default=True, show_default=True,
+              help="One row per image, the mean of its captions' embeddings (else one row per "
+                   "caption, id '<id>#<k>').")
+@click.option("--lang", default=None,
+              help="Language of a multilingual input (multi30k.tsv column, XTD *_<lang>.txt).")
+@click.option("--caption-column", default=None, help="Caption column of a CSV/TSV/JSONL input.")
+@click.option("--image-column", default=None, help="Id/image column of a CSV/TSV/JSONL input.")
+@click.option("--ids-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Line-aligned text input: line i holds the id of caption line i.")
+@_common
+def text(input_, output, encoder, batch_size, caption_mean, lang, caption_column, image_column,
+         ids_file, workers, limit, resume, pooling, dtype, device, json_):
+    """Embed the captions of INPUT (CSV/TSV/JSONL, COCO JSON, Flickr8k/XTD folders, .txt)."""
+    from fastcka.datasets import read_texts
+    from fastcka.encoders import embed_texts, get_encoder
+
+    s = resolve(device, json_)
+    records = read_texts(input_, lang=lang, caption_column=caption_column,
+                         image_column=image_column, ids_file=ids_file, limit=limit)
+    enc = get_encoder(encoder, "text", device=s.device, dtype=dtype, pooling=pooling)
+    rep = embed_texts(records, enc, output, batch_size=batch_size, workers=workers, resume=resume,
+                      caption_mean=caption_mean,
+                      settings={"source": str(input_), "lang": lang, "limit": limit},
+                      show_progress=s.verbosity >= 0)
+    emit(rep.as_dict(), _summary(rep, "captions"), s.json)

@@ -1,0 +1,282 @@
+"""The embedding loop: records -> batches -> encoder -> :class:`fastcka.store.StoreWriter`.
+
+Decoding/preprocessing (images) and tokenisation (texts) run in a thread pool while the model
+runs on the previous batch; every batch is committed as one durable chunk of the store's partial
+folder, so a killed run resumed with ``resume=True`` embeds only the ids still missing and the
+final store holds every id exactly once.  The final store appears (atomically) only when every
+record has been handled.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .._progress import progress
+from ..errors import InputError
+from .base import ImageEncoder, TextEncoder
+
+log = logging.getLogger("fastcka")
+
+# seconds to sleep after each committed batch; a test knob to make a run slow enough to kill
+_DELAY_ENV = "FASTCKA_EMBED_BATCH_DELAY"
+
+
+@dataclass
+class EmbedReport:
+    """What one embedding run did.
+
+    Attributes
+    ----------
+    output : str
+        The store spec written.
+    n_total : int
+        Records in the input (after ``limit``).
+    n_written : int
+        Rows embedded and written in this run.
+    n_existing : int
+        Rows already in the store/partial folder (``resume``) and skipped.
+    failed : list of (id, reason)
+        Unreadable inputs skipped (``on_error="skip"``).
+    n_rows : int
+        Rows in the final store.
+    seconds : float
+        Wall time of the loop (model loading excluded).
+    """
+
+    output: str
+    encoder: str
+    modality: str
+    dim: int
+    n_total: int
+    n_written: int = 0
+    n_existing: int = 0
+    n_inputs: int = 0  # images or captions actually encoded in this run
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    n_rows: int = 0
+    seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Inputs (images or captions) per second in this run."""
+        return self.n_inputs / self.seconds if self.seconds > 0 else float("nan")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"output": self.output, "encoder": self.encoder, "modality": self.modality,
+                "dim": self.dim, "n_total": self.n_total, "n_written": self.n_written,
+                "n_existing": self.n_existing, "n_rows": self.n_rows,
+                "failed": [{"id": i, "reason": r} for i, r in self.failed],
+                "seconds": round(self.seconds, 3), "inputs_per_s": round(self.rate, 2)
+                if self.seconds > 0 else None}
+
+
+def _batches(seq: Sequence, size: int) -> Iterator[Sequence]:
+    for i in range(0, len(seq), size):
+        yield seq[i:i + size]
+
+
+def _check_common(batch_size: int, workers: int | None, on_error: str) -> int:
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if on_error not in ("skip", "fail"):
+        raise InputError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
+    if workers is None:
+        workers = min(4, os.cpu_count() or 1)
+    if not isinstance(workers, int) or workers < 1:
+        raise InputError(f"workers must be a positive integer, got {workers!r}")
+    return workers
+
+
+def _prefetched(batches: list, submit: Callable[[Any], Any], depth: int = 2) -> Iterator[tuple]:
+    """Yield ``(batch, prepared)`` in order, with up to ``depth`` batches being prepared ahead."""
+    pending: list[tuple[Any, Any]] = []
+    it = iter(batches)
+    for _ in range(depth):
+        b = next(it, None)
+        if b is None:
+            break
+        pending.append((b, submit(b)))
+    while pending:
+        b, fut = pending.pop(0)
+        nxt = next(it, None)
+        if nxt is not None:
+            pending.append((nxt, submit(nxt)))
+        yield b, fut
+
+
+def _writer(output: str, encoder, resume: bool, extra: dict):
+    from ..store import StoreWriter
+
+    settings = dict(encoder.settings)
+    settings.update(extra)
+    return StoreWriter(output, dim=encoder.dim, dtype="float32", modality=encoder.modality,
+                       encoder=encoder.name, settings=settings, resume=resume)
+
+
+def embed_images(records: Sequence, encoder: ImageEncoder, output: str, *, batch_size: int = 32,
+                 workers: int | None = None, resume: bool = False, on_error: str = "skip",
+                 settings: dict | None = None, show_progress: bool = True) -> EmbedReport:
+    """Embed image records into the store ``output`` (``file.h5`` or ``file.h5::/group``).
+
+    Parameters
+    ----------
+    records : sequence of :class:`fastcka.datasets.ImageRecord`
+    encoder : ImageEncoder
+    output : str
+        Store spec.  The final store appears only when every record has been handled.
+    batch_size : int
+        Images per model call (and per committed chunk).
+    workers : int, optional
+        Decoding threads (default ``min(4, cpu_count)``).
+    resume : bool
+        Continue a killed run: ids already committed are skipped.
+    on_error : {"skip", "fail"}
+        An unreadable image: skipped and reported by id, or an :class:`InputError` naming the id
+        (the partial folder is kept, so ``resume`` continues after fixing the file).
+    settings : dict, optional
+        Extra entries recorded in the store's settings (source, limit, ...).
+
+    Returns
+    -------
+    EmbedReport
+
+    Notes
+    -----
+    Memory: ``(depth + 1) * batch_size`` preprocessed images (3 x 224 x 224 float32 = 0.6 MB
+    each) plus the model.  Decoding runs in threads (PIL releases the GIL while decoding and
+    resizing); inference runs on the calling thread.
+    """
+    from ..datasets import load_image
+
+    workers = _check_common(batch_size, workers, on_error)
+    with _writer(output, encoder, resume, dict(settings or {}, batch_size=batch_size)) as writer:
+        done = writer.existing_ids
+        todo = [r for r in records if r.id not in done]
+        rep = EmbedReport(output=writer.spec, encoder=encoder.name, modality="image", dim=encoder.dim,
+                          n_total=len(records), n_existing=len(records) - len(todo))
+        if not todo and writer.n == 0:
+            raise InputError("no images to embed")
+        delay = float(os.environ.get(_DELAY_ENV, "0") or 0)
+
+        def prep_one(rec):
+            try:
+                return encoder.prepare(load_image(rec)), None
+            except Exception as exc:  # unreadable/corrupt image: reported by id
+                return None, f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:300]
+
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastcka-decode") as pool:
+            def submit(batch):
+                return [pool.submit(prep_one, r) for r in batch]
+
+            bar = progress(total=len(todo), desc="embed images", unit="img") if show_progress else None
+            for batch, futs in _prefetched(list(_batches(todo, batch_size)), submit):
+                arrays, ids = [], []
+                for rec, fut in zip(batch, futs, strict=True):
+                    arr, err = fut.result()
+                    if err is not None:
+                        if on_error == "fail":
+                            raise InputError(f"image {rec.id!r} cannot be read: {err}")
+                        log.warning(f"skipping image {rec.id!r}: {err}")
+                        rep.failed.append((rec.id, err))
+                        continue
+                    arrays.append(arr)
+                    ids.append(rec.id)
+                if arrays:
+                    X = encoder.infer(arrays)
+                    rep.n_written += writer.append(X, ids)
+                    rep.n_inputs += len(arrays)
+                if bar is not None:
+                    bar.update(len(batch))
+                if delay:
+                    time.sleep(delay)
+            if bar is not None:
+                bar.close()
+        rep.seconds = time.perf_counter() - t0
+        if writer.n == 0:
+            raise InputError(f"none of the {len(records)} images could be read "
+                             f"(first: {rep.failed[0][0]!r}: {rep.failed[0][1]})")
+        rep.n_rows = writer.n
+    return rep
+
+
+def embed_texts(records: Sequence, encoder: TextEncoder, output: str, *, batch_size: int = 64,
+                workers: int | None = None, resume: bool = False, caption_mean: bool = True,
+                settings: dict | None = None, show_progress: bool = True) -> EmbedReport:
+    """Embed caption records into the store ``output``.
+
+    Parameters
+    ----------
+    records : sequence of :class:`fastcka.datasets.TextRecord`
+    encoder : TextEncoder
+    output : str
+    batch_size : int
+        Captions per model call (records are never split across calls).
+    workers : int, optional
+        Tokenisation threads preparing the next batches (default ``min(4, cpu_count)``).
+    resume : bool
+    caption_mean : bool
+        True: one row per id, the mean of its captions' (normalised) embeddings, not
+        renormalised.  False: one row per caption, id ``"<id>#<k>"`` (k from 0) when an id has
+        several captions, the plain id when it has one.
+
+    Returns
+    -------
+    EmbedReport
+    """
+    workers = _check_common(batch_size, workers, "fail")
+    # expand to (row id, captions of that row)
+    rows: list[tuple[str, tuple[str, ...]]] = []
+    for r in records:
+        if caption_mean or len(r.captions) == 1:
+            rows.append((r.id, tuple(r.captions)))
+        else:
+            rows.extend((f"{r.id}#{k}", (c,)) for k, c in enumerate(r.captions))
+    extra = dict(settings or {}, caption_mean=bool(caption_mean), batch_size=batch_size)
+    with _writer(output, encoder, resume, extra) as writer:
+        done = writer.existing_ids
+        todo = [r for r in rows if r[0] not in done]
+        rep = EmbedReport(output=writer.spec, encoder=encoder.name, modality="text", dim=encoder.dim,
+                          n_total=len(rows), n_existing=len(rows) - len(todo))
+        if not todo and writer.n == 0:
+            raise InputError("no captions to embed")
+        # group rows into batches of about batch_size captions
+        batches, cur, ncap = [], [], 0
+        for row in todo:
+            if cur and ncap + len(row[1]) > batch_size:
+                batches.append(cur)
+                cur, ncap = [], 0
+            cur.append(row)
+            ncap += len(row[1])
+        if cur:
+            batches.append(cur)
+        delay = float(os.environ.get(_DELAY_ENV, "0") or 0)
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastcka-tokenize") as pool:
+            def submit(batch):
+                return pool.submit(encoder.prepare, [c for _, caps in batch for c in caps])
+
+            bar = progress(total=len(todo), desc="embed captions", unit="id") if show_progress else None
+            for batch, fut in _prefetched(batches, submit):
+                E = encoder.infer(fut.result())
+                counts = np.fromiter((len(c) for _, c in batch), dtype=np.int64, count=len(batch))
+                starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+                X = np.add.reduceat(E.astype(np.float64), starts, axis=0) / counts[:, None]
+                rep.n_written += writer.append(X.astype(np.float32), [i for i, _ in batch])
+                rep.n_inputs += int(counts.sum())
+                if bar is not None:
+                    bar.update(len(batch))
+                if delay:
+                    time.sleep(delay)
+            if bar is not None:
+                bar.close()
+        rep.seconds = time.perf_counter() - t0
+        rep.n_rows = writer.n
+    return rep
