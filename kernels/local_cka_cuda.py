@@ -20,8 +20,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import cuda  # module level: the simulator swaps this name when CUDASIM is on
 
 _KERNELS = None
+
 THREADS = 128
 
 
@@ -29,7 +31,6 @@ def _build():
     global _KERNELS
     if _KERNELS is not None:
         return _KERNELS
-    from numba import cuda
 
     @cuda.jit
     def median_merge_kernel(base, qsorted, counts, out):  # pragma: no cover - device code
