@@ -463,6 +463,23 @@ def test_error_missing_not_hdf5_truncated(tmp_path):
     _one_line_error(ei, "folder")
 
 
+def test_error_corrupt_chunk_data(tmp_path):
+    """Damaged compressed data inside an intact file is reported, not a raw h5py error."""
+    X, ids = _data(n=400, d=32)
+    f = tmp_path / "s.h5"
+    write_store(f, X, ids)
+    with h5py.File(f, "r") as h:
+        off = h["embeddings"].id.get_chunk_info(0).byte_offset
+    blob = bytearray(f.read_bytes())
+    for i in range(off + 8, off + 300):
+        blob[i] ^= 0xFF
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(bytes(blob))
+    with pytest.raises(StoreError) as ei:
+        read_store(bad)
+    _one_line_error(ei, "corrupt or truncated", "bad.h5")
+
+
 # ----------------------------------------------------------------------------- appending writer
 
 def test_writer_chunks_skip_and_partial(tmp_path):

@@ -301,8 +301,12 @@ def test_subprocess_exit_codes_and_one_line_stderr(tmp_path):
     assert info.returncode == 0 and json.loads(info.stdout)["n"] == 12
     X[0, 0] = np.nan
     np.save(tmp_path / "bad.npy", X)
+    (tmp_path / "junk.h5").write_text("not hdf5")
+    blob = (tmp_path / "s.h5").read_bytes()
+    (tmp_path / "cut.h5").write_bytes(blob[: len(blob) // 2])
     for args in (["import", "bad.npy", "-o", "b.h5"], ["info", "absent.h5"],
-                 ["import", "x.npy"], ["export", "s.h5", "-o", "y.txt"]):
+                 ["import", "x.npy"], ["export", "s.h5", "-o", "y.txt"], ["info", "junk.h5"],
+                 ["export", "cut.h5", "-o", "c.npy"], ["info", "s.h5::/nope"]):
         p = _fastcka(*args, cwd=tmp_path)
         assert p.returncode == 2, (args, p.stderr)
         assert p.stdout == ""
