@@ -229,7 +229,7 @@ def sqdist_order_stats(Xs, requests, *, xp=np, ops=None, tile=2048, cap=None,
             _advance(tg, n, M, n_zero[tg.chan], cap, xp)
 
     out = []
-    for (k, mode), sl in zip(requests, slots, strict=True):
+    for sl in slots:
         vals = [targets[a].value for a in sl]
         if any(v is None for v in vals):  # pragma: no cover - MAX_LEVELS exhausted
             raise RuntimeError("median selection did not converge")

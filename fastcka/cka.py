@@ -115,8 +115,14 @@ def _check_sigma(sigma: Any, threshold: float) -> Any:
 
 def _prep(be: Backend, a: Any, name: str, min_rows: int = 2):
     """Validated float64 copy of ``a`` on the backend (float32 inputs are accumulated in float64)."""
-    arr = check_matrix(a, name, xp=be.xp, min_rows=min_rows)
-    return be.xp.ascontiguousarray(be.asarray(arr, dtype=be.xp.float64))
+    arr = be.asarray(check_matrix(a, name, xp=be.xp, min_rows=min_rows))
+    if arr.dtype.kind == "f" and arr.dtype.itemsize >= 4:
+        return arr  # float32 stays float32 until a float64 tile or chunk is formed from it
+    return arr.astype(be.xp.float64)
+
+
+def _f64(be: Backend, X: Any):
+    return be.xp.ascontiguousarray(X, dtype=be.xp.float64)
 
 
 def _median_sq(be: Backend, Xs: list, modes: list[tuple[int, str]], progress=None) -> list[float]:
@@ -164,7 +170,7 @@ def paper_sigma(X: Any, *, device: str = "auto") -> float:
     Raises :class:`InputError` when every distance is zero.
     """
     be = get_backend(X, device=device)
-    Xd = _prep(be, X, "X")
+    Xd = _f64(be, _prep(be, X, "X"))
     return math.sqrt(_median_sq(be, [Xd], [(0, "paper")])[0])
 
 
@@ -176,7 +182,7 @@ def kornblith_sigma(X: Any, threshold: float = 1.0, *, device: str = "auto") -> 
     """
     _check_sigma("kornblith", threshold)
     be = get_backend(X, device=device)
-    Xd = _prep(be, X, "X")
+    Xd = _f64(be, _prep(be, X, "X"))
     m2 = _median_sq(be, [Xd], [(0, "kornblith")])[0]
     return math.sqrt(m2) * float(threshold)
 
@@ -208,7 +214,7 @@ def gram(X: Any, kernel: str = "linear", sigma: Any = "paper", threshold: float 
     _check_kernel(kernel)
     sigma = _check_sigma(sigma, threshold)
     be = get_backend(X, device=device)
-    Xd = _prep(be, X, "X", min_rows=1)
+    Xd = _f64(be, _prep(be, X, "X", min_rows=1))
     xp = be.xp
     G = Xd @ Xd.T
     if kernel == "rbf":
@@ -299,7 +305,7 @@ def _linear_feature_stats(be: Backend, Xs: list) -> _Stats:
     n = int(Xs[0].shape[0])
     dims = [int(X.shape[1]) for X in Xs]
     offs = np.concatenate([[0], np.cumsum(dims)])
-    means = [X.mean(axis=0) for X in Xs]
+    means = [X.mean(axis=0, dtype=xp.float64) for X in Xs]
     C = xp.zeros((int(offs[-1]), int(offs[-1])))
     diags = xp.zeros((len(Xs), n))
     step = int(CONFIG["chunk_rows"])
@@ -311,7 +317,7 @@ def _linear_feature_stats(be: Backend, Xs: list) -> _Stats:
             Zc[:, offs[a]:offs[a + 1]] = X[r0:r1] - means[a]
             blk = Zc[:, offs[a]:offs[a + 1]]
             diags[a, r0:r1] = (blk * blk).sum(axis=1)
-        C += Zc.T @ Zc
+        C += xp.dot(Zc.T, Zc)  # syrk on BLAS backends
     m = len(Xs)
     S = np.zeros((m, m))
     for a in range(m):
@@ -333,7 +339,9 @@ def _stats(be: Backend, Xs: list, kernel: str, sigma: Any, threshold: float,
         dims = [int(X.shape[1]) for X in Xs]
         if _use_features(int(Xs[0].shape[0]), dims):
             return _linear_feature_stats(be, Xs), [None] * len(Xs)
+        Xs = [_f64(be, X) for X in Xs]
         return _kernel_stats(be, Xs, [0] * len(Xs), [0.0] * len(Xs), progress), [None] * len(Xs)
+    Xs = [_f64(be, X) for X in Xs]
     sig = _sigmas(be, Xs, sigma, threshold)
     gam = [1.0 / (2.0 * s * s) for s in sig]
     return _kernel_stats(be, Xs, [1] * len(Xs), gam, progress), sig
@@ -421,7 +429,9 @@ def cka(X: Any, Y: Any, *, kernel: str = "linear", sigma: Any = "paper", thresho
     -------
     float
         In [0, 1] for the biased estimator.  NaN with a :class:`RuntimeWarning` when a self-HSIC
-        is negative (possible with the unbiased estimator) or zero (a constant representation).
+        is zero (a constant representation) or negative.  In exact arithmetic the unbiased
+        self-HSIC is ``‖U-centred K‖²_F / (n(n−3)) >= 0``; a negative value can only come from
+        round-off on a (near-)degenerate kernel, and is reported, never silently turned into NaN.
 
     Raises
     ------
@@ -543,8 +553,8 @@ def mutual_knn(X: Any, Y: Any, k: int = 10, *, device: str = "auto") -> float:
     n = Xd.shape[0]
     k = _check_k(k, n)
     xp = be.xp
-    a = be.to_host(_knn_indices(be, _normalize_rows(xp, Xd), k))
-    b = be.to_host(_knn_indices(be, _normalize_rows(xp, Yd), k))
+    a = be.to_host(_knn_indices(be, _normalize_rows(xp, _f64(be, Xd)), k))
+    b = be.to_host(_knn_indices(be, _normalize_rows(xp, _f64(be, Yd)), k))
     a.sort(axis=1)
     b.sort(axis=1)
     hits = 0
@@ -582,7 +592,7 @@ def cknna(X: Any, Y: Any, k: int = 10, *, device: str = "auto") -> float:
     n = Xd.shape[0]
     k = _check_k(k, n)
     xp = be.xp
-    Xn, Yn = _normalize_rows(xp, Xd), _normalize_rows(xp, Yd)
+    Xn, Yn = _normalize_rows(xp, _f64(be, Xd)), _normalize_rows(xp, _f64(be, Yd))
     K = be.to_host(Xn @ Xn.T)
     L = be.to_host(Yn @ Yn.T)
     ia = be.to_host(_knn_indices(be, Xn, k))
