@@ -134,6 +134,7 @@ class HFImageEncoder(ImageEncoder):
         import torch
         from transformers import AutoModel
 
+        self.name = str(name)
         config = load_config(name)
         self.dual = is_dual_encoder(config)
         model = _from_pretrained(AutoModel, name).eval().to(device)
@@ -204,6 +205,7 @@ class HFTextEncoder(TextEncoder):
         import torch
         from transformers import AutoModel, AutoTokenizer
 
+        self.name = str(display_name or name)
         config = load_config(name)
         self.dual = is_dual_encoder(config)
         self.tokenizer = _from_pretrained(AutoTokenizer, name)

@@ -32,6 +32,10 @@ def _factory(spec: str) -> Callable[..., Encoder]:
     return getattr(importlib.import_module(mod), attr)
 
 
+def _a(word: str) -> str:
+    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
+
+
 def get_encoder(name: str | None, modality: str, *, device: str | None = "auto",
                 dtype: str | None = "auto", pooling: str | None = None) -> Encoder:
     """Build an encoder by built-in name, Hugging Face hub id (cached) or local folder.
@@ -63,7 +67,7 @@ def get_encoder(name: str | None, modality: str, *, device: str | None = "auto",
     if name in BUILTINS:
         mod, spec, _ = BUILTINS[name]
         if mod != modality:
-            raise InputError(f"encoder {name!r} is an {mod} encoder, not an {modality} encoder "
+            raise InputError(f"encoder {name!r} is {_a(mod)} encoder, not {_a(modality)} encoder "
                              f"(built-in {modality} encoders: {', '.join(list_encoders(modality))})")
         return _factory(spec)(device=dev, dtype=dt, pooling=pooling)
     p = Path(name).expanduser()
