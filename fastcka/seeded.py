@@ -1,0 +1,266 @@
+"""Seeded graph matching of two embedding sets (the paper's QAP protocol, METHOD §2).
+
+:func:`seeded_match` builds centred, unit-Frobenius kernels of the seed and query points of each
+side (seeds first, target queries shuffled), solves the maximising QAP with FAQ from
+``P0="randomized"`` with the seeds as ``partial_match``, keeps the best of ``n_init`` restarts
+(run as one batch, see :func:`fastcka.qap.quadratic_assignment`), and reports the matching of every
+source query to a target query, the objective (the CKA under the matching) and the accuracy.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._validation import as_rng, check_matrix
+from .backend import check_device, get_backend, is_cupy_array
+from .errors import InputError
+
+__all__ = ["seeded_match", "SeededMatchResult", "DIRECTIONS"]
+
+DIRECTIONS = ("text->image", "image->text")
+
+
+@dataclass
+class SeededMatchResult:
+    """Outcome of :func:`seeded_match`.
+
+    Attributes
+    ----------
+    query_idx : (q,) int array
+        Source rows of the queries (indices into the source input).
+    matched_idx : (q,) int array
+        Target row matched to each source query (indices into the target input).
+    true_idx : (q,) int array
+        The true partner of each query (the same paired row), in target rows.
+    seed_idx : (m,) int array
+        Seed rows (paired: the same row on both sides).
+    query_ids, matched_ids : list of str or None
+        Ids of the source queries and of their matched targets (when ids were given).
+    scores : (q,) float array
+        Each query's contribution ``Σ_j A[i, j] B[π(i), π(j)]`` to the objective.
+    objective : float
+        ``trace(A P B Pᵀ)`` of the returned matching (= kernel CKA under the matching).
+    all_objectives : (n_init,) float array
+    accuracy : float or None
+        Fraction of queries matched to their true partner (None when the truth is unknown).
+    """
+
+    query_idx: np.ndarray
+    matched_idx: np.ndarray
+    true_idx: np.ndarray
+    seed_idx: np.ndarray
+    scores: np.ndarray
+    objective: float
+    all_objectives: np.ndarray
+    accuracy: float | None
+    n_init: int
+    nit: int
+    seconds: float
+    direction: str
+    kernel: str
+    query_ids: list | None = None
+    matched_ids: list | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def n_seeds(self) -> int:
+        return int(len(self.seed_idx))
+
+    @property
+    def n_queries(self) -> int:
+        return int(len(self.query_idx))
+
+    def as_dict(self) -> dict:
+        return {"n_seeds": self.n_seeds, "n_queries": self.n_queries, "accuracy": self.accuracy,
+                "objective": self.objective, "n_init": self.n_init, "nit": self.nit,
+                "seconds": self.seconds, "direction": self.direction, "kernel": self.kernel}
+
+
+def _kernel_matrix(X, kernel: str, sigma: Any, device: str):
+    """Centred, unit-Frobenius kernel of X (seeds first), dense (n×n) on the call's backend."""
+    from .cka import gram
+
+    K = gram(X, kernel=kernel, sigma=sigma, center=True, device=device)
+    be = get_backend(K, device="gpu" if is_cupy_array(K) else "cpu")
+    nrm = be.scalar(be.xp.linalg.norm(K))
+    if not nrm > 0:
+        raise InputError("a kernel matrix is zero after centring (all points identical?)")
+    return K / nrm
+
+
+def _linear_factor(X, device: str):
+    """Features F with F Fᵀ = the centred unit-Frobenius linear kernel (never formed)."""
+    be = get_backend(X, device=device)
+    F = be.asarray(X, np.float64)
+    F = F - F.mean(axis=0, keepdims=True)
+    nrm = be.scalar(be.xp.linalg.norm(F.T @ F))
+    if not nrm > 0:
+        raise InputError("a linear kernel is zero after centring (all points identical?)")
+    return F / np.sqrt(nrm)
+
+
+def seeded_match(S: Any, T: Any, *, seeds: Any = 320, queries: Any = 500, kernel: str = "rbf",
+                 sigma: Any = "paper", n_init: int = 500, maxiter: int = 30, tol: float = 1e-5,
+                 direction: str = "text->image", stretch: bool = False,
+                 seed_strategy: str = "random", rng: Any = 0, device: str = "auto",
+                 ids_S: Any = None, ids_T: Any = None, lap: str = "auto",
+                 dtype: Any = None) -> SeededMatchResult:
+    """Recover the pairing of query rows from a few seed pairs by graph matching (METHOD §2).
+
+    Parameters
+    ----------
+    S : (n, p) array_like
+        Text embeddings (the paper's source side).
+    T : (n, q) array_like
+        Image embeddings, row ``i`` paired with row ``i`` of ``S`` (the truth; the matcher never
+        sees it beyond the seeds).  With ``ids_S``/``ids_T`` the rows are paired by id instead.
+    seeds : int or array of int
+        Number of seed pairs (drawn by ``seed_strategy``) or explicit row indices.
+    queries : int, array of int or None
+        Number of query pairs drawn at random among the non-seeds, explicit rows, or None (all
+        the other rows).
+    kernel : {"rbf", "linear"}
+        ``"rbf"`` with ``sigma`` ("paper": σ² = lower median of the non-zero squared distances of
+        each side's seed+query points; "kornblith"; or a float).  ``"linear"`` uses the factored
+        FAQ path (the n×n kernels are never formed) when both feature dimensions are at most a
+        third of the number of queries, dense kernels otherwise.
+    sigma : {"paper", "kornblith"} or float
+    n_init : int
+        FAQ restarts from random initialisations (the paper: 500), best objective kept.
+    maxiter, tol : FAQ stopping rule (the paper: 30, 1e-5).
+    direction : {"text->image", "image->text"}
+        Which side is the source: "text->image" matches each caption (``S`` row) to an image
+        (``T`` row); "image->text" the reverse (``T`` becomes the source).
+    stretch : bool
+        Divide every feature by its standard deviation (over the seed+query points) first.
+    seed_strategy : {"random", "kmeans"}
+        ``"kmeans"``: seeds are the source samples nearest to k-means centroids (k = seeds).
+    rng : seed or numpy Generator
+        Drives everything random, in this order: seeds, queries, the target shuffle, the
+        restarts' initialisations.
+    device : {"auto", "cpu", "gpu"}
+    ids_S, ids_T : sequence of str, optional
+        Ids of the rows; the truth is id equality, and the result reports matched ids.
+    lap, dtype
+        Passed to :func:`fastcka.qap.quadratic_assignment`.
+
+    Returns
+    -------
+    SeededMatchResult
+
+    Notes
+    -----
+    With m seeds and q queries the QAP has m + q nodes (q free): memory ~ 2 (m+q)² for the
+    kernels plus ~6 q² per restart in a batch; time per restart and Frank–Wolfe iteration one
+    q×q GEMM plus one q×q LAP.
+    """
+    from .protocol import split_seeds_queries
+    from .qap import quadratic_assignment
+
+    t0 = time.perf_counter()
+    device = check_device(device)
+    if direction not in DIRECTIONS:
+        raise InputError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    if kernel not in ("rbf", "linear"):
+        raise InputError(f"kernel must be 'rbf' or 'linear', got {kernel!r}")
+    if not isinstance(n_init, (int, np.integer)) or n_init < 1:
+        raise InputError(f"n_init must be a positive integer, got {n_init!r}")
+    Sx = check_matrix(S, "S", min_rows=2)
+    Tx = check_matrix(T, "T", min_rows=2)
+    if ids_S is not None or ids_T is not None:
+        if ids_S is None or ids_T is None:
+            raise InputError("give both ids_S and ids_T, or neither")
+        ids_S = [str(i) for i in ids_S]
+        ids_T = [str(i) for i in ids_T]
+        if len(ids_S) != len(Sx) or len(ids_T) != len(Tx):
+            raise InputError(f"ids_S/ids_T must have one id per row: got {len(ids_S)} ids for "
+                             f"{len(Sx)} rows of S and {len(ids_T)} for {len(Tx)} rows of T")
+        pos_T = {v: i for i, v in enumerate(ids_T)}
+        if len(pos_T) != len(ids_T) or len(set(ids_S)) != len(ids_S):
+            raise InputError("ids_S and ids_T must be unique")
+        common = [i for i, v in enumerate(ids_S) if v in pos_T]
+        if len(common) < 2:
+            raise InputError(f"S and T share only {len(common)} ids")
+        Sx = Sx[common]
+        Tx = Tx[[pos_T[ids_S[i]] for i in common]]
+        ids = [ids_S[i] for i in common]
+    else:
+        ids = None
+        if len(Sx) != len(Tx):
+            raise InputError(f"S and T must have the same number of rows (paired samples), got "
+                             f"{len(Sx)} and {len(Tx)}; pass ids_S/ids_T to pair them by id")
+    if direction == "image->text":
+        Sx, Tx = Tx, Sx
+    n = len(Sx)
+    gen = as_rng(rng)
+
+    seed_kw = ({"n_seeds": int(seeds)} if isinstance(seeds, (int, np.integer))
+               else {"seed_idx": np.asarray(seeds)})
+    if queries is None:
+        q_kw = {}
+    elif isinstance(queries, (int, np.integer)):
+        q_kw = {"n_queries": int(queries)}
+    else:
+        q_kw = {"query_idx": np.asarray(queries)}
+    seed_idx, query_idx = split_seeds_queries(
+        n, **seed_kw, **q_kw, rng=gen, strategy=seed_strategy,
+        features=Sx if seed_strategy == "kmeans" else None)
+    seed_idx = np.asarray(seed_idx, dtype=np.int64)
+    query_idx = np.asarray(query_idx, dtype=np.int64)
+    if len(query_idx) == 0:
+        raise InputError("no query pairs left to match")
+    m, q = len(seed_idx), len(query_idx)
+    shuffle = gen.permutation(q)                      # target queries in shuffled order
+    src_rows = np.concatenate([seed_idx, query_idx])
+    tgt_rows = np.concatenate([seed_idx, query_idx[shuffle]])
+    X = np.asarray(Sx[src_rows], dtype=np.float64)
+    Y = np.asarray(Tx[tgt_rows], dtype=np.float64)
+    if stretch:
+        X = X / np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
+        Y = Y / np.where(Y.std(axis=0) > 0, Y.std(axis=0), 1.0)
+
+    # the factored path pays off when the feature dimensions are well below the free nodes
+    if kernel == "linear" and 3 * max(X.shape[1], Y.shape[1]) <= q:
+        A, B = _linear_factor(X, device), _linear_factor(Y, device)
+        factored = True
+    else:
+        A, B = _kernel_matrix(X, kernel, sigma, device), _kernel_matrix(Y, kernel, sigma, device)
+        factored = False
+    pm = np.stack([np.arange(m), np.arange(m)], axis=1)
+    res = quadratic_assignment(A, B, options={
+        "P0": "randomized", "maximize": True, "partial_match": pm, "rng": gen,
+        "tol": tol, "maxiter": maxiter, "n_init": int(n_init), "lap": lap,
+        "dtype": dtype, "factored": factored,
+        "device": "gpu" if is_cupy_array(A) else "cpu"})
+    col = np.asarray(res.col_ind)
+    matched_pos = col[m:] - m                          # position among the shuffled target queries
+    matched_idx = query_idx[shuffle[matched_pos]]
+    true_idx = query_idx
+    # per-query contribution to the objective
+    be = get_backend(A, device="gpu" if is_cupy_array(A) else "cpu")
+    if factored:
+        Ah = be.to_host(A)
+        Bh = be.to_host(B)
+        Bp = Bh[col]
+        # Σ_j A[i,j] B[π i, π j] = x_iᵀ (Xᵀ Y_π) y_{π i}
+        M = Ah.T @ Bp
+        contrib = np.einsum("ip,pq,iq->i", Ah, M, Bp)
+    else:
+        pg = be.asarray(col)
+        contrib = be.to_host((A * B[pg][:, pg]).sum(axis=1))
+    scores = np.asarray(contrib[m:], dtype=np.float64)
+    acc = float(np.mean(matched_idx == true_idx))
+    all_fun = np.atleast_1d(np.asarray(res.get("all_fun", [res.fun]), dtype=np.float64))
+    out = SeededMatchResult(
+        query_idx=query_idx, matched_idx=matched_idx, true_idx=true_idx, seed_idx=seed_idx,
+        scores=scores, objective=float(res.fun), all_objectives=all_fun, accuracy=acc,
+        n_init=int(n_init), nit=int(res.nit), seconds=time.perf_counter() - t0,
+        direction=direction, kernel=kernel)
+    if ids is not None:
+        out.query_ids = [ids[i] for i in query_idx]
+        out.matched_ids = [ids[i] for i in matched_idx]
+    return out
