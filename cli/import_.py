@@ -194,10 +194,12 @@ def load_source(src: Path, array: str | None = None) -> tuple[np.ndarray, list[s
               help="Stored dtype (default: float16 for float16 input, else float32).")
 @click.option("--nonfinite", type=click.Choice(["error", "drop"]), default="error",
               show_default=True, help="Rows with NaN/Inf: fail, or drop them (ids reported).")
+@click.option("--compression", type=click.Choice(["gzip", "lzf", "none"]), default="gzip",
+              show_default=True, help="HDF5 compression of the embeddings (gzip is the portable one).")
 @json_option
 def command(src: Path, store: str, ids_file: Path | None, modality: str, name: str | None,
             encoder: str, group: str | None, array: str | None, dtype: str | None,
-            nonfinite: str, json_: bool) -> None:
+            nonfinite: str, compression: str, json_: bool) -> None:
     """Import embeddings from SRC (.npy, .npz, .csv, .tsv, .pt) into an HDF5 STORE."""
     from fastcka.store import NonfiniteWarning, parse_spec, store_info, write_store
 
@@ -220,7 +222,8 @@ def command(src: Path, store: str, ids_file: Path | None, modality: str, name: s
         warnings.simplefilter("always", NonfiniteWarning)
         written = write_store(store, X, ids, modality=modality, encoder=encoder, settings=settings,
                               name=name if name is not None else src.stem, dtype=dtype,
-                              nonfinite=nonfinite)
+                              nonfinite=nonfinite,
+                              compression=None if compression == "none" else compression)
     for w in caught:
         if issubclass(w.category, NonfiniteWarning):
             warn(str(w.message))

@@ -347,3 +347,14 @@ def test_reference_embeddings_cli_round_trip(tmp_path, reference_embeddings, sha
     assert np.load(tmp_path / "t.npy").tobytes() == txt.tobytes()
     assert (tmp_path / "t.txt").read_text().split() == ids
     assert read_store(f"{f}::/image").X.tobytes() == img.tobytes()
+
+
+@pytest.mark.parametrize("comp, expected", [("lzf", "lzf"), ("none", None), ("gzip", "gzip")])
+def test_import_compression_choice(tmp_path, comp, expected):
+    X = _data(n=300, d=16)
+    np.save(tmp_path / "x.npy", X)
+    r = CliRunner().invoke(cli, ["import", str(tmp_path / "x.npy"), "-o", str(tmp_path / "s.h5"),
+                                 "--compression", comp])
+    assert r.exit_code == 0, r.output
+    assert store_info(tmp_path / "s.h5")["compression"] == expected
+    assert read_store(tmp_path / "s.h5").X.tobytes() == X.tobytes()
