@@ -162,6 +162,16 @@ class EmbeddingSet:
     attrs: dict = field(default_factory=dict)
     spec: str = ""
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.X, np.ndarray) and not type(self.X).__module__.startswith("cupy"):
+            self.X = np.asarray(self.X)
+        if not isinstance(self.ids, np.ndarray) or self.ids.dtype.kind != "U":
+            lst = [str(i) for i in np.asarray(self.ids, dtype=object).ravel().tolist()]
+            self.ids = np.asarray(lst, dtype=str) if lst else np.zeros(0, dtype="<U1")
+        if self.X.ndim != 2 or self.ids.shape != (self.X.shape[0],):
+            raise StoreError(f"EmbeddingSet needs X of shape (n, dim) and n ids, got X {tuple(self.X.shape)} "
+                             f"and {self.ids.size} ids")
+
     @property
     def n(self) -> int:
         """Number of rows."""

@@ -635,3 +635,14 @@ def test_reference_embeddings_round_trip(tmp_path, reference_embeddings):
     a, b = align(f"{f}::/image", f"{f}::/text")
     assert a.ids.tolist() == ids == b.ids.tolist()
     assert _same_bits(a.X, img) and _same_bits(b.X, txt)
+
+
+def test_embedding_set_coerces_and_checks():
+    from fastcka.store import EmbeddingSet
+
+    es = EmbeddingSet([[1.0, 2.0], [3.0, 4.0]], [7, "b"])
+    assert isinstance(es.X, np.ndarray) and es.ids.dtype.kind == "U" and es.ids.tolist() == ["7", "b"]
+    assert es.select(["b"]).X.tolist() == [[3.0, 4.0]]
+    with pytest.raises(StoreError) as ei:
+        EmbeddingSet(np.ones((3, 2)), ["a", "b"])
+    _one_line_error(ei, "2 ids")
