@@ -219,7 +219,7 @@ def sqdist_order_stats(Xs, requests, *, xp=np, ops=None, tile=2048, cap=None,
                         if tg.n_coll + nco > cap:
                             tg.overflow, tg.coll = True, []
                         else:
-                            tg.coll.append(ops.collect(D, diag, tg.chain, tg.clo, tg.chi))
+                            tg.coll.append(ops.collect(D, diag, tg.chain, tg.clo, tg.chi, nco))
                     tg.n_coll += nco
                 del D
         for k in chans:

@@ -88,7 +88,7 @@ def hist_np(D, diag, chain, lo, inv_w, nbins, clo, chi):
     return n_zero, hist, n_le, n_coll, vmin, vmax
 
 
-def collect_np(D, diag, chain, clo, chi):
+def collect_np(D, diag, chain, clo, chi, count=None):
     """The non-zero window values of a distance tile in ``(clo, chi]`` (1-D float64)."""
     v = _values(D, diag)
     v = v[_in_chain(v, chain)]
@@ -227,7 +227,7 @@ if numba is not None:
                         k += 1
         return out
 
-    def collect_nb(D, diag, chain, clo, chi):
+    def collect_nb(D, diag, chain, clo, chi, count=None):
         return _collect_nb(D, bool(diag), _chain_array(chain), float(clo), float(chi))
 
     @njit(parallel=True, cache=True)

@@ -1,0 +1,126 @@
+"""CKA tile kernels (Numba CPU, NumPy fallback, Numba CUDA under the simulator) vs naive sums."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from fastcka.kernels import cka_cpu
+
+
+def sqd(A, B):
+    return ((A[:, None, :] - B[None, :, :]) ** 2).sum(-1)
+
+
+def data(n=37, p=5, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, p))
+    X[3] = X[7]  # a duplicate row: exact zero distance
+    return X
+
+
+OPS = [cka_cpu.get_ops(True), cka_cpu.get_ops(False)]
+IDS = ["numba", "numpy"]
+
+
+@pytest.mark.parametrize("ops", OPS, ids=IDS)
+@pytest.mark.parametrize("diag", [True, False])
+def test_sqdist_tile(ops, diag):
+    X = data()
+    A, B = (X[:20], X[:20]) if diag else (X[:20], X[20:])
+    G = A @ B.T
+    D = ops.sqdist(G.copy(), (A * A).sum(1), (B * B).sum(1), 1e-12, diag)
+    ref = sqd(A, B)
+    np.testing.assert_allclose(D, ref, atol=1e-12 * ref.max())
+    if diag:
+        assert np.all(np.diag(D) == 0.0)
+        assert D[3, 7] == 0.0 and D[7, 3] == 0.0
+
+
+@pytest.mark.parametrize("diag", [True, False])
+def test_hist_and_collect_numba_equal_numpy(diag):
+    X = data(40)
+    A, B = (X, X) if diag else (X[:17], X[17:])
+    D = cka_cpu.sqdist_np(A @ B.T, (A * A).sum(1), (B * B).sum(1), 1e-12, diag)
+    vals = D[np.triu_indices(len(A), 1)] if diag else D.ravel()
+    nz = vals[vals != 0]
+    lo, hi = np.quantile(nz, 0.2), np.quantile(nz, 0.8)
+    inv_w = 16 / (hi - lo)
+    chain = [(0.0, 1.0 / (hi * 1.1 / 4), 4, 2)]  # values in bin 2 of a 4-bin window
+    for ch in ([], chain):
+        a = cka_cpu.hist_nb(D, diag, ch, lo, inv_w, 16, np.quantile(nz, 0.4), np.quantile(nz, 0.6))
+        b = cka_cpu.hist_np(D, diag, ch, lo, inv_w, 16, np.quantile(nz, 0.4), np.quantile(nz, 0.6))
+        assert a[0] == b[0] and a[2:] == b[2:]
+        np.testing.assert_array_equal(a[1], b[1])
+        sel = nz if not ch else nz[np.clip(np.ceil((nz - 0.0) * ch[0][1]), 0, 5) == 2]
+        assert a[1].sum() == sel.size  # every window value lands in one bin
+        assert a[0] == np.count_nonzero(vals == 0)
+        c1 = np.sort(cka_cpu.collect_nb(D, diag, ch, np.quantile(nz, 0.4), np.quantile(nz, 0.6)))
+        c2 = np.sort(cka_cpu.collect_np(D, diag, ch, np.quantile(nz, 0.4), np.quantile(nz, 0.6)))
+        np.testing.assert_array_equal(c1, c2)
+        ref = sel[(sel > np.quantile(nz, 0.4)) & (sel <= np.quantile(nz, 0.6))]
+        np.testing.assert_array_equal(c1, np.sort(ref))
+
+
+@pytest.mark.parametrize("ops", OPS, ids=IDS)
+@pytest.mark.parametrize("diag", [True, False])
+def test_kernel_stats_tile(ops, diag):
+    rng = np.random.default_rng(1)
+    Xs = [rng.normal(size=(41, p)) for p in (3, 6, 2)]
+    sl = (slice(0, 23), slice(0, 23)) if diag else (slice(0, 23), slice(23, 41))
+    kinds, gammas = [1, 0, 1], [0.3, 0.0, 1.1]
+    Gs = np.stack([X[sl[0]] @ X[sl[1]].T for X in Xs])
+    na_i = np.stack([(X[sl[0]] ** 2).sum(1) for X in Xs])
+    na_j = np.stack([(X[sl[1]] ** 2).sum(1) for X in Xs])
+    S, rows, cols, diags = ops.kernel_stats(Gs.copy(), na_i, na_j, kinds, gammas, 1e-12, diag)
+    Ks = []
+    for X, kd, g in zip(Xs, kinds, gammas, strict=True):
+        A, B = X[sl[0]], X[sl[1]]
+        Ks.append(A @ B.T if kd == 0 else np.exp(-g * sqd(A, B)))
+    for a in range(3):
+        np.testing.assert_allclose(rows[a], Ks[a].sum(1), rtol=1e-12)
+        np.testing.assert_allclose(cols[a], Ks[a].sum(0), rtol=1e-12)
+        if diag:
+            np.testing.assert_allclose(diags[a], np.diag(Ks[a]), rtol=1e-12)
+        for b in range(3):
+            assert S[a, b] == pytest.approx((Ks[a] * Ks[b]).sum(), rel=1e-12)
+
+
+# ------------------------------------------------------------------ Numba CUDA (simulator here)
+
+@pytest.mark.cudasim
+def test_cuda_sqdist_matches_naive():
+    from fastcka.kernels import cka_cuda
+
+    X = data(19, p=11, seed=4)  # not a multiple of the block edge: edge blocks run
+    np.testing.assert_allclose(cka_cuda.sqdist_cuda(X), sqd(X, X), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.cudasim
+@pytest.mark.parametrize("kinds", [(1, 1), (0, 1)])
+def test_cuda_pair_stats_matches_naive(kinds):
+    from fastcka.kernels import cka_cuda
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(21, 5))
+    Y = np.tanh(X[:, :3]) + 0.3 * rng.normal(size=(21, 3))
+    gam = (0.2, 0.7)
+    S, rk, rl = cka_cuda.pair_stats_cuda(X, Y, kinds, gam)
+    K = X @ X.T if kinds[0] == 0 else np.exp(-gam[0] * sqd(X, X))
+    L = np.exp(-gam[1] * sqd(Y, Y))
+    np.testing.assert_allclose(S, [(K * L).sum(), (K * K).sum(), (L * L).sum()], rtol=1e-10)
+    np.testing.assert_allclose(rk, K.sum(1), rtol=1e-10)
+    np.testing.assert_allclose(rl, L.sum(1), rtol=1e-10)
+    # and the CKA built from them equals the naive one
+    n = 21
+    H = np.eye(n) - 1 / n
+
+    def h(a, b):
+        return np.trace(a @ H @ b @ H)
+
+    def from_sums(s, r1, r2):
+        return s - 2 / n * r1 @ r2 + r1.sum() * r2.sum() / n ** 2
+
+    cka = from_sums(S[0], rk, rl) / math.sqrt(from_sums(S[1], rk, rk) * from_sums(S[2], rl, rl))
+    assert cka == pytest.approx(h(K, L) / math.sqrt(h(K, K) * h(L, L)), rel=1e-10)
