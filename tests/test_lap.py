@@ -1,0 +1,90 @@
+"""Our exact LAP solvers against scipy.optimize.linear_sum_assignment (optimal cost)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fastcka.kernels.lap_cpu import lap_batch
+from scipy.optimize import linear_sum_assignment
+
+
+def _opt(C, maximize):
+    r, c = linear_sum_assignment(C, maximize=maximize)
+    return C[r, c].sum()
+
+
+def _check(C, cols, maximize, rtol=1e-12):
+    n = C.shape[0]
+    assert sorted(cols.tolist()) == list(range(n)), "not a permutation"
+    got = C[np.arange(n), cols].sum()
+    ref = _opt(C, maximize)
+    assert abs(got - ref) <= rtol * max(1.0, abs(ref)), (got, ref)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 60, 250])
+@pytest.mark.parametrize("maximize", [False, True])
+def test_cpu_lap_reaches_scipy_optimum(n, maximize):
+    rng = np.random.default_rng(n + 10 * maximize)
+    for C in (rng.random((n, n)), rng.integers(0, 6, (n, n)).astype(float),  # many ties
+              rng.standard_normal((n, n)) * 1e3):
+        cols, v = lap_batch(C, maximize=maximize)
+        _check(C, cols, maximize)
+        assert v.shape == (n,)
+
+
+def test_cpu_lap_batch_and_warm_start():
+    rng = np.random.default_rng(3)
+    k, n = 5, 120
+    C = rng.random((k, n, n))
+    cols, V = lap_batch(C, maximize=True)
+    for b in range(k):
+        _check(C[b], cols[b], True)
+    # warm starts - from the duals of a perturbed problem, or from arbitrary duals - stay exact
+    C2 = C + 0.1 * rng.random((k, n, n))
+    cols2, _ = lap_batch(C2, maximize=True, v0=V)
+    cols3, _ = lap_batch(C2, maximize=True, v0=rng.standard_normal((k, n)) * 5)
+    for b in range(k):
+        _check(C2[b], cols2[b], True)
+        _check(C2[b], cols3[b], True)
+
+
+def test_cpu_lap_float32_and_bad_input():
+    rng = np.random.default_rng(4)
+    C = rng.random((40, 40)).astype(np.float32)
+    cols, _ = lap_batch(C)
+    _check(C.astype(np.float64), cols, False, rtol=1e-5)
+    with pytest.raises(ValueError, match="NaN"):
+        lap_batch(np.full((3, 3), np.nan))
+    with pytest.raises(ValueError, match="square"):
+        lap_batch(np.zeros((3, 4)))
+
+
+@pytest.mark.cudasim
+def test_cuda_lap_reaches_scipy_optimum():
+    from fastcka.kernels.lap_cuda import lap_batch_cuda
+
+    rng = np.random.default_rng(7)
+    n = 14
+    C = np.stack([rng.random((n, n)), rng.integers(0, 4, (n, n)).astype(float),
+                  rng.standard_normal((n, n)) * 100])
+    for maximize in (False, True):
+        cols, V = lap_batch_cuda(C, maximize=maximize)
+        assert cols.shape == (3, n) and V.shape == (3, n)
+        for b in range(3):
+            _check(C[b], cols[b], maximize)
+
+
+@pytest.mark.cudasim
+def test_cuda_lap_warm_start_and_tiny():
+    from fastcka.kernels.lap_cuda import lap_batch_cuda
+
+    rng = np.random.default_rng(8)
+    n = 10
+    C = rng.random((2, n, n))
+    _, V = lap_batch_cuda(C, maximize=True)
+    C2 = C + 0.2 * rng.random((2, n, n))
+    cols, _ = lap_batch_cuda(C2, maximize=True, v0=V)
+    for b in range(2):
+        _check(C2[b], cols[b], True)
+    c1, _ = lap_batch_cuda(np.array([[5.0]]))
+    assert c1.tolist() == [0]

@@ -1,0 +1,220 @@
+"""fastcka.quadratic_assignment against SciPy's implementation and independent references."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy.optimize import quadratic_assignment as scipy_qap
+
+from fastcka.qap import OptimizeWarning, doubly_stochastic, quadratic_assignment
+
+
+def _score(A, B, perm, S=None):
+    val = float(np.sum(A * B[perm][:, perm]))
+    if S is not None:
+        val += float(S[np.arange(len(perm)), perm].sum())
+    return val
+
+
+def _problem(n, sym, seed):
+    rng = np.random.default_rng(seed)
+    A, B = rng.random((n, n)), rng.random((n, n))
+    if sym:
+        A, B = A + A.T, B + B.T
+    return A, B, rng
+
+
+@pytest.mark.parametrize("sym", [True, False])
+@pytest.mark.parametrize("m", [0, 7])
+@pytest.mark.parametrize("maximize", [False, True])
+def test_objective_matches_scipy_same_deterministic_P0(sym, m, maximize):
+    A, B, rng = _problem(50, sym, 1 + m + 2 * sym)
+    pm = np.stack([rng.permutation(50)[:m], rng.permutation(50)[:m]], 1)
+    opts = dict(maximize=maximize, partial_match=pm, tol=1e-6, maxiter=60)
+    ref = scipy_qap(A, B, options=dict(opts, rng=np.random.default_rng(0)))
+    for extra in ({}, {"lap": "jv"}):
+        res = quadratic_assignment(A, B, options=dict(opts, rng=np.random.default_rng(0), **extra))
+        better = res.fun >= ref.fun - 1e-9 * abs(ref.fun) if maximize else res.fun <= ref.fun + 1e-9 * abs(ref.fun)
+        assert better, (res.fun, ref.fun, extra)
+        assert res.fun == pytest.approx(_score(A, B, res.col_ind), rel=1e-12)
+        assert sorted(res.col_ind) == list(range(50))
+        assert (res.col_ind[pm[:, 0]] == pm[:, 1]).all()
+    # SciPy's LAP in the loop: the same iterates, so the same answer
+    res = quadratic_assignment(A, B, options=dict(opts, rng=np.random.default_rng(0), lap="scipy"))
+    assert res.fun == pytest.approx(ref.fun, rel=1e-10)
+
+
+def test_explicit_P0_matches_scipy():
+    A, B, rng = _problem(40, True, 5)
+    P0 = doubly_stochastic(rng.random((40, 40)), tol=1e-10)
+    ref = scipy_qap(A, B, options=dict(P0=P0, maximize=True, rng=np.random.default_rng(1)))
+    res = quadratic_assignment(A, B, options=dict(P0=P0, maximize=True, rng=np.random.default_rng(1)))
+    assert res.fun >= ref.fun - 1e-9 * abs(ref.fun)
+
+
+def test_randomized_restarts_batch_equals_sequential_scipy_calls():
+    A, B, _ = _problem(45, True, 9)
+    pm = np.stack([np.arange(5), np.arange(5)], 1)
+    opts = dict(P0="randomized", maximize=True, partial_match=pm, tol=1e-6)
+    g = np.random.default_rng(123)
+    refs = [scipy_qap(A, B, options=dict(opts, rng=g)).fun for _ in range(4)]
+    res = quadratic_assignment(A, B, options=dict(opts, rng=np.random.default_rng(123), n_init=4,
+                                                  lap="scipy"))
+    np.testing.assert_allclose(res.all_fun, refs, rtol=1e-10)
+    assert res.fun == pytest.approx(max(refs), rel=1e-12)
+    assert res.fun == pytest.approx(_score(A, B, res.col_ind), rel=1e-12)
+    # our warm-started LAP inside: exact too, never worse in the best restart on this instance
+    res_jv = quadratic_assignment(A, B, options=dict(opts, rng=np.random.default_rng(123), n_init=4,
+                                                     lap="jv", batch_size=3))
+    assert len(res_jv.all_fun) == 4 and len(res_jv.all_nit) == 4
+    assert res_jv.fun == pytest.approx(_score(A, B, res_jv.col_ind), rel=1e-12)
+    assert res_jv.fun == pytest.approx(res_jv.all_fun.max())
+
+
+def test_real_kernels_not_worse_than_scipy(reference_embeddings):
+    from fastcka.cka import gram
+
+    _, img, txt = reference_embeddings
+    idx = np.random.default_rng(0).permutation(len(img))[:150]
+
+    def k(X):
+        K = gram(X[idx], kernel="rbf", sigma="paper", center=True, device="cpu")
+        return K / np.linalg.norm(K)
+
+    A, B = k(txt), k(img)
+    pm = np.stack([np.arange(40), np.arange(40)], 1)
+    opts = dict(maximize=True, partial_match=pm, tol=1e-5)
+    ref = scipy_qap(A, B, options=dict(opts, rng=np.random.default_rng(0)))
+    res = quadratic_assignment(A, B, options=dict(opts, rng=np.random.default_rng(0)))
+    assert res.fun >= ref.fun - 1e-9
+
+
+def test_factored_linear_path_equals_dense():
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((70, 6))
+    Y = X[rng.permutation(70)] @ np.linalg.qr(rng.standard_normal((6, 6)))[0] + 0.1 * rng.standard_normal((70, 6))
+    pm = np.stack([np.arange(8), np.arange(8)], 1)
+    opts = dict(maximize=True, partial_match=pm, rng=np.random.default_rng(0), tol=1e-6)
+    dense = quadratic_assignment(X @ X.T, Y @ Y.T, options=opts)
+    fact = quadratic_assignment(X, Y, options=dict(opts, factored=True))
+    assert fact.fun == pytest.approx(dense.fun, rel=1e-9)
+    assert fact.fun == pytest.approx(_score(X @ X.T, Y @ Y.T, fact.col_ind), rel=1e-9)
+
+
+def test_float32_option():
+    # a planted matching (B = A relabelled, plus noise): float32 iterations find it like float64
+    A, _, rng = _problem(60, True, 4)
+    truth = rng.permutation(60)
+    B = np.empty_like(A)
+    B[np.ix_(truth, truth)] = A
+    B += 0.01 * rng.random(B.shape)
+    B = B + B.T
+    pm = np.stack([np.arange(5), truth[:5]], 1)
+    opts = dict(maximize=True, partial_match=pm, rng=np.random.default_rng(0))
+    r64 = quadratic_assignment(A, B, options=opts)
+    r32 = quadratic_assignment(A, B, options=dict(opts, dtype="float32"))
+    assert (r64.col_ind == truth).all() and (r32.col_ind == truth).all()
+    assert r32.fun == _score(A, B, r32.col_ind)          # fun is evaluated in float64
+
+
+def test_linear_term_S():
+    A, B, rng = _problem(30, True, 6)
+    truth = rng.permutation(30)
+    S = np.zeros((30, 30))
+    S[np.arange(30), truth] = 1e4      # an overwhelming linear reward for `truth`
+    res = quadratic_assignment(A, B, options=dict(maximize=True, S=S, rng=np.random.default_rng(0)))
+    assert (res.col_ind == truth).all()
+    assert res.fun == pytest.approx(_score(A, B, truth, S), rel=1e-12)
+    # as a cost under minimisation it is avoided entirely
+    res = quadratic_assignment(A, B, options=dict(maximize=False, S=S, rng=np.random.default_rng(0)))
+    assert not (res.col_ind == truth).any()
+    # a small S is consistent: fun = quadratic + linear of col_ind, and S=0 changes nothing
+    S2 = rng.random((30, 30))
+    res = quadratic_assignment(A, B, options=dict(maximize=True, S=S2, rng=np.random.default_rng(0)))
+    assert res.fun == pytest.approx(_score(A, B, res.col_ind, S2), rel=1e-12)
+    r0 = quadratic_assignment(A, B, options=dict(maximize=True, S=np.zeros((30, 30)), rng=np.random.default_rng(0)))
+    r1 = quadratic_assignment(A, B, options=dict(maximize=True, rng=np.random.default_rng(0)))
+    assert r0.fun == pytest.approx(r1.fun) and (r0.col_ind == r1.col_ind).all()
+
+
+def _naive_pad(A, B, padding):
+    n = max(len(A), len(B))
+    if padding == "adopted":
+        A, B = 2 * A - 1, 2 * B - 1
+
+    def pad(X):
+        out = np.zeros((n, n))
+        out[:len(X), :len(X)] = X
+        return out
+    return pad(A), pad(B)
+
+
+@pytest.mark.parametrize("padding", ["naive", "adopted"])
+@pytest.mark.parametrize("a_smaller", [True, False])
+def test_unequal_sizes_with_padding(padding, a_smaller):
+    rng = np.random.default_rng(11)
+    nb, na = 40, 32
+    G = (rng.random((nb, nb)) < 0.3).astype(float)
+    G = np.triu(G, 1)
+    G = G + G.T
+    keep = rng.permutation(nb)[:na]               # A = induced subgraph of B on `keep`
+    A, B = G[keep][:, keep], G
+    seeds = np.stack([np.arange(6), keep[:6]], 1)
+    if not a_smaller:
+        A, B = B, A
+        seeds = seeds[:, ::-1]
+    opts = dict(maximize=True, partial_match=seeds, rng=np.random.default_rng(0), padding=padding,
+                tol=1e-6)
+    res = quadratic_assignment(A, B, options=opts)
+    # reference: pad by hand, SciPy's FAQ on the padded pair, map back
+    Ap, Bp = _naive_pad(A, B, padding)
+    ref = scipy_qap(Ap, Bp, options=dict(maximize=True, partial_match=seeds, rng=np.random.default_rng(0), tol=1e-6))
+    ref_col = ref.col_ind[:len(A)].copy()
+    ref_col[ref_col >= len(B)] = -1
+    assert len(res.col_ind) == len(A)
+    np.testing.assert_array_equal(res.col_ind, ref_col)
+    valid = np.flatnonzero(res.col_ind >= 0)
+    assert len(valid) == min(na, nb)
+    expected = np.sum(A[valid][:, valid] * B[res.col_ind[valid]][:, res.col_ind[valid]])
+    assert res.fun == pytest.approx(expected)
+    if a_smaller:
+        assert (res.col_ind == keep).mean() > 0.9      # the embedded subgraph is found
+
+
+def test_two_opt_padding_and_unknown_option_warning():
+    A, B, _ = _problem(8, True, 1)
+    with pytest.warns(OptimizeWarning, match="device"):
+        quadratic_assignment(A, B, method="2opt", options={"rng": np.random.default_rng(0), "device": "cpu"})
+    res = quadratic_assignment(A[:6, :6], B, method="2opt", options={"rng": np.random.default_rng(0), "padding": "naive"})
+    assert len(res.col_ind) == 6 and len(set(res.col_ind)) == 6
+
+
+@pytest.mark.parametrize("A,B,opts,msg", [
+    (np.zeros((3, 4)), np.zeros((3, 3)), {}, "`A` must be square"),
+    (np.zeros((3, 3)), np.zeros((4, 4)), {}, "must be of equal size"),
+    (np.full((3, 3), np.nan), np.zeros((3, 3)), {}, "`A` contains NaN"),
+    (np.zeros((3, 3)), np.array([[0, 1, np.inf]] * 3), {}, "`B` contains NaN or Inf"),
+    (np.eye(4), np.eye(4), {"partial_match": [[0, 5]]}, "less than number of nodes"),
+    (np.eye(4), np.eye(4), {"partial_match": [[0, 1], [0, 2]]}, "column entries must be unique"),
+    (np.eye(4), np.eye(4), {"padding": "zeros"}, "padding must be"),
+    (np.eye(4), np.eye(4), {"lap": "hungarian"}, "lap must be one of"),
+    (np.eye(4), np.eye(4), {"dtype": "int32"}, "dtype must be float32 or float64"),
+    (np.eye(4), np.eye(4), {"n_init": 0}, "'n_init' must be a positive integer"),
+    (np.eye(4), np.eye(4), {"S": np.zeros((3, 3))}, "`S` must have shape"),
+])
+def test_bad_inputs_one_line_errors(A, B, opts, msg):
+    with pytest.raises(ValueError, match=msg) as ei:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quadratic_assignment(A, B, options=dict(opts, rng=np.random.default_rng(0)))
+    assert "\n" not in str(ei.value)
+
+
+def test_doubly_stochastic_batched():
+    rng = np.random.default_rng(0)
+    P = doubly_stochastic(rng.random((3, 20, 20)), tol=1e-8)
+    np.testing.assert_allclose(P.sum(axis=-1), 1, atol=1e-8)
+    np.testing.assert_allclose(P.sum(axis=-2), 1, atol=1e-8)
+    assert (P > 0).all()
