@@ -47,6 +47,7 @@ def load_config(name: str):
     """
     from transformers import AutoConfig
 
+    _quiet_transformers()
     p = Path(name).expanduser()
     if p.exists():
         if not (p / "config.json").is_file():
@@ -62,7 +63,19 @@ def load_config(name: str):
                          ) from None
 
 
+def _quiet_transformers() -> None:
+    """No loading bars from transformers; its warnings only with fastcka -v."""
+    import logging
+
+    from transformers.utils import logging as tlog
+
+    tlog.disable_progress_bar()
+    if not logging.getLogger("fastcka").isEnabledFor(logging.INFO):
+        tlog.set_verbosity_error()
+
+
 def _from_pretrained(cls, name: str, **kw):
+    _quiet_transformers()
     p = Path(name).expanduser()
     src = str(p) if p.exists() else name
     try:
