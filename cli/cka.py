@@ -1,0 +1,188 @@
+"""``fastcka cka A B [C ...]``: CKA (or mutual k-NN / CKNNA) between embedding stores.
+
+Rows are paired by id (the ids common to all stores, with a warning giving the rows each store
+loses; fewer than 4 common ids is an error).  Two stores print one value; three or more print
+the pairwise matrix (a table; ``-o`` writes it, ``--plot`` draws it as a labelled heatmap).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+import numpy as np
+
+from ._common import check_result_path, load_many, write_rows
+from ._options import device_option, emit, json_option, resolve, seed_option
+
+METRICS = ("cka", "mutual_knn", "cknna")
+
+
+def _parse_sigma(value: str) -> str | float:
+    v = value.strip().lower()
+    if v in ("paper", "kornblith"):
+        return v
+    try:
+        f = float(v)
+    except ValueError:
+        raise click.BadParameter(f"expected 'paper', 'kornblith' or a positive number, got {value!r}",
+                                 param_hint="'--sigma'") from None
+    if not (math.isfinite(f) and f > 0):
+        raise click.BadParameter(f"sigma must be a positive number, got {value!r}",
+                                 param_hint="'--sigma'")
+    return f
+
+
+def _label(spec: str) -> str:
+    path, _, group = spec.partition("::")
+    stem = Path(path).stem
+    return f"{stem}::{group.strip('/')}" if group.strip("/") else stem
+
+
+def _check_plot_path(path: str | None) -> None:
+    if path is None:
+        return
+    p = Path(path)
+    if p.suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise click.BadParameter("the plot file must end in .png, .pdf or .svg",
+                                 param_hint="'--plot'")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise click.BadParameter(f"folder does not exist: {parent}", param_hint="'--plot'")
+
+
+def plot_matrix(path: str, names: list[str], M: np.ndarray, title: str) -> None:
+    """A labelled heatmap of a square matrix, written atomically (matplotlib, Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fastcka._io import atomic_path
+
+    m = len(names)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * m, 1.0 + 0.8 * m))
+    im = ax.imshow(M, vmin=0.0, vmax=1.0, cmap="viridis")
+    ax.set_xticks(range(m), labels=names, rotation=45, ha="right")
+    ax.set_yticks(range(m), labels=names)
+    for a in range(m):
+        for b in range(m):
+            v = M[a, b]
+            ax.text(b, a, "nan" if not np.isfinite(v) else f"{v:.3f}", ha="center", va="center",
+                    color="white" if np.isfinite(v) and v < 0.6 else "black", fontsize=8)
+    fig.colorbar(im, ax=ax)
+    ax.set_title(title)
+    fig.tight_layout()
+    suffix = Path(path).suffix.lower()
+    with atomic_path(Path(path), suffix=suffix) as tmp:
+        fig.savefig(tmp, format=suffix.lstrip("."), dpi=120)
+    plt.close(fig)
+
+
+@click.command("cka")
+@click.argument("stores", nargs=-1, required=True, metavar="A B [C ...]")
+@click.option("--metric", type=click.Choice(METRICS), default="cka", show_default=True,
+              help="Alignment metric.")
+@click.option("--kernel", type=click.Choice(["linear", "rbf"]), default="linear",
+              show_default=True, help="CKA kernel.")
+@click.option("--sigma", default="paper", show_default=True,
+              help="RBF bandwidth: 'paper' (lower median of non-zero squared distances), "
+                   "'kornblith' (threshold x median of all), or a number.")
+@click.option("--threshold", type=float, default=1.0, show_default=True,
+              help="Multiplier of the 'kornblith' bandwidth.")
+@click.option("--estimator", type=click.Choice(["biased", "unbiased"]), default="biased",
+              show_default=True, help="HSIC estimator ('unbiased': debiased CKA, n >= 4).")
+@click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Neighbours for mutual_knn and cknna.")
+@click.option("--permutations", type=click.IntRange(min=1), default=None,
+              help="Permutation test with N permutations (two stores, --metric cka).")
+@click.option("--plot", default=None, type=click.Path(dir_okay=False),
+              help="Draw the pairwise matrix as a heatmap (.png, .pdf or .svg).")
+@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
+              help="Write the value or matrix (.csv, .tsv, .json or .h5).")
+@seed_option
+@device_option
+@json_option
+def command(stores, metric, kernel, sigma, threshold, estimator, k, permutations, plot, output,
+            seed, device, json_):
+    """Alignment between the embedding stores A, B, ... (rows paired by id)."""
+    import fastcka
+
+    st = resolve(device, json_, seed)
+    if len(stores) < 2:
+        raise click.UsageError("give at least two stores")
+    sig = _parse_sigma(sigma)
+    if not (math.isfinite(threshold) and threshold > 0):
+        raise click.BadParameter("must be a positive number", param_hint="'--threshold'")
+    if permutations is not None and (metric != "cka" or len(stores) != 2):
+        raise click.UsageError("--permutations needs exactly two stores and --metric cka")
+    check_result_path(output)
+    _check_plot_path(plot)
+    sets = load_many(list(stores), min_common=4)
+    names = [_label(s) for s in stores]
+    if len(set(names)) < len(names):
+        names = list(stores)
+    n = int(sets[0].n)
+    Xs = [es.X for es in sets]
+
+    def pair_value(X, Y):
+        if metric == "cka":
+            return fastcka.cka(X, Y, kernel=kernel, sigma=sig, threshold=threshold,
+                               estimator=estimator, device=st.device)
+        if metric == "mutual_knn":
+            return fastcka.mutual_knn(X, Y, k=k, device=st.device)
+        return fastcka.cknna(X, Y, k=k, device=st.device)
+
+    meta = {"metric": metric, "kernel": kernel if metric == "cka" else "linear",
+            "estimator": estimator if metric == "cka" else "unbiased" if metric == "cknna" else None,
+            "sigma": sig if metric == "cka" and kernel == "rbf" else None,
+            "threshold": threshold if metric == "cka" and sig == "kornblith" else None,
+            "n": n}
+    if metric != "cka":
+        meta["k"] = k
+    desc = (f"{metric} ({kernel}{', sigma ' + str(sig) if kernel == 'rbf' else ''}, {estimator})"
+            if metric == "cka" else f"{metric} (k={k})")
+
+    if len(sets) == 2:
+        result = dict(meta, names=names)
+        if permutations is not None:
+            res = fastcka.cka_permutation_test(
+                Xs[0], Xs[1], n_permutations=permutations, rng=st.seed, kernel=kernel, sigma=sig,
+                threshold=threshold, estimator=estimator, device=st.device)
+            value = res.statistic
+            result.update(value=value, p_value=res.p_value, null_mean=res.null_mean,
+                          null_std=res.null_std, n_permutations=res.n_permutations)
+            text = (f"{desc} = {value:.6f}  (n = {n}; permutation test: p = {res.p_value:.4g}, "
+                    f"null {res.null_mean:.4f} ± {res.null_std:.4f} over {permutations})")
+        else:
+            value = pair_value(Xs[0], Xs[1])
+            result["value"] = value
+            text = f"{desc} = {value:.6f}  (n = {n})"
+        M = np.array([[1.0, value], [value, 1.0]])
+        if output:
+            write_rows(output, [{k2: v for k2, v in result.items() if k2 != "names"}
+                                | {"a": names[0], "b": names[1]}], meta=meta)
+    else:
+        if metric == "cka":
+            M = fastcka.cka_matrix(Xs, kernel=kernel, sigma=sig, threshold=threshold,
+                                   estimator=estimator, device=st.device)
+        else:
+            m = len(Xs)
+            M = np.eye(m)
+            for a in range(m):
+                for b in range(a + 1, m):
+                    M[a, b] = M[b, a] = pair_value(Xs[a], Xs[b])
+        result = dict(meta, names=names, matrix=[[float(v) for v in row] for row in M])
+        width = max(len(s) for s in names)
+        lines = [f"{desc}, n = {n}", " " * width + "  " + "  ".join(f"{s[:8]:>8}" for s in names)]
+        for a, s in enumerate(names):
+            lines.append(f"{s:<{width}}  " + "  ".join(f"{v:8.4f}" for v in M[a]))
+        text = "\n".join(lines)
+        if output:
+            rows = [{"name": s} | {names[b]: float(M[a, b]) for b in range(len(names))}
+                    for a, s in enumerate(names)]
+            write_rows(output, rows, meta=meta)
+    if plot:
+        plot_matrix(plot, names, M, f"{desc}, n = {n}")
+    emit(result, text, st.json)
