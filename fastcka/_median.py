@@ -105,9 +105,10 @@ def _sample_pairs(Xs, n, s, xp, rng):
     out = []
     for X in Xs:
         vals = []
-        for a in range(0, s, 8192):
-            ii = xp.asarray(i[a:a + 8192])
-            jj = xp.asarray(j[a:a + 8192])
+        step = max(256, (2 ** 22 if xp is np else 2 ** 25) // max(1, int(X.shape[1])))
+        for a in range(0, s, step):
+            ii = xp.asarray(i[a:a + step])
+            jj = xp.asarray(j[a:a + step])
             diff = X[ii] - X[jj]
             vals.append((diff * diff).sum(axis=1))
         out.append(np.sort(np.asarray(_to_host(xp.concatenate(vals)))))

@@ -284,7 +284,8 @@ def _kernel_stats(be: Backend, Xs: list, kinds: list[int], gammas: list[float],
         Gs = buf if (bi, bj) == full else xp.empty((m, bi, bj))
         for a, X in enumerate(Xs):
             xp.matmul(X[i0:i1], X[j0:j1].T, out=Gs[a])
-        St, r, c, d = ops.kernel_stats(Gs, sq[:, i0:i1], sq[:, j0:j1], kinds, gammas,
+        St, r, c, d = ops.kernel_stats(Gs, xp.ascontiguousarray(sq[:, i0:i1]),
+                                       xp.ascontiguousarray(sq[:, j0:j1]), kinds, gammas,
                                        _median.REL_TOL, diag)
         S += (1.0 if diag else 2.0) * be.to_host(St)
         rows[:, i0:i1] += r

@@ -1,0 +1,305 @@
+"""Benchmark of the CKA engine against the naive Gram-form NumPy reference (same run).
+
+Usage::
+
+    python bench/cka.py [--device cpu|gpu] [--out DIR] [--quick]
+
+CPU: writes ``bench/results/cka.md``; GPU: writes ``<out>/cka_gpu.md`` (``--out`` required
+there, default ``bench/results``).  ``--out`` also receives the raw numbers as JSON.
+
+Sections
+--------
+1. naive reference vs ours, linear and RBF (paper σ) CKA, n = 1k, 5k, 10k, 20k (d = 384 / 256);
+   the reference (centred n×n Gram matrices, ``Σ Kc∘Lc``; sorted non-zero distances for σ) runs
+   only where its n×n matrices fit in memory;
+2. linear CKA, n = 100k, d = 1024 (float32 inputs);
+3. RBF CKA with exact paper σ, n = 50k, d = 384, in a subprocess that reports its peak memory
+   beyond the inputs (RSS high-water mark minus RSS after the inputs exist, and tracemalloc's
+   peak of NumPy allocations);
+4. ``--device gpu``: RBF CKA (paper σ) at n = 100k, d = 1024 on the GPU, and GPU-vs-CPU agreement
+   (the CPU run at a smaller n where the full one would take minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal"):
+                mem = f", {int(line.split()[1]) / 2**20:.0f} GiB RAM"
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} logical CPUs{mem}, numpy {np.__version__}, Python {platform.python_version()}"
+
+
+def avail_bytes() -> int:
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 * 2**30
+
+
+def data(n, p, q, seed=0, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, p), dtype=np.float32)
+    W = rng.standard_normal((p, q), dtype=np.float32) / np.float32(math.sqrt(p))
+    Y = np.tanh(X @ W) + np.float32(0.5) * rng.standard_normal((n, q), dtype=np.float32)
+    return X.astype(dtype), Y.astype(dtype)
+
+
+# ---------------------------------------------------------------------- naive reference
+
+def naive_cka(X, Y, kernel):
+    """Centred Gram matrices and Σ Kc∘Lc (Kornblith's notebook form), float64, O(n²) memory."""
+    def kern(A):
+        A = A.astype(np.float64)
+        G = A @ A.T
+        if kernel == "rbf":
+            sq = np.diag(G).copy()
+            G *= -2.0
+            G += sq[:, None]
+            G += sq[None, :]
+            np.maximum(G, 0, out=G)
+            np.fill_diagonal(G, 0.0)
+            v = G[G != 0]
+            v.sort()
+            s2 = v[(v.size - 1) // 2]  # lower median of the non-zero squared distances
+            del v
+            G *= -1.0 / (2 * s2)
+            np.exp(G, out=G)
+        G -= G.mean(axis=0, keepdims=True)
+        G -= G.mean(axis=1, keepdims=True)
+        return G
+
+    K = kern(X)
+    L = kern(Y)
+    kl = float(np.vdot(K, L))
+    kk = float(np.vdot(K, K))
+    ll = float(np.vdot(L, L))
+    return kl / math.sqrt(kk * ll)
+
+
+def timed(fn, *args, **kw):
+    t = time.perf_counter()
+    v = fn(*args, **kw)
+    return time.perf_counter() - t, v
+
+
+# ---------------------------------------------------------------------- sections
+
+def section_reference(ns, device, rows):
+    import fastcka
+
+    fastcka.cka(*data(300, 16, 8), kernel="rbf", device=device)  # JIT / kernel warm-up
+    for n in ns:
+        X, Y = data(n, 384, 256, seed=n)
+        for kernel in ("linear", "rbf"):
+            t_ours, v_ours = timed(fastcka.cka, X, Y, kernel=kernel, sigma="paper", device=device)
+            need = (5 if kernel == "rbf" else 3) * n * n * 8
+            if need < 0.6 * avail_bytes():
+                t_ref, v_ref = timed(naive_cka, X, Y, kernel)
+                note = ""
+            else:
+                t_ref = v_ref = None
+                note = f"reference skipped: needs ~{need / 2**30:.0f} GiB"
+            rows.append(dict(section="reference", n=n, d="384/256", kernel=kernel, device=device,
+                             ours_s=t_ours, ref_s=t_ref, value=v_ours, ref_value=v_ref,
+                             speedup=(t_ref / t_ours) if t_ref else None,
+                             rel_diff=(abs(v_ours - v_ref) / abs(v_ref)) if v_ref else None,
+                             note=note))
+            print(rows[-1], flush=True)
+
+
+def section_linear(n, device, rows):
+    import fastcka
+
+    X, Y = data(n, 1024, 1024, seed=1)
+    fastcka.cka(X[:2000], Y[:2000], device=device)
+    t, v = timed(fastcka.cka, X, Y, device=device)
+    rows.append(dict(section="linear", n=n, d="1024/1024", kernel="linear", device=device,
+                     ours_s=t, value=v, note="float32 inputs, float64 accumulation"))
+    print(rows[-1], flush=True)
+
+
+_MEM_CHILD = r"""
+import json, resource, sys, time, tracemalloc
+sys.path.insert(0, sys.argv[4])
+import numpy as np
+from cka import data
+import fastcka
+fastcka.cka(*data(300, 16, 8), kernel="rbf", device="cpu")  # JIT warm-up (cached kernels)
+n, d = int(sys.argv[1]), int(sys.argv[2])
+X, Y = data(n, d, d, seed=2)
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) * 1024
+base = rss()
+tracemalloc.start()
+t = time.perf_counter()
+v = fastcka.cka(X, Y, kernel="rbf", sigma="paper", device=sys.argv[3])
+t = time.perf_counter() - t
+_, peak = tracemalloc.get_traced_memory()
+hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps(dict(t=t, value=v, rss_peak_beyond_inputs=hwm - base, tracemalloc_peak=peak,
+                      inputs=X.nbytes + Y.nbytes)))
+"""
+
+
+def section_rbf_memory(n, d, rows):
+    out = subprocess.run([sys.executable, "-c", _MEM_CHILD, str(n), str(d), "cpu",
+                          str(Path(__file__).parent)], capture_output=True, text=True, check=True)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    rows.append(dict(section="rbf_memory", n=n, d=f"{d}/{d}", kernel="rbf (paper σ)", device="cpu",
+                     ours_s=r["t"], value=r["value"],
+                     mem_beyond_inputs_MiB=r["rss_peak_beyond_inputs"] / 2**20,
+                     tracemalloc_peak_MiB=r["tracemalloc_peak"] / 2**20,
+                     note=f"inputs {r['inputs'] / 2**20:.0f} MiB float32; peak RSS minus RSS with inputs"))
+    print(rows[-1], flush=True)
+
+
+def section_gpu(n_gpu, n_cpu, rows):
+    import fastcka
+    from fastcka.backend import get_backend
+
+    be = get_backend(device="gpu")
+    import cupy as cp
+
+    dev = cp.cuda.runtime.getDeviceProperties(0)["name"].decode()
+    Xw, Yw = data(4096, 64, 64)
+    fastcka.cka(Xw, Yw, kernel="rbf", device="gpu")  # compile kernels
+    for n, d in ((n_gpu, 1024),):
+        X, Y = data(n, d, d, seed=3)
+        Xg, Yg = cp.asarray(X), cp.asarray(Y)  # inputs resident on the GPU
+        be.synchronize()
+        for kernel in ("rbf", "linear"):
+            ts = []
+            for _ in range(2):
+                t, v = timed(fastcka.cka, Xg, Yg, kernel=kernel, sigma="paper", device="gpu")
+                be.synchronize()
+                ts.append(t)
+            rows.append(dict(section="gpu", n=n, d=f"{d}/{d}", kernel=kernel, device=dev,
+                             ours_s=min(ts), value=v, note=f"runs {', '.join(f'{x:.3f}' for x in ts)} s"))
+            print(rows[-1], flush=True)
+        del Xg, Yg
+        cp.get_default_memory_pool().free_all_blocks()
+    # agreement: CPU on a size it finishes in reasonable time
+    for kernel in ("rbf", "linear"):
+        nn = n_cpu if kernel == "rbf" else n_gpu
+        X, Y = data(nn, 1024, 1024, seed=3)
+        tg, vg = timed(fastcka.cka, X, Y, kernel=kernel, sigma="paper", device="gpu")
+        tc, vc = timed(fastcka.cka, X, Y, kernel=kernel, sigma="paper", device="cpu")
+        rows.append(dict(section="gpu_vs_cpu", n=nn, d="1024/1024", kernel=kernel, device=dev,
+                         ours_s=tg, ref_s=tc, value=vg, ref_value=vc,
+                         rel_diff=abs(vg - vc) / abs(vc),
+                         note="CPU run at this n" + (" (the 100k CPU RBF run would take minutes)"
+                                                     if nn != n_gpu else "")))
+        print(rows[-1], flush=True)
+
+
+# ---------------------------------------------------------------------- report
+
+def fmt(v, spec=".3f"):
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return format(v, spec)
+    return str(v)
+
+
+def markdown(rows, header) -> str:
+    out = [header, ""]
+    ref = [r for r in rows if r["section"] == "reference"]
+    if ref:
+        out += ["## Naive Gram-form reference vs fastcka (same run)", "",
+                "| n | d (X/Y) | kernel | fastcka s | reference s | speed-up | |rel diff| | note |",
+                "|---|---|---|---|---|---|---|---|"]
+        for r in ref:
+            out.append(f"| {r['n']} | {r['d']} | {r['kernel']} | {fmt(r['ours_s'])} | {fmt(r['ref_s'])} "
+                       f"| {fmt(r['speedup'], '.1f')}{'×' if r['speedup'] else ''} "
+                       f"| {fmt(r['rel_diff'], '.1e')} | {r['note']} |")
+        out.append("")
+    big = [r for r in rows if r["section"] in ("linear", "rbf_memory")]
+    if big:
+        out += ["## Large n", "", "| case | n | d | seconds | memory beyond inputs | value | note |",
+                "|---|---|---|---|---|---|---|"]
+        for r in big:
+            mem = (f"{r['mem_beyond_inputs_MiB']:.0f} MiB (RSS), {r['tracemalloc_peak_MiB']:.0f} MiB "
+                   "(tracemalloc)") if "mem_beyond_inputs_MiB" in r else "—"
+            out.append(f"| {r['kernel']} CKA | {r['n']} | {r['d']} | {fmt(r['ours_s'], '.2f')} | {mem} "
+                       f"| {fmt(r['value'], '.6f')} | {r['note']} |")
+        out.append("")
+    gpu = [r for r in rows if r["section"].startswith("gpu")]
+    if gpu:
+        out += ["## GPU", "", "| case | n | d | device | GPU s | CPU s | GPU value | CPU value | rel diff | note |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in gpu:
+            out.append(f"| {r['kernel']} CKA{' (paper σ)' if r['kernel'] == 'rbf' else ''} | {r['n']} "
+                       f"| {r['d']} | {r['device']} | {fmt(r['ours_s'])} | {fmt(r.get('ref_s'))} "
+                       f"| {fmt(r['value'], '.9f')} | {fmt(r.get('ref_value'), '.9f')} "
+                       f"| {fmt(r.get('rel_diff'), '.1e')} | {r['note']} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    ap.add_argument("--out", default=None, help="folder for the JSON (and the GPU table)")
+    ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
+    args = ap.parse_args(argv)
+    rows: list[dict] = []
+    header = (f"# CKA benchmark ({'quick' if args.quick else 'full'}, device {args.device})\n\n"
+              f"Machine: {machine()}.  Generated by `python bench/cka.py"
+              f"{' --device gpu' if args.device == 'gpu' else ''}{' --quick' if args.quick else ''}`"
+              f" on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.")
+    if args.device == "cpu":
+        section_reference([1000, 5000] if args.quick else [1000, 5000, 10000, 20000], "cpu", rows)
+        section_linear(20000 if args.quick else 100_000, "cpu", rows)
+        section_rbf_memory(10000 if args.quick else 50_000, 384, rows)
+        md_path = ROOT / "bench" / "results" / "cka.md"
+    else:
+        section_gpu(20000 if args.quick else 100_000, 5000 if args.quick else 20000, rows)
+        section_reference([1000, 5000] if args.quick else [1000, 5000, 10000], "gpu", rows)
+        md_path = Path(args.out or ROOT / "bench" / "results") / "cka_gpu.md"
+    md = markdown(rows, header)
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = md_path.with_suffix(".md.tmp")
+    tmp.write_text(md + "\n")
+    tmp.replace(md_path)
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / f"cka_{args.device}.json").write_text(json.dumps(rows, indent=1, default=str))
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
