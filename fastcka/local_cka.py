@@ -221,13 +221,6 @@ class LocalCKAScorer:
             self._rbf_fixed(Sq, Tq, Sb, Tb)
 
     # -- factor builders ---------------------------------------------------------------------
-    def _assemble(self, Kq, z, nb_s, Lq, w, nb_t, gb):
-        """Denominators from the base norms and the factor rows, then the augmented factors."""
-        c = self.c
-        d = nb_s + 2.0 * c * (Kq * Kq).sum(axis=1) + c * c * z * z
-        e = nb_t + 2.0 * c * (Lq * Lq).sum(axis=1) + c * c * w * w
-        self._assemble_with_denoms(Kq, z, d, Lq, w, e, gb)
-
     def _linear(self, Sq, Tq, Sb, Tb):
         p, ds, dt = Sb.shape[0], Sb.shape[1], Tb.shape[1]
         mu, nu = Sb.mean(axis=0), Tb.mean(axis=0)
@@ -262,57 +255,80 @@ class LocalCKAScorer:
         c = self.c
         d = nb_s + 2.0 * c * ks2 + c * c * z * z
         e = nb_t + 2.0 * c * lt2 + c * c * w * w
-        self._assemble_with_denoms(Kq, z, d, Lq, w, e, gb)
+        left, right = self._buffer(Kq.shape[0], r), self._buffer(Lq.shape[0], r)
+        left[:, :r] = Kq
+        right[:, :r] = Lq
+        del Kq, Lq
+        self._finish(left, z, d, right, w, e, gb)
 
-    def _assemble_with_denoms(self, Kq, z, d, Lq, w, e, gb):
-        """left = [k', z, 1] / sqrt(d), right = [2c l', c^2 w, gb] / sqrt(e)."""
+    def _buffer(self, q, r):
+        """A (q, r + 2) float64 factor buffer; the kernel rows go in its first r columns."""
+        return self.bk.xp.empty((q, r + 2))
+
+    def _finish(self, left, z, d, right, w, e, gb):
+        """In place: left = [k', z, 1] / sqrt(d), right = [2c l', c^2 w, gb] / sqrt(e).
+
+        ``left[:, :r]``/``right[:, :r]`` hold the cross-term factors on entry; ``gb`` is the base
+        term (0 when it is added per block, ``sigma="paper"``).
+        """
         xp, c = self.bk.xp, self.c
-        r = Kq.shape[1]
-        left = xp.empty((Kq.shape[0], r + 2))
-        right = xp.empty((Lq.shape[0], r + 2))
+        r = left.shape[1] - 2
         sd, se = xp.sqrt(d), xp.sqrt(e)
-        left[:, :r] = Kq / sd[:, None]
-        left[:, r] = z / sd
-        left[:, r + 1] = 1.0 / sd
-        right[:, :r] = (2.0 * c) * Lq / se[:, None]
-        right[:, r] = (c * c) * w / se
-        right[:, r + 1] = gb / se
+        left[:, r] = z
+        left[:, r + 1] = 1.0
+        left /= sd[:, None]
+        right[:, :r] *= 2.0 * c
+        right[:, r] = (c * c) * w
+        right[:, r + 1] = gb
+        right /= se[:, None]
         self.left, self.right = left, right
         self.inv_sd, self.inv_se = 1.0 / sd, 1.0 / se
 
-    def _side_alpha(self, Xb, which):
+    def _side_alpha(self, Db, which):
+        """Inverse bandwidth 1 / (2 sigma^2) of one side (``Db``: its base squared distances)."""
         if isinstance(self.sigma, float):
             return 0.5 / (self.sigma * self.sigma)
-        med = lower_median_nonzero(_condensed(_sqdist_exact(Xb, Xb, self.bk), self.bk.xp),
-                                   self.bk.xp)
+        med = lower_median_nonzero(_condensed(Db, self.bk.xp), self.bk.xp)
         setattr(self, f"sigma_{which}", math.sqrt(med))
         return 0.5 / med
 
     def _rbf_fixed(self, Sq, Tq, Sb, Tb):
-        xp, p = self.bk.xp, self.p
+        xp, p, bk = self.bk.xp, self.p, self.bk
 
         def side(Q, Xb, which):
-            alpha = self._side_alpha(Xb, which)
-            Kb = xp.exp(-alpha * _sqdist_exact(Xb, Xb, self.bk))
+            Db = _sqdist_exact(Xb, Xb, bk)
+            alpha = self._side_alpha(Db, which)
+            Kb = xp.exp(-alpha * Db)
             R = Kb.sum(axis=1)
             T = float(R.sum())
             Kc = Kb - R[:, None] / p - R[None, :] / p + T / (p * p)
-            k = xp.exp(-alpha * _sqdist_gemm(Q, Xb, self.bk))
-            sk = k.sum(axis=1)
-            k -= sk[:, None] / p
-            k -= R[None, :] / p
-            k += T / (p * p)
-            z = 1.0 - 2.0 * sk / p + T / (p * p)
-            return Kc, k, z
+            buf = self._buffer(Q.shape[0], p)
+            z = xp.empty(Q.shape[0])
+            k2 = xp.empty(Q.shape[0])
+            step = max(1, _CHUNK_ELEMS // p)
+            for i0 in range(0, Q.shape[0], step):  # row chunks: O(chunk x p) temporaries
+                k = _sqdist_gemm(Q[i0:i0 + step], Xb, bk)
+                k *= -alpha
+                xp.exp(k, out=k)
+                sk = k.sum(axis=1)
+                k -= sk[:, None] / p
+                k -= R[None, :] / p
+                k += T / (p * p)
+                buf[i0:i0 + step, :p] = k
+                k2[i0:i0 + step] = (k * k).sum(axis=1)
+                z[i0:i0 + step] = 1.0 - 2.0 * sk / p + T / (p * p)
+            return Kc, buf, z, k2
 
-        Kc, Kq, z = side(Sq, Sb, "source")
-        Lc, Lq, w = side(Tq, Tb, "target")
+        Kc, left, z, k2 = side(Sq, Sb, "source")
+        Lc, right, w, l2 = side(Tq, Tb, "target")
         nb_s, nb_t = float((Kc * Kc).sum()), float((Lc * Lc).sum())
         if nb_s <= 0.0 or nb_t <= 0.0:
             raise InputError("the base (seed) rows of one side are all identical: CKA is "
                              "undefined")
         gb = float((Kc * Lc).sum())
-        self._assemble(Kq, z, nb_s, Lq, w, nb_t, gb)
+        c = self.c
+        self._finish(left, z, nb_s + 2.0 * c * k2 + c * c * z * z,
+                     right, w, nb_t + 2.0 * c * l2 + c * c * w * w, gb)
 
     def _rbf_paper(self, Sq, Tq, Sb, Tb):
         xp, p, bk = self.bk.xp, self.p, self.bk
@@ -350,7 +366,11 @@ class LocalCKAScorer:
         d = self.src["nb"][self.src["inv"]] + 2.0 * c * (Kq * Kq).sum(axis=1) + c * c * z * z
         e = self.tgt["nb"][self.tgt["inv"]] + 2.0 * c * (Lq * Lq).sum(axis=1) + c * c * w * w
         # base term handled separately (it depends on both bandwidths): gb column = 0
-        self._assemble_with_denoms(Kq, z, d, Lq, w, e, 0.0)
+        left, right = self._buffer(Kq.shape[0], p), self._buffer(Lq.shape[0], p)
+        left[:, :p] = Kq
+        right[:, :p] = Lq
+        del Kq, Lq
+        self._finish(left, z, d, right, w, e, 0.0)
 
     def _base_term(self, rows, cols):
         """<K_b'(a_i), L_b'(b_j)> for the block (distinct bandwidth pairs only)."""

@@ -185,6 +185,8 @@ def topk_stream(scorer, k: int, *, block: int = _BLOCK, directions=("s2t", "t2s"
     xp = scorer.bk.xp
     qs, qt = scorer.shape
     ks, kt = min(k, qt), min(k, qs)
+    if not scorer.bk.is_gpu:
+        return _topk_stream_cpu(scorer, ks, kt, block, directions)
     out: dict[str, Any] = {}
     rv = xp.full((qs, 0), -xp.inf)
     ri = xp.zeros((qs, 0), dtype=np.int64)
@@ -213,6 +215,32 @@ def topk_stream(scorer, k: int, *, block: int = _BLOCK, directions=("s2t", "t2s"
         v = xp.concatenate([row_acc[j][0] for j in keys], axis=0)
         i = xp.concatenate([row_acc[j][1] for j in keys], axis=0)
         out["t2s_scores"], out["t2s_indices"] = _sort_desc(xp, v, i)
+    return out
+
+
+def _topk_stream_cpu(scorer, ks, kt, block, directions):
+    """CPU streaming: one-pass Numba merges of each block into sorted top-k lists."""
+    from .backend import numba_enabled
+    from .kernels import local_cka_cpu as kc
+
+    qs, qt = scorer.shape
+    nb = numba_enabled()
+    rv, ri = np.full((qs, ks), -np.inf), np.full((qs, ks), -1, dtype=np.int64)
+    cv, ci = np.full((qt, kt), -np.inf), np.full((qt, kt), -1, dtype=np.int64)
+    for i0 in range(0, qs, block):
+        rows = slice(i0, min(qs, i0 + block))
+        for j0 in range(0, qt, block):
+            cols = slice(j0, min(qt, j0 + block))
+            S = np.ascontiguousarray(scorer.block(rows, cols))
+            if "s2t" in directions:
+                kc.topk_update_rows(S, j0, rv[rows], ri[rows], use_numba=nb)
+            if "t2s" in directions:
+                kc.topk_update_cols(S, i0, cv[cols], ci[cols], use_numba=nb)
+    out: dict[str, Any] = {}
+    if "s2t" in directions:
+        out["s2t_scores"], out["s2t_indices"] = rv, ri
+    if "t2s" in directions:
+        out["t2s_scores"], out["t2s_indices"] = cv, ci
     return out
 
 

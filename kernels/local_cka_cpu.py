@@ -14,6 +14,11 @@ Kernels
 ``rbf_base_stats(D, alphas)``
     for each inverse bandwidth ``alpha``: the row sums ``R`` of ``K = exp(-alpha D)``, its total
     ``T`` and its squared Frobenius norm ``S2``.
+``topk_update_rows(S, col0, vals, idx)`` / ``topk_update_cols(S, row0, vals, idx)``
+    merge a score block into running top-k lists (kept sorted, best first) of its rows / of its
+    columns, in one pass over the block: a value enters only when it beats the current k-th,
+    so the cost is one comparison per score once the lists fill.  Ties keep the earlier index
+    (blocks must be fed in increasing index order), i.e. the order of a stable sort.
 """
 
 from __future__ import annotations
@@ -120,7 +125,10 @@ def rbf_base_stats_numpy(D: np.ndarray, alphas: np.ndarray) -> tuple[np.ndarray,
 
 if HAVE_NUMBA:
 
-    @njit(parallel=True, cache=True, fastmath=False)
+    # reassociation lets the reduction vectorise (SIMD); identical rows still give exactly 0
+    _FM = {"reassoc", "contract"}
+
+    @njit(parallel=True, cache=True, fastmath=_FM)
     def _sqdist_exact_nb(A, B):  # pragma: no cover - compiled
         na, nb, d = A.shape[0], B.shape[0], A.shape[1]
         out = np.empty((na, nb))
@@ -131,6 +139,22 @@ if HAVE_NUMBA:
                     t = A[i, k] - B[j, k]
                     s += t * t
                 out[i, j] = s
+        return out
+
+    @njit(parallel=True, cache=True, fastmath=_FM)
+    def _sqdist_self_nb(A):  # pragma: no cover - compiled
+        n, d = A.shape
+        out = np.zeros((n, n))
+        for i in prange(n):
+            for j in range(i + 1, n):
+                s = 0.0
+                for k in range(d):
+                    t = A[i, k] - A[j, k]
+                    s += t * t
+                out[i, j] = s
+        for i in range(n):
+            for j in range(i + 1, n):
+                out[j, i] = out[i, j]
         return out
 
     @njit(cache=True)
@@ -199,15 +223,58 @@ if HAVE_NUMBA:
             S2[u] = s2
         return R, T, S2
 
+    @njit(cache=True, inline="always")
+    def _insert(gv, gi, v, j):  # pragma: no cover - compiled
+        k = gv.shape[0]
+        pos = k - 1
+        while pos > 0 and gv[pos - 1] < v:
+            gv[pos] = gv[pos - 1]
+            gi[pos] = gi[pos - 1]
+            pos -= 1
+        gv[pos] = v
+        gi[pos] = j
+
+    @njit(parallel=True, cache=True)
+    def _topk_rows_nb(S, col0, vals, idx):  # pragma: no cover - compiled
+        nr, nc = S.shape
+        k = vals.shape[1]
+        for r in prange(nr):
+            gv = vals[r]
+            gi = idx[r]
+            thr = gv[k - 1]
+            for c in range(nc):
+                v = S[r, c]
+                if v > thr:
+                    _insert(gv, gi, v, col0 + c)
+                    thr = gv[k - 1]
+
+    @njit(parallel=True, cache=True)
+    def _topk_cols_nb(S, row0, vals, idx):  # pragma: no cover - compiled
+        nr, nc = S.shape
+        k = vals.shape[1]
+        width = 32
+        nchunk = (nc + width - 1) // width
+        for ch in prange(nchunk):
+            c0 = ch * width
+            c1 = min(nc, c0 + width)
+            for r in range(nr):
+                for c in range(c0, c1):
+                    v = S[r, c]
+                    if v > vals[c, k - 1]:
+                        _insert(vals[c], idx[c], v, row0 + r)
+
     def numba_threads() -> int:
         return int(numba.get_num_threads())
 
 
 def sqdist_exact(A: np.ndarray, B: np.ndarray, *, use_numba: bool = True) -> np.ndarray:
     """Exact squared distances (Numba when available and ``use_numba``). Shape ``(na, nb)``."""
+    same = A is B
     A = np.ascontiguousarray(A, dtype=np.float64)
-    B = np.ascontiguousarray(B, dtype=np.float64)
+    B = A if same else np.ascontiguousarray(B, dtype=np.float64)
     if use_numba and HAVE_NUMBA:
+        if same:
+            return _sqdist_self_nb(A)
         return _sqdist_exact_nb(A, B)
     return sqdist_exact_numpy(A, B)
 
@@ -229,3 +296,36 @@ def rbf_base_stats(D: np.ndarray, alphas: np.ndarray, *, use_numba: bool = True)
     if use_numba and HAVE_NUMBA:
         return _rbf_base_stats_nb(D, alphas)
     return rbf_base_stats_numpy(D, alphas)
+
+
+def topk_update_rows_numpy(S, col0, vals, idx):
+    """NumPy twin of the row merge (full stable sort of running + block values)."""
+    k = vals.shape[1]
+    cand_v = np.concatenate([vals, S], axis=1)
+    cand_i = np.concatenate([idx, col0 + np.broadcast_to(np.arange(S.shape[1]), S.shape)], axis=1)
+    order = np.argsort(-cand_v, axis=1, kind="stable")[:, :k]
+    vals[:] = np.take_along_axis(cand_v, order, axis=1)
+    idx[:] = np.take_along_axis(cand_i, order, axis=1)
+
+
+def topk_update_rows(S, col0: int, vals, idx, *, use_numba: bool = True) -> None:
+    """Merge block ``S`` (rows = the rows of ``vals``) into sorted top-k lists, in place.
+
+    Parameters
+    ----------
+    S : (nr, nc) float64 block; column c is global index ``col0 + c``
+    vals : (nr, k) float64, each row sorted descending (``-inf`` = empty slot)
+    idx : (nr, k) int64
+    """
+    if use_numba and HAVE_NUMBA:
+        _topk_rows_nb(np.ascontiguousarray(S), int(col0), vals, idx)
+    else:
+        topk_update_rows_numpy(S, col0, vals, idx)
+
+
+def topk_update_cols(S, row0: int, vals, idx, *, use_numba: bool = True) -> None:
+    """Merge block ``S`` into the sorted top-k lists of its *columns* (``vals`` is (nc, k))."""
+    if use_numba and HAVE_NUMBA:
+        _topk_cols_nb(np.ascontiguousarray(S), int(row0), vals, idx)
+    else:
+        topk_update_rows_numpy(np.ascontiguousarray(S.T), row0, vals, idx)

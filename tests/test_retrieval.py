@@ -169,3 +169,16 @@ def test_errors():
         retrieve(bad, device="cpu")
     with pytest.raises(InputError, match="NaN"):
         match_scores(bad)
+
+
+@pytest.mark.parametrize("numba_off", [False, True])
+def test_streaming_ties_follow_stable_order(numba_off, monkeypatch):
+    """Integer scores (many exact ties): both the Numba and NumPy merges keep the lower index."""
+    if numba_off:
+        monkeypatch.setenv("FASTCKA_DISABLE_NUMBA", "1")
+    S = np.random.default_rng(4).integers(0, 4, size=(13, 11)).astype(float)
+    r = retrieve(S, k=5, ks=(1,), source_ids=np.arange(13), target_ids=np.arange(11), block=4,
+                 device="cpu")
+    np.testing.assert_array_equal(r.s2t_indices, _topk_full(S, 5))
+    np.testing.assert_array_equal(r.t2s_indices, _topk_full(S.T, 5))
+    np.testing.assert_array_equal(r.s2t_scores, np.take_along_axis(S, _topk_full(S, 5), 1))
