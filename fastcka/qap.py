@@ -89,8 +89,9 @@ def quadratic_assignment(A: Any, B: Any, method: str = "faq", options: dict | No
             LAP solver for the Frank–Wolfe directions and the final projection.  "scipy":
             ``scipy.optimize.linear_sum_assignment``; "jv": our shortest-augmenting-path solver
             warm-started with the previous iteration's column duals (Numba on CPU, Numba CUDA on
-            GPU), exact like SciPy's.  "auto": "jv" on GPU and for batched restarts on CPU,
-            otherwise SciPy.
+            GPU), exact like SciPy's.  "auto": "jv" on GPU, on CPU for n' ≥ 256 free nodes
+            (where warm starts make it ~2× faster than SciPy's cold solves) and for batched
+            restarts of n' ≥ 64; SciPy otherwise.
         ``dtype`` : {None, "float64", "float32"}
             Arithmetic precision of the iterations (float64 by default); ``fun`` is always
             evaluated in float64.
@@ -363,7 +364,7 @@ def _faq(A, B, maximize=False, partial_match=None, rng=None, P0="barycenter",
 
     lap_kind = lap
     if lap_kind == "auto":
-        lap_kind = "jv" if (be.is_gpu or (n_init > 1 and n_free >= 64)) else "scipy"
+        lap_kind = "jv" if (be.is_gpu or n_free >= 256 or (n_init > 1 and n_free >= 64)) else "scipy"
 
     problem = _build_problem(be, A_h, B_h, S_h, perm_A, perm_B, n_seeds, dtype, factored)
     if P0_arr is not None:

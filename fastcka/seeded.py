@@ -103,12 +103,18 @@ def _linear_factor(X, device: str):
     return F / np.sqrt(nrm)
 
 
+def _faq(A, B, options):
+    from .qap import quadratic_assignment
+
+    return quadratic_assignment(A, B, method="faq", options=options)
+
+
 def seeded_match(S: Any, T: Any, *, seeds: Any = 320, queries: Any = 500, kernel: str = "rbf",
                  sigma: Any = "paper", n_init: int = 500, maxiter: int = 30, tol: float = 1e-5,
                  direction: str = "text->image", stretch: bool = False,
                  seed_strategy: str = "random", rng: Any = 0, device: str = "auto",
                  ids_S: Any = None, ids_T: Any = None, lap: str = "auto",
-                 dtype: Any = None) -> SeededMatchResult:
+                 dtype: Any = None, solver: Any = None) -> SeededMatchResult:
     """Recover the pairing of query rows from a few seed pairs by graph matching (METHOD §2).
 
     Parameters
@@ -147,6 +153,10 @@ def seeded_match(S: Any, T: Any, *, seeds: Any = 320, queries: Any = 500, kernel
         Ids of the rows; the truth is id equality, and the result reports matched ids.
     lap, dtype
         Passed to :func:`fastcka.qap.quadratic_assignment`.
+    solver : callable, optional
+        ``solver(A, B, options) -> OptimizeResult`` used instead of
+        :func:`fastcka.qap.quadratic_assignment` (benchmarks plug SciPy in here); it receives
+        the same options, ``n_init`` included.
 
     Returns
     -------
@@ -159,7 +169,6 @@ def seeded_match(S: Any, T: Any, *, seeds: Any = 320, queries: Any = 500, kernel
     q×q GEMM plus one q×q LAP.
     """
     from .protocol import split_seeds_queries
-    from .qap import quadratic_assignment
 
     t0 = time.perf_counter()
     device = check_device(device)
@@ -231,7 +240,7 @@ def seeded_match(S: Any, T: Any, *, seeds: Any = 320, queries: Any = 500, kernel
         A, B = _kernel_matrix(X, kernel, sigma, device), _kernel_matrix(Y, kernel, sigma, device)
         factored = False
     pm = np.stack([np.arange(m), np.arange(m)], axis=1)
-    res = quadratic_assignment(A, B, options={
+    res = (solver or _faq)(A, B, {
         "P0": "randomized", "maximize": True, "partial_match": pm, "rng": gen,
         "tol": tol, "maxiter": maxiter, "n_init": int(n_init), "lap": lap,
         "dtype": dtype, "factored": factored,

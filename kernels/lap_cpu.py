@@ -31,11 +31,9 @@ def _sap_one(c, sign, v, col4row, row4col, u, spc, path, remaining, SR, SC):  # 
         u[i] = 0.0
     for cur in range(n):
         for j in range(n):
-            remaining[j] = n - 1 - j
             spc[j] = inf
             SC[j] = False
             SR[j] = False
-        num_rem = n
         minval = 0.0
         i = cur
         sink = -1
@@ -44,26 +42,27 @@ def _sap_one(c, sign, v, col4row, row4col, u, spc, path, remaining, SR, SC):  # 
             index = -1
             lowest = inf
             ui = u[i]
-            for it in range(num_rem):
-                j = remaining[it]
+            # sequential scan over the columns not yet reached (cache-friendly)
+            for j in range(n):
+                if SC[j]:
+                    continue
                 r = minval + sign * c[i, j] - ui - v[j]
                 if r < spc[j]:
                     path[j] = i
                     spc[j] = r
-                if spc[j] < lowest or (spc[j] == lowest and row4col[j] == -1):
-                    lowest = spc[j]
-                    index = it
+                sj = spc[j]
+                if sj < lowest or (sj == lowest and row4col[j] == -1 and row4col[index] != -1):
+                    lowest = sj
+                    index = j
             minval = lowest
             if minval == inf:
                 return False
-            j = remaining[index]
+            j = index
             if row4col[j] == -1:
                 sink = j
             else:
                 i = row4col[j]
             SC[j] = True
-            num_rem -= 1
-            remaining[index] = remaining[num_rem]
         u[cur] += minval
         for i in range(n):
             if SR[i] and i != cur:
