@@ -54,7 +54,12 @@ class Scene:
 
     @property
     def caption(self) -> str:
-        where = "in the center" if self.position == "center" else f"at the {self.position}"
+        if self.position == "center":
+            where = "in the center"
+        elif self.position in ("left", "right"):
+            where = f"on the {self.position}"
+        else:
+            where = f"at the {self.position}"
         return f"a {self.size} {self.color} {self.shape} {where} on a {self.background} background"
 
 
