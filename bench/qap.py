@@ -200,9 +200,23 @@ def main(argv=None) -> int:
     header = machine(args.device)
     print(header, flush=True)
     rows: list = []
+    if args.device == "gpu":
+        from fastcka.kernels.lap_cuda import warmup
+
+        t = time.perf_counter()
+        warmup()
+        print(f"CUDA LAP kernels compiled in {time.perf_counter() - t:.1f}s", flush=True)
     if not args.skip_paper:
         paper_workload(args.device, restarts, scipy_restarts, rows)
-    dense(args.device, sizes, args.scipy_maxiter_probe, args.probe_from, rows)
+        write(args, restarts, header, rows, out_dir / name)
+    for n in sizes:
+        dense(args.device, [n], args.scipy_maxiter_probe, args.probe_from, rows)
+        write(args, restarts, header, rows, out_dir / name)
+    print(f"wrote {out_dir / name}")
+    return 0
+
+
+def write(args, restarts, header, rows, path) -> None:
     text = [f"# QAP benchmark ({args.device})", "",
             f"Run: `python bench/qap.py --device {args.device}"
             + (" --quick" if args.quick else "") + f" --restarts {restarts}`, "
@@ -215,9 +229,7 @@ def main(argv=None) -> int:
     text += [f"| {' | '.join(r)} |" for r in rows]
     from fastcka._io import atomic_write_text
 
-    atomic_write_text(out_dir / name, "\n".join(text) + "\n")
-    print(f"wrote {out_dir / name}")
-    return 0
+    atomic_write_text(path, "\n".join(text) + "\n")
 
 
 if __name__ == "__main__":

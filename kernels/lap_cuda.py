@@ -155,6 +155,13 @@ def _threads_for(n: int) -> int:
     return 64
 
 
+def warmup() -> None:
+    """Compile the kernel for every block size used (float32 and float64 costs)."""
+    for n in (8, 300, 2100):
+        for dt in (np.float64, np.float32):
+            lap_batch_cuda(np.random.default_rng(0).random((1, n, n)).astype(dt))
+
+
 def _solve_device(dC, maximize: bool, dV):
     """Launch on Numba device arrays: dC (k, n, n), dV (k, n) float64 (updated in place)."""
     k, n = dC.shape[0], dC.shape[1]
