@@ -247,3 +247,18 @@ def test_gpu_encoders_agree_with_cpu(tiny):
     clip_c = get_encoder(str(tiny["clip"]), "image", device="cpu")
     np.testing.assert_allclose(clip_g.infer([clip_g.prepare(im) for im in imgs]),
                                clip_c.infer([clip_c.prepare(im) for im in imgs]), atol=5e-2)
+
+
+def test_text_prepare_from_many_threads(tiny):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fastcka.encoders import get_encoder
+
+    enc = get_encoder(str(tiny["bert"]), "text", device="cpu")
+    batches = [["a red dog", "the cat"] * (1 + i % 3) + ["large blue square"] * (i % 2)
+               for i in range(40)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(enc.prepare, batches))
+    for b, g in zip(batches, got, strict=True):
+        want = enc.tokenizer(b, padding=True, truncation=True, return_tensors="pt")
+        assert (g["input_ids"] == want["input_ids"]).all()

@@ -215,10 +215,14 @@ class HFTextEncoder(TextEncoder):
     def __init__(self, name: str, *, device: str, dtype: str, pooling: str | None = None,
                  max_length: int | None = None, normalize: bool = True,
                  display_name: str | None = None) -> None:
+        import threading
+
         import torch
         from transformers import AutoModel, AutoTokenizer
 
         self.name = str(display_name or name)
+        self._local = threading.local()
+        self._copy_lock = threading.Lock()
         config = load_config(name)
         self.dual = is_dual_encoder(config)
         self.tokenizer = _from_pretrained(AutoTokenizer, name)
@@ -249,9 +253,23 @@ class HFTextEncoder(TextEncoder):
         del torch
         super().__init__(name=str(display_name or name), modality="text", dim=dim, settings=settings)
 
+    def _thread_tokenizer(self):
+        """A tokenizer per thread: a fast tokenizer called from two threads at once with
+        padding/truncation can fail ("Already borrowed"), so each worker thread uses its own copy."""
+        import copy
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            return self.tokenizer
+        tok = getattr(self._local, "tok", None)
+        if tok is None:
+            with self._copy_lock:
+                tok = self._local.tok = copy.deepcopy(self.tokenizer)
+        return tok
+
     def prepare(self, texts: list[str]) -> dict:
-        return dict(self.tokenizer(list(texts), padding=True, truncation=True,
-                                   max_length=self.max_length, return_tensors="pt"))
+        return dict(self._thread_tokenizer()(list(texts), padding=True, truncation=True,
+                                             max_length=self.max_length, return_tensors="pt"))
 
     def _forward(self, batch: dict):
         batch = {k: v.to(self.runner.device) for k, v in batch.items()}
