@@ -213,6 +213,8 @@ def _report(res: dict[str, Any]) -> str:
         lines.append(f"| {k} | {v['cka']:.4f} | {v['null_mean']:.4f} ± {v['null_std']:.4f} | "
                      f"{v['p_value']:.4f} | {v['n_permutations']} |")
     lines += [
+        "", f"The smallest p-value {c['linear']['n_permutations']} permutations can give is "
+        f"1/{c['linear']['n_permutations'] + 1} = {1 / (c['linear']['n_permutations'] + 1):.4f}.",
         "", "![kernels](kernels.png)", "", "![permutation test](permutation.png)", "",
         "## Recovering the pairing from a few seed pairs", "",
         f"{m['n_seeds']} seed pairs are given; {m['n_queries']} query captions must be matched to "
