@@ -52,7 +52,9 @@ def _parse_sigma(value: str) -> str | float:
               help="Which store holds the queries that rank the other (both directions' "
                    "accuracies are always reported).")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
-              help="Per-query top-k target ids and scores (.csv, .tsv, .json or .h5).")
+              help="Per-query rows: query_id, rank_of_true (1-based rank of the true partner "
+                   "within the top k, 0 if absent), target_ids and scores (top k, best first), "
+                   "matched_id (assignment). Format by suffix: .csv, .tsv, .json or .h5.")
 @seed_option
 @device_option
 @json_option

@@ -182,3 +182,25 @@ def test_streaming_ties_follow_stable_order(numba_off, monkeypatch):
     np.testing.assert_array_equal(r.s2t_indices, _topk_full(S, 5))
     np.testing.assert_array_equal(r.t2s_indices, _topk_full(S.T, 5))
     np.testing.assert_array_equal(r.s2t_scores, np.take_along_axis(S, _topk_full(S, 5), 1))
+
+
+def test_streaming_never_scores_more_than_a_block():
+    """retrieve() on inputs asks the scorer only for block x block tiles, never q_s x q_t."""
+    inp = _problem(q=30, p=8)
+    sc = make_scorer("local-cka", *inp, kernel="rbf", sigma="paper", device="cpu")
+    full = sc.full()
+    seen = []
+
+    class Recording:
+        shape, bk = sc.shape, sc.bk
+
+        def block(self, rows, cols):
+            out = sc.block(rows, cols)
+            seen.append(out.shape)
+            return out
+
+    res = topk_stream(Recording(), 4, block=8)
+    assert max(r for r, _ in seen) <= 8 and max(c for _, c in seen) <= 8
+    assert len(seen) == 16  # 4 x 4 tiles, each scored once for both directions
+    np.testing.assert_array_equal(res["s2t_indices"], _topk_full(full, 4))
+    np.testing.assert_array_equal(res["t2s_indices"], _topk_full(full.T, 4))

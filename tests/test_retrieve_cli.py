@@ -144,3 +144,21 @@ def test_reference_embeddings_json(reference_embeddings, capsys, tmp_path):
     assert res["matching_accuracy"] == matching_accuracy(match_scores(S))
     # far above chance (top-10 chance is 0.02 with 500 candidates)
     assert res["top10"] > 0.1 and res["matching_accuracy"] > 0.02
+
+
+def test_large_query_sets_stream_without_matching(stores, capsys, monkeypatch):
+    """Above the full-matrix limit the CLI streams top-k and reports no matching accuracy."""
+    from fastcka.cli import retrieve as cli_retrieve
+
+    src, tgt, X, Y, ids = stores
+    monkeypatch.setattr(cli_retrieve, "FULL_MATRIX_MAX_QUERIES", 5)
+    code, out, err = run(["retrieve", src, tgt, "--seeds", 10, "--queries", 25, "--json",
+                          "--device", "cpu"], capsys)
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["matching_accuracy"] is None and "not computed" in err
+    seed_idx, query_idx = split_seeds_queries(40, n_seeds=10, n_queries=25, rng=0)
+    S = score_matrix("local-cka", X[query_idx], Y[query_idx], X[seed_idx], Y[seed_idx],
+                     device="cpu")
+    r = retrieve(S, device="cpu")
+    assert (res["top1"], res["top5"], res["top10"]) == (r.top1, r.top5, r.top10)
