@@ -24,8 +24,9 @@ Algorithm (per requested rank, all inputs and ranks sharing every pass over the 
    (an exact predicate: see ``kernels/cka_cpu.py``) and step 2 repeats on it, collecting it whole
    once it holds at most ``cap`` values.  In practice one pass (sample hit) or two.
 
-Memory: ``2 · tile²`` float64 for the Gram tile (plus the kernel's own), ``cap`` float64 collected
-values per rank, ``O(n · p)`` for the float64 copy of the input.  Time per pass: one GEMM of
+Memory: one ``tile²`` float64 Gram/distance tile, two float64 row blocks (``tile · p``), ``cap``
+float64 collected values per rank (twice that while they are joined for the final selection),
+``O(n)`` norms.  Float32 inputs are never copied whole.  Time per pass: one GEMM of
 ``n²/2 · p`` multiply-adds plus ``O(n²)`` elementwise work.
 """
 
@@ -83,17 +84,37 @@ def upper_tiles(n: int, tile: int):
             yield i0, i1, j0, min(n, j0 + tile), j0 == i0
 
 
+def block64(xp, X, a, b):
+    """Rows ``a:b`` of X as a contiguous float64 array (a view when X already is float64)."""
+    return xp.ascontiguousarray(X[a:b], dtype=xp.float64)
+
+
+def sqnorms(xp, X, step=8192):
+    """Squared row norms in float64, converting float32 input one row chunk at a time."""
+    n = int(X.shape[0])
+    out = xp.empty(n, dtype=xp.float64)
+    for a in range(0, n, step):
+        B = block64(xp, X, a, min(n, a + step))
+        out[a:a + B.shape[0]] = (B * B).sum(axis=1)
+    return out
+
+
 class DistanceTiler:
-    """Squared-distance tiles of one float64 matrix on a backend (GEMM form)."""
+    """Squared-distance tiles of one matrix on a backend (GEMM form, float64 tiles).
+
+    Float32 inputs stay float32; each tile converts its two row blocks (``O(tile · p)``).
+    """
 
     def __init__(self, X, xp, ops):
         self.X = X
         self.xp = xp
         self.ops = ops
-        self.sq = (X * X).sum(axis=1)
+        self.sq = sqnorms(xp, X)
 
     def tile(self, i0, i1, j0, j1, diag, out=None):
-        G = self.X[i0:i1] @ self.X[j0:j1].T
+        A = block64(self.xp, self.X, i0, i1)
+        B = A if diag and (i0, i1) == (j0, j1) else block64(self.xp, self.X, j0, j1)
+        G = A @ B.T
         return self.ops.sqdist(G, self.sq[i0:i1], self.sq[j0:j1], REL_TOL, diag)
 
 
@@ -109,7 +130,7 @@ def _sample_pairs(Xs, n, s, xp, rng):
         for a in range(0, s, step):
             ii = xp.asarray(i[a:a + step])
             jj = xp.asarray(j[a:a + step])
-            diff = X[ii] - X[jj]
+            diff = xp.asarray(X[ii], dtype=xp.float64) - X[jj]
             vals.append((diff * diff).sum(axis=1))
         out.append(np.sort(np.asarray(_to_host(xp.concatenate(vals)))))
     return out
@@ -255,8 +276,10 @@ def _advance(tg: _Target, n: int, M: int, z: int, cap: int, xp) -> None:
     r = tg.rank - tg.offset  # rank inside the current window
     if not tg.overflow and tg.n_le <= r < tg.n_le + tg.n_coll:
         vals = xp.concatenate(tg.coll) if len(tg.coll) > 1 else tg.coll[0]
+        tg.coll = []
         kth = r - tg.n_le
-        tg.value = float(_to_host(xp.partition(vals, kth)[kth]))
+        vals.partition(kth)  # in place: no extra copy
+        tg.value = float(_to_host(vals[kth]))
         tg.coll = []
         return
     tg.coll = []

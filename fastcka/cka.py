@@ -56,7 +56,7 @@ CONFIG = {
     "tile_gpu": 16384,
     "cap_cpu": 2 ** 24,  # most squared distances collected per median rank (float64 values)
     "cap_gpu": 2 ** 27,
-    "sample_cpu": 2 ** 17,
+    "sample_cpu": 2 ** 18,
     "sample_gpu": 2 ** 21,
     "chunk_rows": 8192,  # row chunk of the feature-space linear path
 }
@@ -170,7 +170,7 @@ def paper_sigma(X: Any, *, device: str = "auto") -> float:
     Raises :class:`InputError` when every distance is zero.
     """
     be = get_backend(X, device=device)
-    Xd = _f64(be, _prep(be, X, "X"))
+    Xd = _prep(be, X, "X")
     return math.sqrt(_median_sq(be, [Xd], [(0, "paper")])[0])
 
 
@@ -182,7 +182,7 @@ def kornblith_sigma(X: Any, threshold: float = 1.0, *, device: str = "auto") -> 
     """
     _check_sigma("kornblith", threshold)
     be = get_backend(X, device=device)
-    Xd = _f64(be, _prep(be, X, "X"))
+    Xd = _prep(be, X, "X")
     m2 = _median_sq(be, [Xd], [(0, "kornblith")])[0]
     return math.sqrt(m2) * float(threshold)
 
@@ -271,7 +271,7 @@ def _kernel_stats(be: Backend, Xs: list, kinds: list[int], gammas: list[float],
     n = int(Xs[0].shape[0])
     m = len(Xs)
     tile = _tile(be)
-    sq = xp.stack([(X * X).sum(axis=1) for X in Xs])
+    sq = xp.stack([_median.sqnorms(xp, X) for X in Xs])
     S = np.zeros((m, m))
     rows = xp.zeros((m, n))
     diags = xp.zeros((m, n))
@@ -282,8 +282,10 @@ def _kernel_stats(be: Backend, Xs: list, kinds: list[int], gammas: list[float],
     for i0, i1, j0, j1, diag in it:
         bi, bj = i1 - i0, j1 - j0
         Gs = buf if (bi, bj) == full else xp.empty((m, bi, bj))
-        for a, X in enumerate(Xs):
-            xp.matmul(X[i0:i1], X[j0:j1].T, out=Gs[a])
+        for a, X in enumerate(Xs):  # float64 GEMM on float64 row blocks (float32 converted here)
+            A = _median.block64(xp, X, i0, i1)
+            B = A if diag else _median.block64(xp, X, j0, j1)
+            xp.matmul(A, B.T, out=Gs[a])
         St, r, c, d = ops.kernel_stats(Gs, xp.ascontiguousarray(sq[:, i0:i1]),
                                        xp.ascontiguousarray(sq[:, j0:j1]), kinds, gammas,
                                        _median.REL_TOL, diag)
@@ -340,9 +342,7 @@ def _stats(be: Backend, Xs: list, kernel: str, sigma: Any, threshold: float,
         dims = [int(X.shape[1]) for X in Xs]
         if _use_features(int(Xs[0].shape[0]), dims):
             return _linear_feature_stats(be, Xs), [None] * len(Xs)
-        Xs = [_f64(be, X) for X in Xs]
         return _kernel_stats(be, Xs, [0] * len(Xs), [0.0] * len(Xs), progress), [None] * len(Xs)
-    Xs = [_f64(be, X) for X in Xs]
     sig = _sigmas(be, Xs, sigma, threshold)
     gam = [1.0 / (2.0 * s * s) for s in sig]
     return _kernel_stats(be, Xs, [1] * len(Xs), gam, progress), sig

@@ -20,8 +20,10 @@ def data(n=37, p=5, seed=0):
     return X
 
 
-OPS = [cka_cpu.get_ops(True), cka_cpu.get_ops(False)]
-IDS = ["numba", "numpy"]
+OPS = [cka_cpu.get_ops(True), cka_cpu.get_ops(False),
+       cka_cpu._Ops("numba-fused", cka_cpu.sqdist_nb, cka_cpu.hist_nb, cka_cpu.collect_nb,
+                    cka_cpu.kernel_stats_fused_nb)]
+IDS = ["numba", "numpy", "numba-fused"]
 
 
 @pytest.mark.parametrize("ops", OPS, ids=IDS)
@@ -48,6 +50,9 @@ def test_hist_and_collect_numba_equal_numpy(diag):
     lo, hi = np.quantile(nz, 0.2), np.quantile(nz, 0.8)
     inv_w = 16 / (hi - lo)
     chain = [(0.0, 1.0 / (hi * 1.1 / 4), 4, 2)]  # values in bin 2 of a 4-bin window
+    c_all = np.sort(cka_cpu.collect_nb(D, diag, [], -np.inf, np.inf))  # zeros are never collected
+    np.testing.assert_array_equal(c_all, np.sort(cka_cpu.collect_np(D, diag, [], -np.inf, np.inf)))
+    np.testing.assert_array_equal(c_all, np.sort(nz))
     for ch in ([], chain):
         a = cka_cpu.hist_nb(D, diag, ch, lo, inv_w, 16, np.quantile(nz, 0.4), np.quantile(nz, 0.6))
         b = cka_cpu.hist_np(D, diag, ch, lo, inv_w, 16, np.quantile(nz, 0.4), np.quantile(nz, 0.6))
