@@ -25,9 +25,17 @@ KIND_LINEAR = 0
 KIND_RBF = 1
 
 
+def _numpy_compat() -> None:
+    """Some numba-cuda releases still reference ``np.row_stack`` (an alias of ``np.vstack``
+    removed from NumPy 2.5) when they compile a first kernel; restore the alias if it is gone."""
+    if not hasattr(np, "row_stack"):
+        np.row_stack = np.vstack
+
+
 @functools.lru_cache(maxsize=1)
 def _kernels():
     # ``cuda`` must be a module global of the kernels: the simulator swaps it there
+    _numpy_compat()
     tpb = TPB
 
     @cuda.jit
