@@ -29,7 +29,7 @@ def _numpy_compat() -> None:
     """Some numba-cuda releases still reference ``np.row_stack`` (an alias of ``np.vstack``
     removed from NumPy 2.5) when they compile a first kernel; restore the alias if it is gone."""
     if not hasattr(np, "row_stack"):
-        np.row_stack = np.vstack
+        setattr(np, "row_stack", np.vstack)  # noqa: B010
 
 
 @functools.lru_cache(maxsize=1)
