@@ -22,14 +22,77 @@ from numba import njit, prange
 
 
 @njit(cache=True, nogil=True)
+def _arr(c, sign, v, col4row, row4col, free, max_steps):  # pragma: no cover
+    """Augmenting row reduction (Jonker & Volgenant 1987): auction-like cheap assignments.
+
+    Each free row takes its cheapest column ``j1`` (reduced cost ``c - v``) and lowers ``v[j1]``
+    by the gap to its second cheapest, so that ``j1`` stays a cheapest column for it; a row
+    displaced by a strict improvement is processed next.  Every assigned row keeps dual
+    feasibility with ``u_i = c[i, col4row[i]] - v[col4row[i]]``.  Returns the number of rows
+    still free (listed first in ``free``).
+    """
+    n = c.shape[0]
+    inf = np.inf
+    nfree = n
+    for i in range(n):
+        free[i] = i
+    for _ in range(2):
+        k = 0
+        prev = nfree
+        nfree = 0
+        steps = 0
+        while k < prev:
+            i = free[k]
+            k += 1
+            steps += 1
+            u1 = inf
+            u2 = inf
+            j1 = -1
+            j2 = -1
+            for j in range(n):
+                h = sign * c[i, j] - v[j]
+                if h < u2:
+                    if h >= u1:
+                        u2 = h
+                        j2 = j
+                    else:
+                        u2 = u1
+                        j2 = j1
+                        u1 = h
+                        j1 = j
+            i0 = row4col[j1]
+            if j2 >= 0 and u1 < u2:
+                v[j1] -= u2 - u1
+            elif i0 >= 0 and j2 >= 0:
+                j1 = j2
+                i0 = row4col[j2]
+            if i0 >= 0:
+                col4row[i0] = -1
+                if u1 < u2 and steps < max_steps:
+                    k -= 1
+                    free[k] = i0
+                else:
+                    free[nfree] = i0
+                    nfree += 1
+            row4col[j1] = i
+            col4row[i] = j1
+    return nfree
+
+
+@njit(cache=True, nogil=True)
 def _sap_one(c, sign, v, col4row, row4col, u, spc, path, remaining, SR, SC):  # pragma: no cover
     n = c.shape[0]
     inf = np.inf
     for i in range(n):
         col4row[i] = -1
         row4col[i] = -1
-        u[i] = 0.0
-    for cur in range(n):
+    # cheap initial assignments (row reduction), then exact shortest augmenting paths
+    nfree = _arr(c, sign, v, col4row, row4col, remaining, 4 * n)
+    for i in range(n):
+        j = col4row[i]
+        u[i] = sign * c[i, j] - v[j] if j >= 0 else 0.0
+    for f in range(nfree):
+        cur = remaining[f]
         for j in range(n):
             spc[j] = inf
             SC[j] = False

@@ -17,7 +17,12 @@ import math
 import os
 
 import numpy as np
-from numba import cuda
+
+if not hasattr(np, "row_stack"):  # pragma: no cover - numba-cuda < 0.2x with NumPy >= 2.5
+    # numba-cuda registers an overload for np.row_stack (removed in NumPy 2.5) while compiling
+    # its first kernel; give it the alias it expects (identical to np.vstack).
+    setattr(np, "row_stack", np.vstack)  # noqa: B010
+from numba import cuda  # noqa: E402
 
 _INF = math.inf
 
@@ -149,7 +154,7 @@ def _threads_for(n: int) -> int:
     if _simulated():
         return 8 if n <= 16 else 16
     if n >= 2048:
-        return 1024
+        return 512      # 1024 threads exceed the register file for this kernel
     if n >= 256:
         return 256
     return 64
