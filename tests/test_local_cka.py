@@ -221,3 +221,20 @@ def test_errors():
         local_cka(Sq, Tq, np.ones_like(Sb), Tb, kernel="rbf", sigma="base", device="cpu")
     with pytest.raises(InputError, match="device"):
         local_cka(Sq, Tq, Sb, Tb, device="tpu")
+
+
+def test_base_sigma_agrees_with_cka_paper_sigma():
+    """sigma="base" uses the paper bandwidth of the base set: same value as fastcka.paper_sigma."""
+    from fastcka.backend import NUMPY_BACKEND
+    from fastcka.cka import paper_sigma
+    from fastcka.local_cka import paper_sigma_of_base
+
+    Sq, Tq, Sb, Tb = make_problem(p=25, seed=8)
+    Sb = np.vstack([Sb, Sb[:3]])  # duplicates: zero distances are excluded
+    Tb = np.vstack([Tb, Tb[:3]])
+    for X in (Sb, Tb):
+        assert paper_sigma_of_base(X, NUMPY_BACKEND) == pytest.approx(paper_sigma(X, device="cpu"),
+                                                                      rel=1e-12)
+    sc = LocalCKAScorer(Sq, Tq, Sb, Tb, kernel="rbf", sigma="base", device="cpu")
+    assert sc.sigma_source == pytest.approx(paper_sigma(Sb, device="cpu"), rel=1e-12)
+    assert sc.sigma_target == pytest.approx(paper_sigma(Tb, device="cpu"), rel=1e-12)
