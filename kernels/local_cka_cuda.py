@@ -27,10 +27,18 @@ _KERNELS = None
 THREADS = 128
 
 
+def _numpy_compat() -> None:
+    """Some numba-cuda releases still call ``np.row_stack`` (removed in NumPy 2.5) while
+    compiling a first kernel (seen on the GPU image): alias it to ``np.vstack`` if absent."""
+    if not hasattr(np, "row_stack"):
+        setattr(np, "row_stack", np.vstack)  # noqa: B010
+
+
 def _build():
     global _KERNELS
     if _KERNELS is not None:
         return _KERNELS
+    _numpy_compat()
 
     @cuda.jit
     def median_merge_kernel(base, qsorted, counts, out):  # pragma: no cover - device code
