@@ -34,7 +34,7 @@ def _simulated() -> bool:
 @functools.cache
 def _kernel(tpb: int):  # pragma: no cover - compiled for the device or simulated
     @cuda.jit
-    def sap(C, sign, V, U, col4row, row4col, spc, path, remaining, SR, SC, ok):
+    def sap(C, sign, V, U, col4row, row4col, spc, path, remaining, SR, SC, freel, ok):
         b = cuda.blockIdx.x
         tid = cuda.threadIdx.x
         n = C.shape[1]
@@ -43,12 +43,106 @@ def _kernel(tpb: int):  # pragma: no cover - compiled for the device or simulate
         sh_pos = cuda.shared.array(tpb, dtype=np.int32)
         sh_f = cuda.shared.array(1, dtype=np.float64)      # minval
         sh_i = cuda.shared.array(3, dtype=np.int32)        # current row, sink, #remaining
+        sh_v2 = cuda.shared.array(tpb, dtype=np.float64)
+        sh_p2 = cuda.shared.array(tpb, dtype=np.int32)
+        sh_a = cuda.shared.array(4, dtype=np.int32)        # ARR: position, end, #free, steps
         for j in range(tid, n, tpb):
             col4row[b, j] = -1
             row4col[b, j] = -1
             U[b, j] = 0.0
+            freel[b, j] = j
+        if tid == 0:
+            sh_a[2] = n
         cuda.syncthreads()
-        for cur in range(n):
+        # ---- augmenting row reduction (see lap_cpu._arr): two passes over the free rows ----
+        for _pass in range(2):
+            if tid == 0:
+                sh_a[0] = 0
+                sh_a[1] = sh_a[2]
+                sh_a[2] = 0
+                sh_a[3] = 0
+            cuda.syncthreads()
+            while sh_a[0] < sh_a[1]:
+                i = freel[b, sh_a[0]]
+                u1 = _INF
+                u2 = _INF
+                j1 = -1
+                j2 = -1
+                for j in range(tid, n, tpb):
+                    h = sign * C[b, i, j] - V[b, j]
+                    if h < u2:
+                        if h >= u1:
+                            u2 = h
+                            j2 = j
+                        else:
+                            u2 = u1
+                            j2 = j1
+                            u1 = h
+                            j1 = j
+                sh_val[tid] = u1
+                sh_pos[tid] = j1
+                sh_v2[tid] = u2
+                sh_p2[tid] = j2
+                cuda.syncthreads()
+                s = tpb // 2
+                while s > 0:
+                    if tid < s:
+                        o = tid + s
+                        a1 = sh_val[tid]
+                        a2 = sh_v2[tid]
+                        b1 = sh_val[o]
+                        b2 = sh_v2[o]
+                        if a1 <= b1:
+                            if b1 < a2:
+                                sh_v2[tid] = b1
+                                sh_p2[tid] = sh_pos[o]
+                        else:
+                            ja1 = sh_pos[tid]
+                            sh_val[tid] = b1
+                            sh_pos[tid] = sh_pos[o]
+                            if b2 <= a1:
+                                sh_v2[tid] = b2
+                                sh_p2[tid] = sh_p2[o]
+                            else:
+                                sh_v2[tid] = a1
+                                sh_p2[tid] = ja1
+                    cuda.syncthreads()
+                    s //= 2
+                if tid == 0:
+                    k = sh_a[0] + 1
+                    sh_a[3] += 1
+                    u1 = sh_val[0]
+                    j1 = sh_pos[0]
+                    u2 = sh_v2[0]
+                    j2 = sh_p2[0]
+                    i0 = row4col[b, j1]
+                    if j2 >= 0 and u1 < u2:
+                        V[b, j1] -= u2 - u1
+                    elif i0 >= 0 and j2 >= 0:
+                        j1 = j2
+                        i0 = row4col[b, j2]
+                    if i0 >= 0:
+                        col4row[b, i0] = -1
+                        if u1 < u2 and sh_a[3] < 4 * n:
+                            k -= 1
+                            freel[b, k] = i0
+                        else:
+                            freel[b, sh_a[2]] = i0
+                            sh_a[2] += 1
+                    row4col[b, j1] = i
+                    col4row[b, i] = j1
+                    sh_a[0] = k
+                cuda.syncthreads()
+            # every thread must have left the loop before thread 0 resets sh_a
+            cuda.syncthreads()
+        for r in range(tid, n, tpb):
+            j = col4row[b, r]
+            if j >= 0:
+                U[b, r] = sign * C[b, r, j] - V[b, j]
+        cuda.syncthreads()
+        nfree = sh_a[2]
+        for f in range(nfree):
+            cur = freel[b, f]
             for j in range(tid, n, tpb):
                 remaining[b, j] = n - 1 - j
                 spc[b, j] = _INF
@@ -180,10 +274,11 @@ def _solve_device(dC, maximize: bool, dV):
     remaining = cuda.device_array((k, n), dtype=np.int64)
     SR = cuda.device_array((k, n), dtype=np.int8)
     SC = cuda.device_array((k, n), dtype=np.int8)
+    freel = cuda.device_array((k, n), dtype=np.int64)
     ok = cuda.to_device(np.ones(k, dtype=np.int8))
     tpb = _threads_for(n)
     _kernel(tpb)[k, tpb](dC, -1.0 if maximize else 1.0, dV, U, col4row, row4col, spc, path,
-                         remaining, SR, SC, ok)
+                         remaining, SR, SC, freel, ok)
     if not ok.copy_to_host().all():  # pragma: no cover - finite dense costs are always feasible
         raise ValueError("cost matrix is infeasible")
     return col4row
