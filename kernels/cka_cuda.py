@@ -37,6 +37,9 @@ def _kernels():
     # ``cuda`` must be a module global of the kernels: the simulator swaps it there
     _numpy_compat()
     tpb = TPB
+    # shared-array shapes must be compile-time constants on a real GPU (the simulator accepts
+    # any int): compute the product here, outside the kernel
+    tpb2 = TPB * TPB
 
     @cuda.jit
     def pair_stats(X, Y, kx, ky, gx, gy, S, rk, rl):
@@ -48,7 +51,7 @@ def _kernels():
         j = cuda.blockIdx.x * tpb + tx  # column
         sa = cuda.shared.array((tpb, tpb), float64)
         sb = cuda.shared.array((tpb, tpb), float64)
-        red = cuda.shared.array((3, tpb * tpb), float64)
+        red = cuda.shared.array((3, tpb2), float64)
         k = 0.0
         lval = 0.0
         for side in range(2):
@@ -90,7 +93,7 @@ def _kernels():
             cuda.atomic.add(rk, i, k)
             cuda.atomic.add(rl, i, lval)
         cuda.syncthreads()
-        s = (tpb * tpb) // 2
+        s = tpb2 // 2
         while s > 0:
             if t < s:
                 red[0, t] += red[0, t + s]
