@@ -725,7 +725,16 @@ def _faq_run(be: Backend, pr: _Problem, k: int, P, maximize, maxiter, tol, lap_k
         Pa = P if full else P[ai]
         rows = ar[None, :]
         bidx = xp.arange(len(act))[:, None]
-        MQ = _apply_M_perm(pr, cols)
+        # restarts often share a direction (the seed term dominates the gradient): one GEMM per
+        # distinct permutation, copied to the restarts that share it
+        uniq, inv = np.unique(cols_h, axis=0, return_inverse=True)
+        shared = len(uniq) < len(cols_h)
+        if shared:
+            ucols = be.asarray(uniq)
+            uinv = be.asarray(inv.reshape(-1))
+            MQ = _apply_M_perm(pr, ucols)[uinv]
+        else:
+            MQ = _apply_M_perm(pr, cols)
         qMP = MPa[bidx, rows, cols].sum(axis=1)
         qMQ = MQ[bidx, rows, cols].sum(axis=1)
         pMQ = xp.einsum("kij,kij->k", Pa, MQ)
@@ -754,13 +763,16 @@ def _faq_run(be: Backend, pr: _Problem, k: int, P, maximize, maxiter, tol, lap_k
             P, MP = Pa, MPa
             if not sym:
                 MT *= (1 - tt)
-                MT += tt * _apply_M_perm(pr, cols, transpose=True)
+                MT += tt * (_apply_M_perm(pr, ucols, transpose=True)[uinv] if shared
+                            else _apply_M_perm(pr, cols, transpose=True))
             pMP, cP, pP = new_pMP, new_cP, new_pP
         else:
             P[ai] = Pa
             MP[ai] = MPa
             if not sym:
-                MT[ai] = MT[ai] * (1 - tt) + tt * _apply_M_perm(pr, cols, transpose=True)
+                MT[ai] = MT[ai] * (1 - tt) + tt * (
+                    _apply_M_perm(pr, ucols, transpose=True)[uinv] if shared
+                    else _apply_M_perm(pr, cols, transpose=True))
             pMP[ai] = new_pMP
             cP[ai] = new_cP
             pP[ai] = new_pP
