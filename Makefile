@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(PY) bench/cka.py
 	$(PY) bench/qap.py
 	$(PY) bench/local_cka.py
+	$(PY) bench/embed.py
 
 # On a GPU machine (no network, packages preinstalled): install the project without dependencies
 # over what is there, then run the GPU tests and benchmarks; results go under $$OUT.
