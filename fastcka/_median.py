@@ -25,8 +25,9 @@ Algorithm (per requested rank, all inputs and ranks sharing every pass over the 
    once it holds at most ``cap`` values.  In practice one pass (sample hit) or two.
 
 Memory: one ``tile²`` float64 Gram/distance tile, two float64 row blocks (``tile · p``), ``cap``
-float64 collected values per rank (twice that while they are joined for the final selection),
-``O(n)`` norms.  Float32 inputs are never copied whole.  Time per pass: one GEMM of
+float64 collected values per rank (one preallocated buffer, selected in place), ``O(n)`` norms.
+Buffers are allocated once and reused: per-tile allocations interleaved with kept collections
+fragment the heap (glibc) and inflate the resident size far beyond what is live.  Float32 inputs are never copied whole.  Time per pass: one GEMM of
 ``n²/2 · p`` multiply-adds plus ``O(n²)`` elementwise work.
 """
 
@@ -54,6 +55,7 @@ class _Target:
     chain: list = field(default_factory=list)
     lo: float = 0.0
     inv_w: float = 0.0
+    nbins: int = NBINS
     clo: float = math.inf
     chi: float = math.inf
     win_count: int | None = None  # values in the current window when known
@@ -64,15 +66,16 @@ class _Target:
     n_coll: int = 0
     vmin: float = math.inf
     vmax: float = -math.inf
-    coll: list = field(default_factory=list)
+    buf: object = None  # preallocated collect buffer (cap values), reused across passes
     overflow: bool = False
 
 
-def _set_window(tg: _Target, lo: float, hi: float) -> None:
+def _set_window(tg: _Target, lo: float, hi: float, nbins: int = NBINS) -> None:
     if not hi > lo:
         hi = np.nextafter(lo, math.inf) if not math.isfinite(hi) or hi <= lo else hi
     tg.lo = float(lo)
-    w = (float(hi) - float(lo)) / NBINS
+    tg.nbins = int(nbins)
+    w = (float(hi) - float(lo)) / nbins
     tg.inv_w = 1.0 / w if w > 0 and math.isfinite(w) else 1.0
 
 
@@ -112,9 +115,14 @@ class DistanceTiler:
         self.sq = sqnorms(xp, X)
 
     def tile(self, i0, i1, j0, j1, diag, out=None):
+        """The distance tile, written into ``out`` (a flat float64 buffer) when given."""
         A = block64(self.xp, self.X, i0, i1)
         B = A if diag and (i0, i1) == (j0, j1) else block64(self.xp, self.X, j0, j1)
-        G = A @ B.T
+        if out is None:
+            G = A @ B.T
+        else:  # one reused buffer: no per-tile allocation to fragment the heap
+            G = out[: (i1 - i0) * (j1 - j0)].reshape(i1 - i0, j1 - j0)
+            self.xp.matmul(A, B.T, out=G)
         return self.ops.sqdist(G, self.sq[i0:i1], self.sq[j0:j1], REL_TOL, diag)
 
 
@@ -208,7 +216,12 @@ def sqdist_order_stats(Xs, requests, *, xp=np, ops=None, tile=2048, cap=None,
                 tg.clo = -math.inf
             if q + eps >= 1:
                 tg.chi = math.inf
-            _set_window(tg, quant(q - delta), quant(q + delta))
+            if math.isfinite(tg.clo) and math.isfinite(tg.chi) and tg.chi > tg.clo:
+                # one bin (below / inside / above the collect window): a counting pass, and a
+                # 4096-bin histogram only in the rare pass after a miss
+                _set_window(tg, tg.clo, tg.chi, 1)
+            else:
+                _set_window(tg, quant(q - delta), quant(q + delta))
 
     n_zero = [None] * len(Xs)
     for level in range(MAX_LEVELS + 1):
@@ -218,20 +231,21 @@ def sqdist_order_stats(Xs, requests, *, xp=np, ops=None, tile=2048, cap=None,
         chans = sorted({tg.chan for tg in active})
         zeros = {k: 0 for k in chans}
         for tg in active:
-            tg.hist = np.zeros(NBINS + 2, dtype=np.int64)
+            tg.hist = np.zeros(tg.nbins + 2, dtype=np.int64)
             tg.n_le = tg.n_coll = 0
             tg.vmin, tg.vmax = math.inf, -math.inf
-            tg.coll, tg.overflow = [], False
+            tg.overflow = False
         tiles = list(upper_tiles(n, tile))
+        tbuf = xp.empty(min(tile, n) * min(tile, n))
         it = progress(tiles, total=len(tiles), desc=f"median pass {level + 1}") if progress else tiles
         for i0, i1, j0, j1, diag in it:
             for k in chans:
-                D = tilers[k].tile(i0, i1, j0, j1, diag)
+                D = tilers[k].tile(i0, i1, j0, j1, diag, out=tbuf)
                 for tg in active:
                     if tg.chan != k:
                         continue
                     nz, h, nle, nco, vmin, vmax = ops.hist(D, diag, tg.chain, tg.lo, tg.inv_w,
-                                                           NBINS, tg.clo, tg.chi)
+                                                           tg.nbins, tg.clo, tg.chi)
                     if tg is next(t for t in active if t.chan == k):
                         zeros[k] += nz
                     tg.hist += np.asarray(_to_host(h), dtype=np.int64)
@@ -239,9 +253,12 @@ def sqdist_order_stats(Xs, requests, *, xp=np, ops=None, tile=2048, cap=None,
                     tg.vmin, tg.vmax = min(tg.vmin, vmin), max(tg.vmax, vmax)
                     if nco and not tg.overflow:
                         if tg.n_coll + nco > cap:
-                            tg.overflow, tg.coll = True, []
+                            tg.overflow = True
                         else:
-                            tg.coll.append(ops.collect(D, diag, tg.chain, tg.clo, tg.chi, nco))
+                            if tg.buf is None:
+                                tg.buf = xp.empty(cap)
+                            tg.buf[tg.n_coll:tg.n_coll + nco] = ops.collect(
+                                D, diag, tg.chain, tg.clo, tg.chi, nco)
                     tg.n_coll += nco
                 del D
         for k in chans:
@@ -275,14 +292,12 @@ def _advance(tg: _Target, n: int, M: int, z: int, cap: int, xp) -> None:
             tg.rank = (tg.t - n) // 2 - z
     r = tg.rank - tg.offset  # rank inside the current window
     if not tg.overflow and tg.n_le <= r < tg.n_le + tg.n_coll:
-        vals = xp.concatenate(tg.coll) if len(tg.coll) > 1 else tg.coll[0]
-        tg.coll = []
+        vals = tg.buf[: tg.n_coll]
         kth = r - tg.n_le
         vals.partition(kth)  # in place: no extra copy
         tg.value = float(_to_host(vals[kth]))
-        tg.coll = []
+        tg.buf = None
         return
-    tg.coll = []
     if tg.vmin == tg.vmax:  # every window value equal
         tg.value = tg.vmin
         return
@@ -290,11 +305,12 @@ def _advance(tg: _Target, n: int, M: int, z: int, cap: int, xp) -> None:
     b = int(np.searchsorted(cum, r, side="right"))
     tg.offset += int(cum[b - 1]) if b > 0 else 0
     count = int(tg.hist[b])
-    hi_old = tg.lo + NBINS / tg.inv_w
-    tg.chain.append((tg.lo, tg.inv_w, NBINS, b))
+    nb_old = tg.nbins
+    hi_old = tg.lo + nb_old / tg.inv_w
+    tg.chain.append((tg.lo, tg.inv_w, nb_old, b))
     if b == 0:
         lo, hi = np.nextafter(tg.vmin, -math.inf), tg.lo
-    elif b == NBINS + 1:
+    elif b == nb_old + 1:
         lo, hi = hi_old, tg.vmax
     else:
         lo, hi = tg.lo + (b - 1) / tg.inv_w, tg.lo + b / tg.inv_w

@@ -48,6 +48,7 @@ from .backend import Backend, get_backend, numba_enabled
 from .errors import InputError
 
 KERNELS = ("linear", "rbf")
+MAX_FEATURE_DIM = 8192  # largest Σp of the feature-space linear path ((Σp)² float64: 512 MiB)
 ESTIMATORS = ("biased", "unbiased")
 
 #: tunables (tests shrink them so that edge tiles and multi-pass selection run)
@@ -277,11 +278,10 @@ def _kernel_stats(be: Backend, Xs: list, kinds: list[int], gammas: list[float],
     diags = xp.zeros((m, n))
     tiles = list(_median.upper_tiles(n, tile))
     it = progress(tiles, total=len(tiles), desc="kernel sums") if progress else tiles
-    full = (min(tile, n), min(tile, n))
-    buf = xp.empty((m, *full))
+    flat = xp.empty(m * min(tile, n) * min(tile, n))  # one buffer for every tile shape
     for i0, i1, j0, j1, diag in it:
         bi, bj = i1 - i0, j1 - j0
-        Gs = buf if (bi, bj) == full else xp.empty((m, bi, bj))
+        Gs = flat[: m * bi * bj].reshape(m, bi, bj)
         for a, X in enumerate(Xs):  # float64 GEMM on float64 row blocks (float32 converted here)
             A = _median.block64(xp, X, i0, i1)
             B = A if diag else _median.block64(xp, X, j0, j1)
@@ -331,9 +331,10 @@ def _linear_feature_stats(be: Backend, Xs: list) -> _Stats:
 
 
 def _use_features(n: int, dims: Sequence[int]) -> bool:
-    """Feature-space linear path when it is cheaper than the Gram path."""
+    """Feature-space linear path when it is cheaper than the Gram path (``Σp <= n``) and its
+    ``(Σp)²`` cross-covariance is small; otherwise the tiled Gram path (O(n) memory)."""
     tot = sum(dims)
-    return n * tot * tot <= n * n * tot or n > 4096
+    return tot <= n and tot <= MAX_FEATURE_DIM
 
 
 def _stats(be: Backend, Xs: list, kernel: str, sigma: Any, threshold: float,

@@ -54,10 +54,12 @@ def test_hist_and_collect_numba_equal_numpy(diag):
     np.testing.assert_array_equal(c_all, np.sort(cka_cpu.collect_np(D, diag, [], -np.inf, np.inf)))
     np.testing.assert_array_equal(c_all, np.sort(nz))
     for ch in ([], chain):
+        for nb, iw in ((16, inv_w), (1, 1 / (hi - lo))):  # nbins == 1 has its own kernel
+            a = cka_cpu.hist_nb(D, diag, ch, lo, iw, nb, np.quantile(nz, 0.4), np.quantile(nz, 0.6))
+            b = cka_cpu.hist_np(D, diag, ch, lo, iw, nb, np.quantile(nz, 0.4), np.quantile(nz, 0.6))
+            assert a[0] == b[0] and a[2:] == b[2:]
+            np.testing.assert_array_equal(a[1], b[1])
         a = cka_cpu.hist_nb(D, diag, ch, lo, inv_w, 16, np.quantile(nz, 0.4), np.quantile(nz, 0.6))
-        b = cka_cpu.hist_np(D, diag, ch, lo, inv_w, 16, np.quantile(nz, 0.4), np.quantile(nz, 0.6))
-        assert a[0] == b[0] and a[2:] == b[2:]
-        np.testing.assert_array_equal(a[1], b[1])
         sel = nz if not ch else nz[np.clip(np.ceil((nz - 0.0) * ch[0][1]), 0, 5) == 2]
         assert a[1].sum() == sel.size  # every window value lands in one bin
         assert a[0] == np.count_nonzero(vals == 0)
