@@ -164,3 +164,13 @@ def test_reference_embeddings_json(reference_embeddings, tmp_path, capsys):
     code, out, err = run(["cka", tmp_path / "txt.h5", tmp_path / "img.h5", "--json"], capsys)
     lin = json.loads(out)["value"]
     assert lin == pytest.approx(fastcka.cka(txt.astype(np.float64), img.astype(np.float64)), rel=1e-9)
+
+
+def test_device_gpu_without_gpu_is_one_line_error(stores, capsys):
+    from fastcka.backend import gpu_available
+
+    if gpu_available():
+        pytest.skip("a GPU is usable here")
+    d, *_ = stores
+    code, _, err = run(["cka", d / "a.h5", d / "b.h5", "--device", "gpu"], capsys)
+    assert_one_line_error(code, err, "gpu")
