@@ -24,6 +24,8 @@ _LAZY = {
     "cknna": "fastcka.cka",
     "cka_permutation_test": "fastcka.cka",
     "paper_sigma": "fastcka.cka",
+    "kornblith_sigma": "fastcka.cka",
+    "PermutationResult": "fastcka.cka",
     # seeded graph matching
     "quadratic_assignment": "fastcka.qap",
     "seeded_match": "fastcka.seeded",
@@ -38,6 +40,12 @@ _LAZY = {
     "StoreWriter": "fastcka.store",
     "EmbeddingSet": "fastcka.store",
     "align": "fastcka.store",
+    "iter_store": "fastcka.store",
+    "store_info": "fastcka.store",
+    "parse_spec": "fastcka.store",
+    # seed/query selection and the demo
+    "split_seeds_queries": "fastcka.protocol",
+    "run_demo": "fastcka.demo",
 }
 
 __all__ = [

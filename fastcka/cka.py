@@ -33,8 +33,6 @@ Every sum is accumulated in float64, whatever the input dtype.
 from __future__ import annotations
 
 import math
-import sys
-import types
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from . import _median
+from ._callable_module import make_module_callable
 from ._validation import as_rng, check_matrix, check_same_rows
 from .backend import Backend, get_backend, numba_enabled
 from .errors import InputError
@@ -715,14 +714,4 @@ __all__ = ["cka", "hsic", "gram", "cka_matrix", "mutual_knn", "cknna", "cka_perm
            "paper_sigma", "kornblith_sigma", "PermutationResult"]
 
 
-class _CallableModule(types.ModuleType):
-    """Importing the submodule ``fastcka.cka`` rebinds the package attribute ``fastcka.cka`` to
-    this module (Python's import system does that after the module runs), shadowing the lazily
-    exported function of the same name.  Making the module callable keeps ``fastcka.cka(X, Y)``
-    working whichever of the two the attribute holds."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> float:
-        return cka(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_module_callable(__name__, cka)

@@ -37,13 +37,12 @@ computed once per distinct bandwidth pair.
 from __future__ import annotations
 
 import math
-import sys
-import types
 from numbers import Real
 from typing import Any
 
 import numpy as np
 
+from ._callable_module import make_module_callable
 from ._validation import check_matrix
 from .backend import Backend, get_backend, is_cupy_array, numba_enabled
 from .errors import InputError
@@ -457,12 +456,4 @@ def local_cka(Sq, Tq, Sb, Tb, *, kernel: str = "linear", sigma: Any = "paper",
     return sc.output(sc.full())
 
 
-# ``fastcka.local_cka`` is both this module and the public function: once the submodule is
-# imported, Python binds the package attribute to the module, shadowing the lazy function.  A
-# callable module keeps ``fastcka.local_cka(...)`` working either way.
-class _CallableModule(types.ModuleType):
-    def __call__(self, *args, **kwargs):
-        return local_cka(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_module_callable(__name__, local_cka)

@@ -8,11 +8,11 @@ import warnings
 
 import numpy as np
 import pytest
-from fastcka.kernels import cka_cpu
 
 import fastcka
 from fastcka import _median
 from fastcka.errors import InputError
+from fastcka.kernels import cka_cpu
 
 ckam = importlib.import_module("fastcka.cka")
 

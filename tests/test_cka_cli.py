@@ -7,9 +7,9 @@ import json
 
 import numpy as np
 import pytest
-from fastcka.cli.main import main
 
 import fastcka
+from fastcka.cli.main import main
 from fastcka.store import write_store
 
 

@@ -6,10 +6,10 @@ import importlib
 
 import numpy as np
 import pytest
-from fastcka.kernels import cka_cpu
 
 import fastcka
 from fastcka import _median
+from fastcka.kernels import cka_cpu
 
 ckam = importlib.import_module("fastcka.cka")
 pytestmark = pytest.mark.gpu
@@ -82,6 +82,7 @@ def test_gpu_knn_metrics_and_permutation_match_cpu():
 @pytest.mark.parametrize("diag", [True, False])
 def test_cupy_tile_kernels_match_cpu(diag):
     import cupy as cp
+
     from fastcka.kernels import cka_cupy
 
     rng = np.random.default_rng(5)
@@ -115,6 +116,7 @@ def test_cupy_tile_kernels_match_cpu(diag):
 
 def test_gpu_median_multipass_matches_cpu():
     import cupy as cp
+
     from fastcka.kernels import cka_cupy
 
     X = np.random.default_rng(7).normal(size=(400, 6))

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from fastcka.cli.main import SUBCOMMANDS, cli, main
 
 from fastcka._version import __version__
+from fastcka.cli.main import SUBCOMMANDS, cli, main
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -49,9 +49,8 @@ def test_render_scene_colours_and_position():
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path, capsys):
     pytest.importorskip("torch")
-    from fastcka.cli.main import main
-
     import fastcka
+    from fastcka.cli.main import main
     from fastcka.store import read_store
 
     out = tmp_path / "demo"

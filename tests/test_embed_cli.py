@@ -15,9 +15,9 @@ import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
-from fastcka.cli.main import main  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from fastcka.cli.main import main  # noqa: E402
 from fastcka.store import partial_path, read_store  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))

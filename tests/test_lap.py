@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fastcka.kernels.lap_cpu import lap_batch
 from scipy.optimize import linear_sum_assignment
+
+from fastcka.kernels.lap_cpu import lap_batch
 
 
 def _opt(C, maximize):

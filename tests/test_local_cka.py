@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fastcka.kernels import local_cka_cpu as kc
 
 import fastcka
 from fastcka.errors import InputError
+from fastcka.kernels import local_cka_cpu as kc
 from fastcka.local_cka import LocalCKAScorer, local_cka
 
 # --------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from fastcka.kernels import local_cka_cpu as kc
 
 

@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 import pytest
-from fastcka.cli.main import main
 
+from fastcka.cli.main import main
 from fastcka.protocol import split_seeds_queries
 from fastcka.seeded import seeded_match
 from fastcka.store import write_store

@@ -19,6 +19,7 @@ def _sym(n, seed):
 
 def test_gpu_lap_device_matches_scipy_optimum():
     import cupy as cp
+
     from fastcka.kernels.lap_cuda import lap_batch_device
 
     rng = np.random.default_rng(0)

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from fastcka.cli.main import cli, main
 
+from fastcka.cli.main import cli, main
 from fastcka.store import read_store, store_info, write_store
 
 ROOT = Path(__file__).resolve().parents[1]
