@@ -10,7 +10,11 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+
+# shared test helpers (tests/_cli.py, tests/_tiny_models.py) import as top-level modules
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -8,20 +8,17 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
+from _tiny_models import build_tiny_models  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from fastcka.cli.main import main  # noqa: E402
 from fastcka.store import partial_path, read_store  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).parent))
-from _tiny_models import build_tiny_models  # noqa: E402
 
 
 @pytest.fixture(scope="module")

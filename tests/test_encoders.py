@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
+from _tiny_models import build_tiny_models  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from fastcka.errors import GPUUnavailableError, InputError  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).parent))
-from _tiny_models import build_tiny_models  # noqa: E402
 
 
 @pytest.fixture(scope="session")

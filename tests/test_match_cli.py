@@ -7,27 +7,11 @@ import json
 
 import numpy as np
 import pytest
+from _cli import assert_one_line_error, run
 
-from fastcka.cli.main import main
 from fastcka.protocol import split_seeds_queries
 from fastcka.seeded import seeded_match
 from fastcka.store import write_store
-
-
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as ei:
-        main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return ei.value.code, out, err
-
-
-def assert_one_line_error(code, err, *needles):
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = [ln for ln in err.strip().splitlines() if "WARNING" not in ln]
-    assert len(lines) == 1 and lines[0].startswith("fastcka: error: "), err
-    for n in needles:
-        assert n.lower() in lines[0].lower(), (n, lines[0])
 
 
 @pytest.fixture
