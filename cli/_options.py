@@ -93,3 +93,22 @@ def setup_logging(verbosity: int) -> None:
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False
+
+
+def parse_sigma(value: str, names: tuple[str, ...]) -> str | float:
+    """A ``--sigma`` value: one of the bandwidth rule ``names`` or a positive float."""
+    import math
+
+    v = value.strip().lower()
+    if v in names:
+        return v
+    try:
+        f = float(v)
+    except ValueError:
+        expected = ", ".join(repr(n) for n in names)
+        raise click.BadParameter(f"expected {expected} or a positive number, got {value!r}",
+                                 param_hint="'--sigma'") from None
+    if not (math.isfinite(f) and f > 0):
+        raise click.BadParameter(f"sigma must be a positive number, got {value!r}",
+                                 param_hint="'--sigma'")
+    return f

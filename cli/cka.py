@@ -14,24 +14,9 @@ import click
 import numpy as np
 
 from ._common import check_result_path, load_many, write_rows
-from ._options import device_option, emit, json_option, resolve, seed_option
+from ._options import device_option, emit, json_option, parse_sigma, resolve, seed_option
 
 METRICS = ("cka", "mutual_knn", "cknna")
-
-
-def _parse_sigma(value: str) -> str | float:
-    v = value.strip().lower()
-    if v in ("paper", "kornblith"):
-        return v
-    try:
-        f = float(v)
-    except ValueError:
-        raise click.BadParameter(f"expected 'paper', 'kornblith' or a positive number, got {value!r}",
-                                 param_hint="'--sigma'") from None
-    if not (math.isfinite(f) and f > 0):
-        raise click.BadParameter(f"sigma must be a positive number, got {value!r}",
-                                 param_hint="'--sigma'")
-    return f
 
 
 def _label(spec: str) -> str:
@@ -112,7 +97,7 @@ def command(stores, metric, kernel, sigma, threshold, estimator, k, permutations
     st = resolve(device, json_, seed)
     if len(stores) < 2:
         raise click.UsageError("give at least two stores")
-    sig = _parse_sigma(sigma)
+    sig = parse_sigma(sigma, ("paper", "kornblith"))
     if not (math.isfinite(threshold) and threshold > 0):
         raise click.BadParameter("must be a positive number", param_hint="'--threshold'")
     if permutations is not None and (metric != "cka" or len(stores) != 2):

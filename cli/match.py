@@ -17,25 +17,10 @@ import click
 import numpy as np
 
 from ._common import check_result_path, choose_split, load_pair, split_options, write_rows
-from ._options import device_option, emit, info, json_option, resolve, seed_option
+from ._options import device_option, emit, info, json_option, parse_sigma, resolve, seed_option
 
 METHODS = ("faq", "local-cka", "linreg", "relative", "cosine")
 DIRECTIONS = ("src-to-tgt", "tgt-to-src")
-
-
-def _parse_sigma(value: str) -> str | float:
-    v = value.strip().lower()
-    if v in ("paper", "kornblith", "base"):
-        return v
-    try:
-        f = float(v)
-    except ValueError:
-        raise click.BadParameter(f"expected 'paper', 'kornblith', 'base' or a positive number, "
-                                 f"got {value!r}", param_hint="'--sigma'") from None
-    if not (np.isfinite(f) and f > 0):
-        raise click.BadParameter(f"sigma must be a positive number, got {value!r}",
-                                 param_hint="'--sigma'")
-    return f
 
 
 @click.command("match")
@@ -71,7 +56,7 @@ def command(src, tgt, n_seeds, seed_ids, n_queries, query_ids, seed_strategy, me
     """
     t0 = time.perf_counter()
     s = resolve(device, json_, seed)
-    sigma_v = _parse_sigma(sigma)
+    sigma_v = parse_sigma(sigma, ("paper", "kornblith", "base"))
     if method == "faq" and sigma_v == "base":
         raise click.BadParameter("'base' is a local-cka bandwidth; use 'paper', 'kornblith' or a "
                                  "number with --method faq", param_hint="'--sigma'")

@@ -11,27 +11,21 @@ import click
 import numpy as np
 
 from ._common import check_result_path, choose_split, load_pair, split_options, write_rows
-from ._options import device_option, emit, info, json_option, resolve, seed_option, warn
+from ._options import (
+    device_option,
+    emit,
+    info,
+    json_option,
+    parse_sigma,
+    resolve,
+    seed_option,
+    warn,
+)
 
 # a full q x q score matrix (needed for the assignment) is built up to this many queries;
 # above it retrieval streams blocks and the matching accuracy is not computed
 FULL_MATRIX_MAX_QUERIES = 5000
 DIRECTIONS = ("src-to-tgt", "tgt-to-src")
-
-
-def _parse_sigma(value: str) -> str | float:
-    v = value.strip().lower()
-    if v in ("paper", "base"):
-        return v
-    try:
-        f = float(v)
-    except ValueError:
-        raise click.BadParameter(f"expected 'paper', 'base' or a positive number, got {value!r}",
-                                 param_hint="'--sigma'") from None
-    if not (np.isfinite(f) and f > 0):
-        raise click.BadParameter(f"sigma must be a positive number, got {value!r}",
-                                 param_hint="'--sigma'")
-    return f
 
 
 @click.command("retrieve")
@@ -67,7 +61,7 @@ def command(src, tgt, n_seeds, seed_ids, n_queries, query_ids, seed_strategy, me
     from fastcka.retrieval import match_scores, matching_accuracy, retrieve, score_matrix
 
     s = resolve(device, json_, seed)
-    sigma_v = _parse_sigma(sigma)
+    sigma_v = parse_sigma(sigma, ("paper", "base"))
     check_result_path(output)
     a, b = load_pair(src, tgt)
     if direction == "tgt-to-src":
