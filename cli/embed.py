@@ -59,7 +59,8 @@ def command() -> None:
 @click.option("-o", "--output", required=True, metavar="STORE", help="Output store (file.h5[::/group]).")
 @click.option("--encoder", default="efficientnet-lite0", show_default=True, metavar="NAME|PATH",
               help="Built-in name, local model folder or cached Hugging Face id.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Images per model call [default: 4 on the CPU, 32 on a GPU].")
 @click.option("--on-error", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
               help="An unreadable image: skip it (reported by id) or stop with an error.")
 @click.option("--image-column", default=None, help="Image column of a CSV/TSV/JSONL input.")

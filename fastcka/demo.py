@@ -40,7 +40,7 @@ def default_split(n: int) -> tuple[int, int]:
 def run_demo(out_dir: str | Path = "demo-output", *, n: int = 1000, seeds: int | None = None,
              queries: int | None = None, n_init: int = 50, n_permutations: int = 200,
              seed: int = 0, device: str = "auto", image_encoder: str = "efficientnet-lite0",
-             text_encoder: str = "minilm-l6", batch_size: int = 32, workers: int | None = None,
+             text_encoder: str = "minilm-l6", batch_size: int | None = None, workers: int | None = None,
              show_progress: bool = True, echo=None) -> dict[str, Any]:
     """Run the demo end to end and write its report; returns the results dict (``results.json``).
 

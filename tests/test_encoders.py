@@ -259,3 +259,12 @@ def test_text_prepare_from_many_threads(tiny):
     for b, g in zip(batches, got, strict=True):
         want = enc.tokenizer(b, padding=True, truncation=True, return_tensors="pt")
         assert (g["input_ids"] == want["input_ids"]).all()
+
+
+def test_default_image_batch_follows_the_device():
+    from types import SimpleNamespace
+
+    from fastcka.encoders.pipeline import CPU_IMAGE_BATCH, GPU_IMAGE_BATCH, default_image_batch
+
+    assert default_image_batch(SimpleNamespace(runner=SimpleNamespace(device="cpu"))) == CPU_IMAGE_BATCH
+    assert default_image_batch(SimpleNamespace(runner=SimpleNamespace(device="cuda"))) == GPU_IMAGE_BATCH
