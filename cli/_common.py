@@ -191,3 +191,21 @@ def _jsonable(o: Any) -> Any:
     if isinstance(o, np.ndarray):
         return o.tolist()
     return str(o)
+
+
+def load_split(src: str, tgt: str, *, direction: str, n_seeds: int | None, seed_ids: str | None,
+               n_queries: int | None, query_ids: str | None, seed: int, seed_strategy: str,
+               min_seeds: int):
+    """Stores paired by id, oriented by ``direction``, and their seed/query rows.
+
+    Returns ``(a, b, seed_idx, query_idx)``: ``a`` is the source side (SRC, or TGT with
+    ``direction="tgt-to-src"``); k-means seeds cluster the source features.
+    """
+    a, b = load_pair(src, tgt)
+    if direction == "tgt-to-src":
+        a, b = b, a
+    seed_idx, query_idx = choose_split(
+        [str(x) for x in a.ids], n_seeds=n_seeds, seed_ids=seed_ids, n_queries=n_queries,
+        query_ids=query_ids, seed=seed, seed_strategy=seed_strategy,
+        features=a.X if seed_strategy == "kmeans" else None, min_seeds=min_seeds)
+    return a, b, seed_idx, query_idx

@@ -16,7 +16,7 @@ import time
 import click
 import numpy as np
 
-from ._common import check_result_path, choose_split, load_pair, split_options, write_rows
+from ._common import check_result_path, load_split, split_options, write_rows
 from ._options import device_option, emit, info, json_option, parse_sigma, resolve, seed_option
 
 METHODS = ("faq", "local-cka", "linreg", "relative", "cosine")
@@ -61,15 +61,11 @@ def command(src, tgt, n_seeds, seed_ids, n_queries, query_ids, seed_strategy, me
         raise click.BadParameter("'base' is a local-cka bandwidth; use 'paper', 'kornblith' or a "
                                  "number with --method faq", param_hint="'--sigma'")
     check_result_path(output)
-    a, b = load_pair(src, tgt)
-    if direction == "tgt-to-src":
-        a, b = b, a
-    ids = [str(x) for x in a.ids]
-    seed_idx, query_idx = choose_split(
-        ids, n_seeds=n_seeds, seed_ids=seed_ids, n_queries=n_queries, query_ids=query_ids,
-        seed=s.seed, seed_strategy=seed_strategy,
-        features=a.X if seed_strategy == "kmeans" else None,
+    a, b, seed_idx, query_idx = load_split(
+        src, tgt, direction=direction, n_seeds=n_seeds, seed_ids=seed_ids, n_queries=n_queries,
+        query_ids=query_ids, seed=s.seed, seed_strategy=seed_strategy,
         min_seeds=1 if method == "faq" else 4)
+    ids = [str(x) for x in a.ids]
     q = int(query_idx.size)
     info(f"{method}: {seed_idx.size} seeds, {q} queries ({a.spec} -> {b.spec})")
     objective = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 import numpy as np
 
-from ._common import check_result_path, choose_split, load_pair, split_options, write_rows
+from ._common import check_result_path, load_split, split_options, write_rows
 from ._options import (
     device_option,
     emit,
@@ -63,14 +63,11 @@ def command(src, tgt, n_seeds, seed_ids, n_queries, query_ids, seed_strategy, me
     s = resolve(device, json_, seed)
     sigma_v = parse_sigma(sigma, ("paper", "base"))
     check_result_path(output)
-    a, b = load_pair(src, tgt)
-    if direction == "tgt-to-src":
-        a, b = b, a
+    a, b, seed_idx, query_idx = load_split(
+        src, tgt, direction=direction, n_seeds=n_seeds, seed_ids=seed_ids, n_queries=n_queries,
+        query_ids=query_ids, seed=s.seed, seed_strategy=seed_strategy,
+        min_seeds=4)
     ids = [str(x) for x in a.ids]
-    seed_idx, query_idx = choose_split(
-        ids, n_seeds=n_seeds, seed_ids=seed_ids, n_queries=n_queries, query_ids=query_ids,
-        seed=s.seed, seed_strategy=seed_strategy,
-        features=a.X if seed_strategy == "kmeans" else None, min_seeds=4)
     Sb, Tb = a.X[seed_idx], b.X[seed_idx]
     Sq, Tq = a.X[query_idx], b.X[query_idx]
     q = int(query_idx.size)
