@@ -54,10 +54,13 @@ def sqdist_exact_numpy(A: np.ndarray, B: np.ndarray, chunk_elems: int = 1 << 22)
     return out
 
 
-def _kth_of_union(base: np.ndarray, q: np.ndarray, k: int) -> float:
-    """The ``k``-th smallest (0-based) of the union of two sorted vectors."""
+def _kth_of_union(base: np.ndarray, q: np.ndarray, nq: int, k: int) -> float:
+    """The ``k``-th smallest (0-based) of the union of ``base`` and ``q[:nq]``, both sorted.
+
+    Plain Python for the NumPy fallback; the Numba kernels compile this same function.
+    """
     j = k + 1  # number of smallest elements taken
-    nb, nq = base.shape[0], q.shape[0]
+    nb = base.shape[0]
     lo, hi = max(0, j - nb), min(nq, j)
     while lo < hi:  # smallest t with not (q[t] < base[j-t-1])
         t = (lo + hi) // 2
@@ -90,7 +93,7 @@ def lower_median_merge_numpy(base_sorted: np.ndarray, Q: np.ndarray) -> np.ndarr
     for i in range(Q.shape[0]):
         row = np.sort(Q[i][Q[i] > 0])
         n = base_sorted.shape[0] + row.shape[0]
-        out[i] = np.nan if n == 0 else _kth_of_union(base_sorted, row, (n - 1) // 2)
+        out[i] = np.nan if n == 0 else _kth_of_union(base_sorted, row, row.shape[0], (n - 1) // 2)
     return out
 
 
@@ -157,25 +160,7 @@ if HAVE_NUMBA:
                 out[j, i] = out[i, j]
         return out
 
-    @njit(cache=True)
-    def _kth_of_union_nb(base, q, nq, k):  # pragma: no cover - compiled
-        j = k + 1
-        nb = base.shape[0]
-        lo = max(0, j - nb)
-        hi = min(nq, j)
-        while lo < hi:
-            t = (lo + hi) // 2
-            if q[t] < base[j - t - 1]:
-                lo = t + 1
-            else:
-                hi = t
-        t = lo
-        best = -np.inf
-        if t > 0:
-            best = q[t - 1]
-        if j - t > 0 and base[j - t - 1] > best:
-            best = base[j - t - 1]
-        return best
+    _kth_of_union_nb = njit(cache=True)(_kth_of_union)
 
     @njit(parallel=True, cache=True)
     def _lower_median_merge_nb(base_sorted, Q):  # pragma: no cover - compiled
