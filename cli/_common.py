@@ -15,7 +15,7 @@ import numpy as np
 from fastcka._io import atomic_path
 from fastcka.errors import InputError
 
-from ._options import warn
+from ._options import jsonable, warn
 
 RESULT_SUFFIXES = (".csv", ".tsv", ".json", ".h5", ".hdf5")
 
@@ -154,13 +154,13 @@ def write_rows(path: str, rows: list[dict[str, Any]], *, meta: dict[str, Any] | 
                 for r in rows:
                     w.writerow([_cell(r.get(c)) for c in columns])
         elif suffix == ".json":
-            tmp.write_text(json.dumps({"meta": meta or {}, "rows": rows}, default=_jsonable),
+            tmp.write_text(json.dumps({"meta": meta or {}, "rows": rows}, default=jsonable),
                            encoding="utf-8")
         else:
             import h5py
 
             with h5py.File(tmp, "w") as f:
-                f.attrs["meta"] = json.dumps(meta or {}, default=_jsonable)
+                f.attrs["meta"] = json.dumps(meta or {}, default=jsonable)
                 for c in columns:
                     vals = [r.get(c) for r in rows]
                     if vals and all(isinstance(v, str) for v in vals):
@@ -184,13 +184,6 @@ def _cell(v: Any) -> Any:
         return v.item()
     return v
 
-
-def _jsonable(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 def load_split(src: str, tgt: str, *, direction: str, n_seeds: int | None, seed_ids: str | None,

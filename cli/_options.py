@@ -61,12 +61,13 @@ def resolve(device: str | None = None, json_: bool = False, seed: int | None = N
 def emit(result: dict[str, Any], text: str | None, as_json: bool) -> None:
     """Print a result: one JSON object with ``--json``, else ``text`` (results go to stdout)."""
     if as_json:
-        click.echo(json.dumps(result, indent=None, sort_keys=False, default=_jsonable))
+        click.echo(json.dumps(result, indent=None, sort_keys=False, default=jsonable))
     elif text is not None:
         click.echo(text)
 
 
-def _jsonable(o: Any) -> Any:
+def jsonable(o: Any) -> Any:
+    """JSON fallback for NumPy scalars and arrays (anything else as its string)."""
     import numpy as np
 
     if isinstance(o, np.generic):
