@@ -225,9 +225,19 @@ def gram(X: Any, kernel: str = "linear", sigma: Any = "paper", threshold: float 
         _ops(be).sqdist(G, sq, sq, _median.REL_TOL, True)
         G *= -1.0 / (2.0 * s * s)
         xp.exp(G, out=G)
+    if not bool(xp.array_equal(G, G.T)):
+        # a GEMM (CuPy) need not give an exactly symmetric X Xᵀ; callers such as FAQ take their
+        # cheaper symmetric path only on exactly symmetric kernels
+        G = (G + G.T) * 0.5
     if center:
-        G -= G.mean(axis=0, keepdims=True)
-        G -= G.mean(axis=1, keepdims=True)
+        # H G H as G − (r_i + r_j) + mean(r): r_i + r_j commutes exactly, so G stays exactly
+        # symmetric; row blocks keep the temporary small
+        r = G.mean(axis=1)
+        m = r.mean()
+        step = 1024
+        for i in range(0, G.shape[0], step):
+            G[i:i + step] -= r[i:i + step, None] + r[None, :]
+        G += m
     return G
 
 

@@ -143,6 +143,17 @@ def test_gram_matches_naive(engine):
         H = np.eye(31) - 1 / 31
         Gc = fastcka.gram(X, kernel=kernel, sigma=sigma, center=True, device="cpu")
         np.testing.assert_allclose(Gc, H @ K @ H, rtol=1e-9, atol=1e-9)
+        assert np.array_equal(Gc, Gc.T)      # exactly: FAQ's symmetric path relies on it
+
+
+@pytest.mark.parametrize("kernel", ["linear", "rbf"])
+def test_centred_gram_exactly_symmetric_across_row_blocks(kernel):
+    X = np.random.default_rng(5).normal(size=(1100, 7))
+    K = naive_kernel(X, kernel, "paper", 1.0)
+    Gc = fastcka.gram(X, kernel=kernel, center=True, device="cpu")
+    assert np.array_equal(Gc, Gc.T)
+    Kc = K - K.mean(axis=0) - K.mean(axis=1)[:, None] + K.mean()
+    np.testing.assert_allclose(Gc, Kc, rtol=1e-9, atol=1e-9)
 
 
 # ---------------------------------------------------------------- bandwidths
