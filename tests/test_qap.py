@@ -258,3 +258,41 @@ def test_fused_randomized_start_kernel():
     out32 = balance_batch(K, alpha=0.5 / 40, beta=0.5, out=np.empty(K.shape, np.float32))
     assert out32.dtype == np.float32
     np.testing.assert_allclose(out32, want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_rank_one_duals_are_optimal(ties):
+    from scipy.optimize import linear_sum_assignment
+
+    from fastcka.kernels.lap_cpu import lap_batch
+    from fastcka.qap import rank_one_duals
+
+    rng = np.random.default_rng(7 + ties)
+    n = 120
+    a, b = rng.normal(size=n), rng.normal(size=n)
+    if ties:
+        a, b = np.round(a, 1), np.round(b, 1)
+    C = np.outer(a, b)
+    v = rank_one_duals(a, b)
+    # every row's cheapest reduced column is an optimal assignment (up to round-off)
+    red = C - v[None, :]
+    best = C[np.arange(n), linear_sum_assignment(C)[1]].sum()
+    order_a, order_b = np.argsort(a, kind="stable"), np.argsort(-b, kind="stable")
+    sorted_pairs = np.empty(n, int)
+    sorted_pairs[order_a] = order_b
+    assert C[np.arange(n), sorted_pairs].sum() == pytest.approx(best, rel=1e-12, abs=1e-12)
+    assert (red[np.arange(n), sorted_pairs] <= red.min(axis=1) + 1e-9).all()
+    # and the exact solver warm-started from them reaches SciPy's optimal cost
+    got, _ = lap_batch(C, v0=v)
+    assert C[np.arange(n), got].sum() == pytest.approx(best, rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize("maximize", [False, True])
+def test_unseeded_barycenter_start_matches_scipy_at_jv_size(maximize):
+    # n' >= 256 takes our warm-started solver under lap="auto" (first LAP: rank-one duals)
+    A, B, _ = _problem(300, True, 11)
+    opts = dict(maximize=maximize, maxiter=8)
+    ref = scipy_qap(A, B, options=dict(opts, rng=np.random.default_rng(0)))
+    res = quadratic_assignment(A, B, options=dict(opts, rng=np.random.default_rng(0)))
+    assert res.fun == pytest.approx(ref.fun, rel=1e-12)
+    np.testing.assert_array_equal(res.col_ind, ref.col_ind)
