@@ -41,7 +41,7 @@ _FAQ_OPTIONS = {"maximize", "partial_match", "rng", "P0", "shuffle_input", "maxi
                 # fastcka extensions
                 "device", "n_init", "padding", "S", "lap", "dtype", "factored", "batch_size"}
 _TWO_OPT_OPTIONS = {"maximize", "rng", "partial_match", "partial_guess", "padding"}
-_LAP_CHOICES = ("auto", "scipy", "jv")
+_LAP_CHOICES = ("auto", "scipy", "jv", "auction")
 
 
 # --------------------------------------------------------------------------------------------
@@ -85,13 +85,16 @@ def quadratic_assignment(A: Any, B: Any, method: str = "faq", options: dict | No
             Linear similarity term: adds ``trace(Sᵀ P) = Σ_i S[i, col_ind[i]]`` to the objective
             (``S[i, j]``: how much node ``i`` of ``A`` resembles node ``j`` of ``B``; with
             ``maximize=True`` larger is better, with ``maximize=False`` it is a cost).
-        ``lap`` : {"auto", "scipy", "jv"}
+        ``lap`` : {"auto", "scipy", "jv", "auction"}
             LAP solver for the Frank–Wolfe directions and the final projection.  "scipy":
             ``scipy.optimize.linear_sum_assignment``; "jv": our shortest-augmenting-path solver
             warm-started with the previous iteration's column duals (Numba on CPU, Numba CUDA on
-            GPU), exact like SciPy's.  "auto": "jv" on GPU, on CPU for n' ≥ 256 free nodes
-            (where warm starts make it ~2× faster than SciPy's cold solves) and for batched
-            restarts of n' ≥ 64; SciPy otherwise.
+            GPU), exact like SciPy's.  "auction" (GPU only): "jv" warm-started from the prices
+            of a row-parallel ε-scaling auction, meant for one large problem (n' in the
+            thousands), where "jv"'s one thread block per problem works sequentially; still
+            exact.  "auto": "jv" on GPU, on CPU for n' ≥ 256 free nodes (where warm starts make
+            it ~2× faster than SciPy's cold solves) and for batched restarts of n' ≥ 64; SciPy
+            otherwise.
         ``dtype`` : {None, "float64", "float32"}
             Arithmetic precision of the iterations (float64 by default); ``fun`` is always
             evaluated in float64.
@@ -285,6 +288,8 @@ def _faq(A, B, maximize=False, partial_match=None, rng=None, P0="barycenter",
         raise ValueError(f"padding must be None, 'naive' or 'adopted', got {padding!r}")
     if lap not in _LAP_CHOICES:
         raise ValueError(f"lap must be one of {_LAP_CHOICES}, got {lap!r}")
+    if lap == "auction" and not be.is_gpu:
+        raise ValueError("lap='auction' runs on the GPU only (device='gpu'); use 'jv' on the CPU")
     if dtype is None:
         dtype = np.float64
     dtype = np.dtype(dtype)
@@ -718,7 +723,7 @@ def _faq_run(be: Backend, pr: _Problem, k: int, P, maximize, maxiter, tol, lap_k
         P = xp.full((k, n, n), 1.0 / n, dtype=dt)
         MP = xp.repeat(bary_MP[None], k, axis=0)
         MT = None if sym else xp.repeat(bary_MT[None], k, axis=0)
-        if sym and not pr.linear and solver.kind == "jv":
+        if sym and not pr.linear and solver.kind in ("jv", "auction"):
             # the first gradient 2 u wᵀ / n is rank one: start the LAP from its optimal duals
             u, w = _barycenter_factors(pr)
             sign = -1.0 if maximize else 1.0
@@ -727,7 +732,7 @@ def _faq_run(be: Backend, pr: _Problem, k: int, P, maximize, maxiter, tol, lap_k
     else:
         MP = _apply_M(pr, P)
         MT = None if sym else _apply_M(pr, P, transpose=True)
-        if k > 1 and solver.kind == "jv":
+        if k > 1 and solver.kind in ("jv", "auction"):
             # warm start every restart's first LAP with the duals at the barycentre
             G0 = (2.0 * bary_MP if sym else bary_MP + bary_MT) + pr.C
             solver.prime(G0, maximize=maximize)
@@ -879,13 +884,14 @@ class _LapSolver:
         if be.is_gpu:
             from .kernels.lap_cuda import lap_batch_device
 
+            auction = self.kind == "auction"
             if final:
-                cols, _ = lap_batch_device(G, maximize=maximize)
+                cols, _ = lap_batch_device(G, maximize=maximize, auction=auction)
                 return cols
             if self.v is None:
                 self.v = be.xp.zeros((self.k, self.n), dtype=be.xp.float64)
             wi = be.asarray(which)
-            cols, v = lap_batch_device(G, maximize=maximize, v0=self.v[wi])
+            cols, v = lap_batch_device(G, maximize=maximize, v0=self.v[wi], auction=auction)
             self.v[wi] = v
             return cols
         from .backend import numba_enabled

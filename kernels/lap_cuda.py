@@ -255,10 +255,11 @@ def _threads_for(n: int) -> int:
 
 
 def warmup() -> None:
-    """Compile the kernel for every block size used (float32 and float64 costs)."""
+    """Compile the kernels for every block size used (float32 and float64 costs), the auction's too."""
     for n in (8, 300, 2100):
         for dt in (np.float64, np.float32):
-            lap_batch_cuda(np.random.default_rng(0).random((1, n, n)).astype(dt))
+            lap_batch_cuda(np.random.default_rng(0).random((1, n, n)).astype(dt),
+                           auction=n == 300)
 
 
 def _solve_device(dC, maximize: bool, dV):
@@ -284,7 +285,21 @@ def _solve_device(dC, maximize: bool, dV):
     return col4row
 
 
-def lap_batch_cuda(C: np.ndarray, maximize: bool = False, v0: np.ndarray | None = None):
+def _auction_warm_start(dC, maximize: bool, dV, cost_range: float, auction) -> None:
+    """Replace the warm-start duals dV by ``-p`` of an ε-scaling auction started from ``p = -dV``.
+
+    ``auction``: True, or a dict of :func:`auction_cuda.auction_device` keyword arguments.
+    """
+    from .auction_cuda import auction_device
+
+    kw = auction if isinstance(auction, dict) else {}
+    price = cuda.to_device(-dV.copy_to_host())        # k·n numbers: the round trip is cheap
+    auction_device(dC, maximize, price, cost_range, **kw)
+    dV.copy_to_device(-price.copy_to_host())
+
+
+def lap_batch_cuda(C: np.ndarray, maximize: bool = False, v0: np.ndarray | None = None,
+                   auction: bool | dict = False):
     """Solve k dense n×n assignment problems exactly on the GPU (host arrays in and out).
 
     Parameters
@@ -293,6 +308,10 @@ def lap_batch_cuda(C: np.ndarray, maximize: bool = False, v0: np.ndarray | None 
     maximize : bool
     v0 : (k, n) float64, optional
         Warm-start column duals (of the minimisation of ``±C``).
+    auction : bool or dict
+        First improve the warm start with the row-parallel ε-scaling auction of
+        :mod:`auction_cuda` (for a few large problems); the result stays exact.  A dict gives
+        the auction's keyword arguments (ε schedule, ...).
 
     Returns
     -------
@@ -315,14 +334,17 @@ def lap_batch_cuda(C: np.ndarray, maximize: bool = False, v0: np.ndarray | None 
         C = C.astype(np.float64)
     k, n, _ = C.shape
     dV = cuda.to_device(np.zeros((k, n)) if v0 is None else np.asarray(v0, np.float64).reshape(k, n))
-    cols = _solve_device(cuda.to_device(np.ascontiguousarray(C)), maximize, dV).copy_to_host()
+    dC = cuda.to_device(np.ascontiguousarray(C))
+    if auction and C.size:
+        _auction_warm_start(dC, maximize, dV, float(C.max() - C.min()), auction)
+    cols = _solve_device(dC, maximize, dV).copy_to_host()
     v = dV.copy_to_host()
     if single:
         return cols[0], v[0]
     return cols, v
 
 
-def lap_batch_device(G, maximize: bool = False, v0=None):
+def lap_batch_device(G, maximize: bool = False, v0=None, auction: bool | dict = False):
     """As :func:`lap_batch_cuda` for CuPy arrays, without leaving the device.
 
     Returns ``(cols, v)`` as CuPy arrays (``v0`` is not modified).
@@ -332,5 +354,8 @@ def lap_batch_device(G, maximize: bool = False, v0=None):
     G = cp.ascontiguousarray(G)
     k, n = G.shape[0], G.shape[1]
     V = cp.zeros((k, n), dtype=cp.float64) if v0 is None else cp.array(v0, dtype=cp.float64)
-    cols = _solve_device(cuda.as_cuda_array(G), maximize, cuda.as_cuda_array(V))
+    dG, dV = cuda.as_cuda_array(G), cuda.as_cuda_array(V)
+    if auction and G.size:
+        _auction_warm_start(dG, maximize, dV, float(G.max() - G.min()), auction)
+    cols = _solve_device(dG, maximize, dV)
     return cp.asarray(cols), V

@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent(r"""
     except Exception as exc:  # no libNVVM / NVRTC here
         print("SKIP", type(exc).__name__, str(exc).splitlines()[0][:200])
         sys.exit(0)
-    from fastcka.kernels import cka_cuda, lap_cuda, local_cka_cuda
+    from fastcka.kernels import auction_cuda, cka_cuda, lap_cuda, local_cka_cuda
 
     f64, i64, i8, i32 = t.float64, t.int64, t.int8, t.int32
     def arr(dt, nd, layout="C"):
@@ -41,6 +41,16 @@ SCRIPT = textwrap.dedent(r"""
                          (arr(cdt, 3), f64, arr(f64, 2), arr(f64, 2), arr(i64, 2), arr(i64, 2),
                           arr(f64, 2), arr(i64, 2), arr(i64, 2), arr(i8, 2), arr(i8, 2),
                           arr(i64, 2), arr(i8, 1))))
+    bid, claim, assign, reset = auction_cuda._kernels(auction_cuda._TPB)
+    for cdt in (f64, t.float32):
+        jobs.append((f"auction_cuda.bid[{cdt}]", bid,
+                     (arr(cdt, 3), f64, arr(f64, 2), arr(i64, 2), arr(i64, 2), arr(f64, 2),
+                      arr(f64, 2), f64)))
+    jobs.append(("auction_cuda.claim", claim, (arr(i64, 2), arr(f64, 2), arr(f64, 2), arr(i64, 2))))
+    jobs.append(("auction_cuda.assign", assign,
+                 (arr(f64, 2), arr(i64, 2), arr(i64, 2), arr(f64, 2), arr(i64, 2), arr(i32, 1))))
+    jobs.append(("auction_cuda.reset", reset,
+                 (arr(i64, 2), arr(i64, 2), arr(f64, 2), arr(i64, 2), arr(i32, 1))))
     median_merge, rbf_rowsum = local_cka_cuda._build()
     for lay in ("C", "A"):
         jobs.append((f"local_cka_cuda.median_merge[{lay}]", median_merge,
@@ -69,4 +79,4 @@ def test_all_cuda_kernels_compile_natively():
     if proc.stdout.startswith("SKIP"):
         pytest.skip(f"libNVVM/NVRTC not installed: {proc.stdout.strip()}")
     assert proc.returncode == 0, out
-    assert out.count("OK ") >= 8, out
+    assert out.count("OK ") >= 13, out

@@ -89,3 +89,43 @@ def test_cuda_lap_warm_start_and_tiny():
         _check(C2[b], cols[b], True)
     c1, _ = lap_batch_cuda(np.array([[5.0]]))
     assert c1.tolist() == [0]
+
+
+@pytest.mark.cudasim
+@pytest.mark.parametrize("maximize", [False, True])
+def test_cuda_auction_is_eps_optimal_and_its_prices_make_jv_exact(maximize):
+    from fastcka.kernels.auction_cuda import auction_cuda
+    from fastcka.kernels.lap_cuda import lap_batch_cuda
+
+    rng = np.random.default_rng(11 + maximize)
+    n = 7
+    C = rng.normal(size=(2, n, n)) * 5
+    C[1, :, 3] = C[1, :, 4]                     # tied columns
+    eps_final = 1e-3
+    cols, prices, rounds = auction_cuda(C, maximize, eps_start=0.1, eps_final=eps_final,
+                                        check_every=1)
+    assert rounds > 0 and prices.shape == (2, n)
+    for b in range(2):
+        assert sorted(cols[b].tolist()) == list(range(n))
+        r, c = linear_sum_assignment(C[b], maximize=maximize)
+        gap = C[b][r, c].sum() - C[b][np.arange(n), cols[b]].sum()
+        # ε-complementary slackness: within n·ε of the optimum (ε = eps_final · cost range)
+        assert abs(gap) <= n * eps_final * np.ptp(C) + 1e-12
+    # the exact solver warm-started from the auction's prices: SciPy's optimum, also when warm
+    fast = {"eps_start": 0.1, "eps_final": 1e-2, "check_every": 1}
+    out, V = lap_batch_cuda(C, maximize=maximize, auction=fast)
+    for b in range(2):
+        _check(C[b], out[b], maximize)
+    out2, _ = lap_batch_cuda(C + 0.1, maximize=maximize, v0=V, auction=fast)
+    for b in range(2):
+        _check(C[b] + 0.1, out2[b], maximize)
+
+
+@pytest.mark.cudasim
+def test_cuda_auction_single_column_and_empty():
+    from fastcka.kernels.auction_cuda import auction_cuda
+
+    cols, prices, _ = auction_cuda(np.array([[2.5]]), eps_start=0.5, eps_final=0.5)
+    assert cols.tolist() == [0] and np.isfinite(prices).all()
+    cols, _, rounds = auction_cuda(np.zeros((1, 0, 0)))
+    assert cols.shape == (1, 0) and rounds == 0

@@ -296,3 +296,10 @@ def test_unseeded_barycenter_start_matches_scipy_at_jv_size(maximize):
     res = quadratic_assignment(A, B, options=dict(opts, rng=np.random.default_rng(0)))
     assert res.fun == pytest.approx(ref.fun, rel=1e-12)
     np.testing.assert_array_equal(res.col_ind, ref.col_ind)
+
+
+def test_auction_lap_needs_the_gpu():
+    A, B, _ = _problem(6, True, 0)
+    with pytest.raises(ValueError, match="GPU only") as ei:
+        quadratic_assignment(A, B, options={"lap": "auction", "device": "cpu"})
+    assert "\n" not in str(ei.value)

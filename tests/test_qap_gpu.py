@@ -81,3 +81,17 @@ def test_seeded_match_gpu_vs_cpu():
     c = seeded_match(S, T, seeds=50, queries=80, n_init=8, rng=0, device="cpu")
     assert g.accuracy > 0.8 and c.accuracy > 0.8
     assert g.objective == pytest.approx(c.objective, rel=1e-3)
+
+
+@pytest.mark.parametrize("m", [0, 20])
+def test_auction_lap_same_objective_as_jv(m):
+    import cupy as cp
+
+    A, B = _sym(400, 40 + m)
+    pm = np.stack([np.arange(m), np.arange(m)], 1)
+    opts = dict(partial_match=pm, rng=np.random.default_rng(0), tol=1e-6, maxiter=12)
+    ref = quadratic_assignment(A, B, options=dict(opts, lap="scipy"))
+    got = quadratic_assignment(cp.asarray(A), cp.asarray(B), options=dict(opts, lap="auction"))
+    # exact LAPs on both sides: the same iterates, so the same answer
+    assert got.fun == pytest.approx(ref.fun, rel=1e-9)
+    assert got.fun == pytest.approx(float(np.sum(A * B[got.col_ind][:, got.col_ind])), rel=1e-9)
