@@ -39,6 +39,10 @@ DIRECTIONS = ("src-to-tgt", "tgt-to-src")
               help="FAQ Frank-Wolfe iterations per restart.")
 @click.option("--tol", type=click.FloatRange(min=0, min_open=True), default=1e-5,
               show_default=True, help="FAQ stopping tolerance.")
+@click.option("--lap", type=click.Choice(["auto", "scipy", "jv", "auction"]), default="auto",
+              show_default=True,
+              help="FAQ's linear assignment solver: SciPy's, our warm-started exact solver, or "
+                   "(GPU only) that solver warm-started by a row-parallel auction; all exact.")
 @click.option("--direction", type=click.Choice(DIRECTIONS), default="src-to-tgt",
               show_default=True, help="Which store holds the source queries.")
 @click.option("--stretch", is_flag=True, default=False,
@@ -49,7 +53,7 @@ DIRECTIONS = ("src-to-tgt", "tgt-to-src")
 @device_option
 @json_option
 def command(src, tgt, n_seeds, seed_ids, n_queries, query_ids, seed_strategy, method, kernel,
-            sigma, n_init, maxiter, tol, direction, stretch, output, seed, device, json_):
+            sigma, n_init, maxiter, tol, lap, direction, stretch, output, seed, device, json_):
     """Match the query pairs of SRC to those of TGT given seed pairs (stores paired by id).
 
     Default: SRC (e.g. captions) is the source; --direction tgt-to-src swaps the roles.
@@ -75,7 +79,7 @@ def command(src, tgt, n_seeds, seed_ids, n_queries, query_ids, seed_strategy, me
 
         res = seeded_match(a.X, b.X, seeds=seed_idx, queries=query_idx, kernel=kernel,
                            sigma=sigma_v, n_init=n_init, maxiter=maxiter, tol=tol,
-                           stretch=stretch, rng=s.seed, device=s.device)
+                           stretch=stretch, rng=s.seed, device=s.device, lap=lap)
         matched = res.matched_idx
         scores = res.scores
         objective = res.objective

@@ -45,6 +45,12 @@ def test_faq_json_matches_library(stores, capsys):
     assert r["objective"] == pytest.approx(lib.objective, rel=1e-12)
     assert r["accuracy"] == pytest.approx(lib.accuracy)
     assert r["accuracy"] > 0.8
+    # every exact LAP gives the same iterates: --lap changes the speed, not the answer
+    for lap in ("scipy", "jv"):
+        code, out, err = run(["match", src, tgt, "--seeds", 20, "--queries", 30, "--n-init", 3,
+                              "--seed", 4, "--json", "--device", "cpu", "--lap", lap], capsys)
+        assert code == 0, err
+        assert json.loads(out)["objective"] == pytest.approx(lib.objective, rel=1e-9)
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".json", ".h5"])
@@ -103,6 +109,7 @@ def test_other_methods_through_retrieval(stores, capsys):
     (["--seeds", 5, "--seed-ids", "x.txt"], ["--seed-ids"]),
     (["-o", "out.xlsx"], ["suffix"]),
     (["--seeds", 59, "--queries", 10], ["queries"]),
+    (["--lap", "auction", "--device", "cpu"], ["auction", "GPU"]),
 ])
 def test_bad_flags_exit_2(stores, capsys, argv, needles):
     src, tgt, *_ = stores
