@@ -77,6 +77,15 @@ def main() -> int:
     rg = fastcka.quadratic_assignment(A, B, options=dict(opts, device=dev))
     record(f"faq objective, barycenter start, n={m}, 10 seeds", rc.fun, rg.fun, 1e-9)
     rows[-1]["same_matching"] = bool(np.array_equal(rc.col_ind, rg.col_ind))
+    if dev == "gpu":
+        # the auction warm start must not change the (exact) answer; unseeded: the rank-one
+        # first LAP as well
+        for pm, label in ((seeds, "10 seeds"), (np.empty((0, 2), int), "unseeded")):
+            o = dict(opts, partial_match=pm)
+            rc = fastcka.quadratic_assignment(A, B, options=dict(o, device="cpu"))
+            rg = fastcka.quadratic_assignment(A, B, options=dict(o, device=dev, lap="auction"))
+            record(f"faq objective, lap=auction, n={m}, {label}", rc.fun, rg.fun, 1e-9)
+            rows[-1]["same_matching"] = bool(np.array_equal(rc.col_ind, rg.col_ind))
 
     # --- local CKA ------------------------------------------------------------------------
     q, p = (500, 320) if full else (24, 16)
