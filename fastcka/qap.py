@@ -729,6 +729,7 @@ def _faq_run(be: Backend, pr: _Problem, k: int, P, maximize, maxiter, tol, lap_k
             sign = -1.0 if maximize else 1.0
             v0 = rank_one_duals(sign * 2.0 * be.to_host(u) / n, be.to_host(w))
             solver.v = be.asarray(np.repeat(v0[None], k, axis=0), np.float64)
+            solver.v_optimal = True
     else:
         MP = _apply_M(pr, P)
         MT = None if sym else _apply_M(pr, P, transpose=True)
@@ -851,6 +852,7 @@ class _LapSolver:
     def __init__(self, be: Backend, kind: str, k: int, n: int):
         self.be, self.kind, self.k, self.n = be, kind, k, n
         self.v = None       # column duals of the last direction LAP, per restart (warm start)
+        self.v_optimal = False  # v is already optimal for the next LAP (rank-one start)
 
     def prime(self, G0, *, maximize: bool):
         """Solve one LAP on G0 (n×n) and use its duals as every restart's warm start."""
@@ -884,7 +886,9 @@ class _LapSolver:
         if be.is_gpu:
             from .kernels.lap_cuda import lap_batch_device
 
-            auction = self.kind == "auction"
+            # the auction improves a warm start; optimal duals need no improving
+            auction = self.kind == "auction" and not self.v_optimal
+            self.v_optimal = False
             if final:
                 cols, _ = lap_batch_device(G, maximize=maximize, auction=auction)
                 return cols
