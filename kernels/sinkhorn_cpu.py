@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")     # x/0 -> inf, as in the NumPy path
 def _balance_one(P, tol, max_iter, alpha, beta, out, r, c, rP):  # pragma: no cover
     n = P.shape[0]
     for j in range(n):
@@ -81,7 +81,7 @@ def _balance_one(P, tol, max_iter, alpha, beta, out, r, c, rP):  # pragma: no co
             out[i, j] = alpha + bi * P[i, j] * c[j]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _balance_batch(P, tol, max_iter, alpha, beta, out):  # pragma: no cover
     k, n, _ = P.shape
     for b in prange(k):
