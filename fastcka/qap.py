@@ -802,11 +802,18 @@ def _faq_run(be: Backend, pr: _Problem, k: int, P, maximize, maxiter, tol, lap_k
         t = be.asarray(t_h, dt)
         tt = t[:, None, None]
         # P <- (1-t) P + t Q ; M <- (1-t) M + t M(Q) ; scalars likewise
-        Pa *= (1 - tt)
-        Pa[bidx, rows, cols] += t[:, None]
-        MPa *= (1 - tt)
-        MQ *= tt
-        MPa += MQ
+        if (t_h == 1.0).all():
+            # full steps (the rule when seeds dominate): P = Q and M = M(Q) exactly, without the
+            # four passes over the batch of the general update
+            Pa.fill(0)
+            Pa[bidx, rows, cols] = 1
+            MPa = MQ
+        else:
+            Pa *= (1 - tt)
+            Pa[bidx, rows, cols] += t[:, None]
+            MPa *= (1 - tt)
+            MQ *= tt
+            MPa += MQ
         del MQ
         dD2 = pPa - 2.0 * pQ + n                         # |Q - P|²
         new_pMP = pMPa + t * (b - (cQ - cPa)) + t * t * a

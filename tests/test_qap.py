@@ -315,3 +315,27 @@ def test_auction_lap_needs_the_gpu():
         quadratic_assignment(A, B, options={"lap": "auction", "device": "cpu",
                                             "rng": np.random.default_rng(0)})
     assert "\n" not in str(ei.value)
+
+
+def test_seed_dominated_restarts_full_steps_match_scipy(monkeypatch):
+    # many seeds: every restart takes the full step t = 1 (the fast update path); same answers
+    import fastcka.qap as qap_mod
+
+    rng = np.random.default_rng(21)
+    n, m = 70, 40
+    A = rng.random((n, n))
+    A = A + A.T
+    perm = rng.permutation(n)
+    B = A[np.ix_(perm, perm)] + 0.01 * rng.standard_normal((n, n))
+    B = B + B.T
+    pm = np.stack([np.arange(m), np.argsort(perm)[:m]], 1)
+    opts = dict(P0="randomized", maximize=True, partial_match=pm, tol=1e-6)
+    g = np.random.default_rng(5)
+    refs = [scipy_qap(A, B, options=dict(opts, rng=g)).fun for _ in range(6)]
+    seen = []
+    orig = qap_mod._step_sizes
+    monkeypatch.setattr(qap_mod, "_step_sizes", lambda a, b, s: seen.append(orig(a, b, s)) or seen[-1])
+    res = quadratic_assignment(A, B, options=dict(opts, rng=np.random.default_rng(5), n_init=6,
+                                                  lap="jv"))
+    assert (seen[0] == 1.0).all()          # the case this test is about
+    np.testing.assert_allclose(res.all_fun, refs, rtol=1e-10)
