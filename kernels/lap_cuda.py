@@ -293,7 +293,11 @@ def _auction_warm_start(dC, maximize: bool, dV, cost_range: float, auction) -> N
     from .auction_cuda import auction_device
 
     kw = auction if isinstance(auction, dict) else {}
-    price = cuda.to_device(-dV.copy_to_host())        # k·n numbers: the round trip is cheap
+    p = -dV.copy_to_host()                            # k·n numbers: the round trip is cheap
+    # duals carried across many warm starts may drift by a constant; prices are shift-invariant,
+    # and keeping them near the cost range keeps ε visible in float64
+    p -= p.min(axis=1, keepdims=True) if p.size else 0.0
+    price = cuda.to_device(p)
     auction_device(dC, maximize, price, cost_range, **kw)
     dV.copy_to_device(-price.copy_to_host())
 
