@@ -373,6 +373,13 @@ def _faq(A, B, maximize=False, partial_match=None, rng=None, P0="barycenter",
 
             def K_host(idx, drawn=drawn):
                 return [drawn[r] for r in idx]
+        elif isinstance(rng, np.random.Generator):
+            def K_host(idx):
+                # Generator.random is bitwise Generator.uniform(0, 1), written in place
+                out = np.empty((len(idx), n_free, n_free))
+                for r in range(len(idx)):
+                    rng.random(out=out[r])
+                return out
         else:
             def K_host(idx):
                 return [rng.uniform(size=(n_free, n_free)) for _ in idx]
@@ -533,6 +540,7 @@ class _Problem:
     """The free-block data of one FAQ problem, on the compute backend."""
 
     def __init__(self, **kw):
+        self.cache = {}     # per-problem results shared by its batches of restarts
         self.__dict__.update(kw)
 
 
@@ -602,7 +610,7 @@ def _faq_batched(be: Backend, pr: _Problem, k: int, starts, maximize: bool, maxi
 
 
 def _randomized_from_host(be: Backend, Ks, dtype):
-    Ks = np.stack(Ks)
+    Ks = Ks if isinstance(Ks, np.ndarray) else np.stack(Ks)
     n = Ks.shape[-1]
     if not be.is_gpu and numba_enabled():
         from .kernels.sinkhorn_cpu import balance_batch
@@ -736,7 +744,7 @@ def _faq_run(be: Backend, pr: _Problem, k: int, P, maximize, maxiter, tol, lap_k
         if k > 1 and solver.kind in ("jv", "auction"):
             # warm start every restart's first LAP with the duals at the barycentre
             G0 = (2.0 * bary_MP if sym else bary_MP + bary_MT) + pr.C
-            solver.prime(G0, maximize=maximize)
+            solver.prime(G0, maximize=maximize, cache=pr.cache)
     pMP = xp.einsum("kij,kij->k", P, MP)
     cP = xp.einsum("kij,ij->k", P, pr.C)
     pP = xp.einsum("kij,kij->k", P, P)
@@ -861,23 +869,30 @@ class _LapSolver:
         self.v = None       # column duals of the last direction LAP, per restart (warm start)
         self.v_optimal = False  # v is already optimal for the next LAP (rank-one start)
 
-    def prime(self, G0, *, maximize: bool):
-        """Solve one LAP on G0 (n×n) and use its duals as every restart's warm start."""
+    def prime(self, G0, *, maximize: bool, cache: dict):
+        """Solve one LAP on G0 (n×n) and use its duals as every restart's warm start.
+
+        ``cache`` keeps those duals for the problem's later batches (G0 is the same for all).
+        """
         be = self.be
-        if be.is_gpu:
-            from .kernels.lap_cuda import lap_batch_device
+        key = ("prime", maximize)
+        v = cache.get(key)
+        if v is None:
+            if be.is_gpu:
+                from .kernels.lap_cuda import lap_batch_device
 
-            _, v = lap_batch_device(G0[None], maximize=maximize)
-            self.v = be.xp.repeat(v, self.k, axis=0)
-            return
-        from .backend import numba_enabled
+                v = lap_batch_device(G0[None], maximize=maximize)[1][0]
+            else:
+                from .backend import numba_enabled
 
-        if not numba_enabled():
-            return
-        from .kernels.lap_cpu import lap_batch
+                if not numba_enabled():
+                    return
+                from .kernels.lap_cpu import lap_batch
 
-        _, v = lap_batch(np.ascontiguousarray(be.to_host(G0)), maximize=maximize)
-        self.v = np.repeat(v[None], self.k, axis=0)
+                v = be.asarray(lap_batch(np.ascontiguousarray(be.to_host(G0)),
+                                         maximize=maximize)[1])
+            cache[key] = v
+        self.v = be.xp.repeat(v[None], self.k, axis=0)
 
     def solve(self, G, *, maximize: bool, which, final: bool = False):
         be = self.be
