@@ -754,6 +754,9 @@ def _faq_run(be: Backend, pr: _Problem, k: int, P, maximize, maxiter, tol, lap_k
     last_cols = np.full((k, n), -1, dtype=np.int64)
     s = 1.0 if maximize else -1.0
     sqn = math.sqrt(n)
+    fused = not be.is_gpu and numba_enabled()
+    if fused:
+        from .kernels.faq_cpu import symmetric_gradient
     for it in range(1, maxiter + 1):
         act = np.flatnonzero(active)
         if len(act) == 0:
@@ -762,11 +765,11 @@ def _faq_run(be: Backend, pr: _Problem, k: int, P, maximize, maxiter, tol, lap_k
         full = len(act) == k
         ai = None if full else be.asarray(act)
         MPa = MP if full else MP[ai]
-        if sym:
-            G = MPa * 2.0
+        if sym and fused:
+            G = symmetric_gradient(MPa, pr.C)
         else:
-            G = MPa + (MT if full else MT[ai])
-        G += pr.C
+            G = MPa * 2.0 if sym else MPa + (MT if full else MT[ai])
+            G += pr.C
         cols = solver.solve(G, maximize=maximize, which=act)       # (ka, n) backend ints
         del G
         cols_h = be.to_host(cols)

@@ -339,3 +339,16 @@ def test_seed_dominated_restarts_full_steps_match_scipy(monkeypatch):
                                                   lap="jv"))
     assert (seen[0] == 1.0).all()          # the case this test is about
     np.testing.assert_allclose(res.all_fun, refs, rtol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fused_symmetric_gradient_kernel(dtype):
+    from fastcka.kernels.faq_cpu import symmetric_gradient
+
+    rng = np.random.default_rng(8)
+    M = rng.normal(size=(3, 17, 17)).astype(dtype)
+    C = rng.normal(size=(17, 17)).astype(dtype)
+    G = symmetric_gradient(M, C)
+    assert G.dtype == dtype
+    np.testing.assert_array_equal(G, M * dtype(2) + C)      # bitwise: no contraction into FMA
+    assert symmetric_gradient(M[:0], C).shape == (0, 17, 17)
