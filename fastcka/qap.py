@@ -12,6 +12,11 @@ permutation, so ``A₂₂ Q B₂₂ᵀ`` is a row gather of ``B₂₂ᵀ`` plus 
 O(n²) (or O(n) gathers).  A symmetric iteration is therefore one GEMM plus one LAP, against six
 GEMMs in SciPy.  Restarts (``n_init``) are run as one batch: ``P`` is a ``(k, n', n')`` stack and
 the products are batched ``matmul`` calls (CuPy on a GPU).
+
+The LAPs are warm-started: each restart's first from the duals at the barycentre (or, without
+seeds or a linear term, from the exact duals of the rank-one barycentre gradient, see
+:func:`rank_one_duals`), later ones from the previous iteration's.  On a GPU, ``lap="auction"``
+first improves the warm start with a row-parallel auction (:mod:`fastcka.kernels.auction_cuda`).
 """
 
 from __future__ import annotations
