@@ -4,8 +4,8 @@ Usage::
 
     python bench/cka.py [--device cpu|gpu] [--out DIR] [--quick]
 
-CPU: writes ``bench/results/cka.md``; GPU: writes ``<out>/cka_gpu.md`` (``--out`` required
-there, default ``bench/results``).  ``--out`` also receives the raw numbers as JSON.
+Writes ``<out>/cka.md`` (CPU) or ``<out>/cka_gpu.md`` (GPU); ``--out`` defaults to
+``bench/results`` and also receives the raw numbers as JSON.
 
 Sections
 --------
@@ -271,7 +271,7 @@ def markdown(rows, header) -> str:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
-    ap.add_argument("--out", default=None, help="folder for the JSON (and the GPU table)")
+    ap.add_argument("--out", default=None, help="folder for the table and the JSON (default bench/results)")
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
     args = ap.parse_args(argv)
     rows: list[dict] = []
@@ -283,7 +283,7 @@ def main(argv=None):
         section_reference([1000, 5000] if args.quick else [1000, 5000, 10000, 20000], "cpu", rows)
         section_linear(20000 if args.quick else 100_000, "cpu", rows)
         section_rbf_memory(10000 if args.quick else 50_000, 384, rows)
-        md_path = ROOT / "bench" / "results" / "cka.md"
+        md_path = Path(args.out or ROOT / "bench" / "results") / "cka.md"
     else:
         section_gpu(20000 if args.quick else 100_000, 5000 if args.quick else 20000, rows)
         section_reference([1000, 5000] if args.quick else [1000, 5000, 10000], "gpu", rows)
