@@ -177,7 +177,6 @@ def _common_validation(A: Any, B: Any, partial_match: Any, *, allow_unequal: boo
     if partial_match is None:
         partial_match = np.array([[], []]).T
     partial_match = np.atleast_2d(np.asarray(_to_host(partial_match))).astype(int)
-    msg = None
     if A.shape[0] != A.shape[1]:
         msg = "`A` must be square"
     elif B.shape[0] != B.shape[1]:
@@ -186,19 +185,8 @@ def _common_validation(A: Any, B: Any, partial_match: Any, *, allow_unequal: boo
         msg = "`A` and `B` must have exactly two dimensions"
     elif A.shape != B.shape and not allow_unequal:
         msg = "`A` and `B` matrices must be of equal size"
-    elif partial_match.shape[0] > min(A.shape[0], B.shape[0]):
-        msg = "`partial_match` can have only as many seeds as there are nodes"
-    elif partial_match.shape[1] != 2:
-        msg = "`partial_match` must have two columns"
-    elif partial_match.ndim != 2:
-        msg = "`partial_match` must have exactly two dimensions"
-    elif (partial_match < 0).any():
-        msg = "`partial_match` must contain only positive indices"
-    elif (partial_match[:, 0] >= len(A)).any() or (partial_match[:, 1] >= len(B)).any():
-        msg = "`partial_match` entries must be less than number of nodes"
-    elif (len(set(partial_match[:, 0])) != len(partial_match)
-          or len(set(partial_match[:, 1])) != len(partial_match)):
-        msg = "`partial_match` column entries must be unique"
+    else:
+        msg = _pairs_problem(partial_match, "partial_match", "seeds", len(A), len(B))
     if msg is not None:
         raise ValueError(msg)
     if A.dtype.kind not in "fiub" or B.dtype.kind not in "fiub":
@@ -471,20 +459,29 @@ def _faq(A, B, maximize=False, partial_match=None, rng=None, P0="barycenter",
     return OptimizeResult(res)
 
 
+def _pairs_problem(P: np.ndarray, name: str, noun: str, n_a: int, n_b: int) -> str | None:
+    """SciPy's message for a bad (k, 2) array of node pairs (rows of A, columns of B), or None.
+
+    One ladder, in SciPy's order and words, for ``partial_match`` (FAQ, 2-opt, factored FAQ) and
+    ``partial_guess`` (2-opt).
+    """
+    if P.shape[0] > min(n_a, n_b):
+        return f"`{name}` can have only as many {noun} as there are nodes"
+    if P.shape[1] != 2:
+        return f"`{name}` must have two columns"
+    if P.ndim != 2:
+        return f"`{name}` must have exactly two dimensions"
+    if (P < 0).any():
+        return f"`{name}` must contain only positive indices"
+    if (P[:, 0] >= n_a).any() or (P[:, 1] >= n_b).any():
+        return f"`{name}` entries must be less than number of nodes"
+    if len(set(P[:, 0])) != len(P) or len(set(P[:, 1])) != len(P):
+        return f"`{name}` column entries must be unique"
+    return None
+
+
 def _validate_pm_only(pm: np.ndarray, n: int) -> np.ndarray:
-    msg = None
-    if pm.ndim != 2:
-        msg = "`partial_match` must have exactly two dimensions"
-    elif pm.shape[0] > n:
-        msg = "`partial_match` can have only as many seeds as there are nodes"
-    elif pm.shape[1] != 2:
-        msg = "`partial_match` must have two columns"
-    elif (pm < 0).any():
-        msg = "`partial_match` must contain only positive indices"
-    elif (pm >= n).any():
-        msg = "`partial_match` entries must be less than number of nodes"
-    elif len(set(pm[:, 0])) != len(pm) or len(set(pm[:, 1])) != len(pm):
-        msg = "`partial_match` column entries must be unique"
+    msg = _pairs_problem(pm, "partial_match", "seeds", n, n)
     if msg is not None:
         raise ValueError(msg)
     return pm
@@ -973,20 +970,7 @@ def _two_opt(A, B, maximize=False, rng=None, partial_match=None, partial_guess=N
     if partial_guess is None:
         partial_guess = np.array([[], []]).T
     partial_guess = np.atleast_2d(np.asarray(partial_guess)).astype(int)
-    msg = None
-    if partial_guess.shape[0] > N:
-        msg = "`partial_guess` can have only as many entries as there are nodes"
-    elif partial_guess.shape[1] != 2:
-        msg = "`partial_guess` must have two columns"
-    elif partial_guess.ndim != 2:
-        msg = "`partial_guess` must have exactly two dimensions"
-    elif (partial_guess < 0).any():
-        msg = "`partial_guess` must contain only positive indices"
-    elif (partial_guess >= N).any():
-        msg = "`partial_guess` entries must be less than number of nodes"
-    elif (len(set(partial_guess[:, 0])) != len(partial_guess)
-          or len(set(partial_guess[:, 1])) != len(partial_guess)):
-        msg = "`partial_guess` column entries must be unique"
+    msg = _pairs_problem(partial_guess, "partial_guess", "entries", N, N)
     if msg is not None:
         raise ValueError(msg)
 
