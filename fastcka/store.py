@@ -496,12 +496,7 @@ def read_store(spec: str | os.PathLike, *, ids: Iterable[str] | None = None,
     use :func:`iter_store` to stream a large set.  Time O(N·D) plus decompression.
     """
     _check_nonfinite(nonfinite)
-    path, group = parse_spec(spec)
-    where = _spec_str(path, group)
-    with _open_read(path) as f:
-        g = _set_group(f, path, group)
-        all_ids = _read_ids(g[IDS])
-        _check_unique(all_ids, where)
+    with _open_set(spec) as (g, where, all_ids):
         attrs, modality, encoder, settings = _meta_of(g)
         if ids is not None:
             idx = _indices_of(all_ids, ids, where)
@@ -514,6 +509,18 @@ def read_store(spec: str | os.PathLike, *, ids: Iterable[str] | None = None,
         X = X.astype(np.float32)
     X, sel_ids = _handle_nonfinite(X, sel_ids, nonfinite, where)
     return EmbeddingSet(X, sel_ids, modality, encoder, settings, attrs, where)
+
+
+@contextlib.contextmanager
+def _open_set(spec: str | os.PathLike):
+    """Open the embedding set ``spec`` for reading: ``(group, where, ids)``, ids checked unique."""
+    path, group = parse_spec(spec)
+    where = _spec_str(path, group)
+    with _open_read(path) as f:
+        g = _set_group(f, path, group)
+        all_ids = _read_ids(g[IDS])
+        _check_unique(all_ids, where)
+        yield g, where, all_ids
 
 
 def _read_rows(ds, idx: np.ndarray) -> np.ndarray:
@@ -540,12 +547,7 @@ def iter_store(spec: str | os.PathLike, chunk_rows: int = 65536, *,
     _check_nonfinite(nonfinite)
     if not isinstance(chunk_rows, (int, np.integer)) or isinstance(chunk_rows, bool) or chunk_rows < 1:
         raise StoreError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
-    path, group = parse_spec(spec)
-    where = _spec_str(path, group)
-    with _open_read(path) as f:
-        g = _set_group(f, path, group)
-        all_ids = _read_ids(g[IDS])
-        _check_unique(all_ids, where)
+    with _open_set(spec) as (g, where, all_ids):
         attrs, modality, encoder, settings = _meta_of(g)
         ds = g[EMB]
         for start in range(0, ds.shape[0], int(chunk_rows)):
