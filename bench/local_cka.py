@@ -24,13 +24,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import _machine
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -195,24 +195,8 @@ def run_large(q, p, kernel, sigma, device):
 def machine_lines(device):
     import numba
 
-    lines = [f"- machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
-             f"Python {platform.python_version()}, NumPy {np.__version__}, Numba {numba.__version__} "
-             f"({numba.get_num_threads()} threads)"]
-    try:
-        lines.append(f"- load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    except OSError:  # pragma: no cover
-        pass
-    try:
-        cfg = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-        lines.append(f"- BLAS: {cfg.get('name')} {cfg.get('version')}")
-    except Exception:  # pragma: no cover
-        pass
-    if device == "gpu":
-        import cupy
-
-        props = cupy.cuda.runtime.getDeviceProperties(0)
-        lines.append(f"- GPU: {props['name'].decode()}, CuPy {cupy.__version__}")
-    return lines
+    return _machine.machine_lines(
+        device, f", Numba {numba.__version__} ({numba.get_num_threads()} threads)")
 
 
 def main():

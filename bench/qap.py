@@ -21,37 +21,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+from _machine import machine_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FASTCKA_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
 def machine(device: str) -> str:
-    lines = [f"- Python {platform.python_version()}, {platform.platform()}",
-             f"- CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} logical cores"]
-    try:
-        import scipy
+    import scipy
 
-        lines.append(f"- NumPy {np.__version__}, SciPy {scipy.__version__}")
-    except ImportError:  # pragma: no cover
-        pass
-    if device == "gpu":
-        import cupy as cp
-
-        props = cp.cuda.runtime.getDeviceProperties(0)
-        lines.append(f"- GPU: {props['name'].decode()} (CuPy {cp.__version__})")
-    try:
-        lines.append(f"- load average at start: {os.getloadavg()[0]:.1f}")
-    except OSError:  # pragma: no cover
-        pass
-    return "\n".join(lines)
+    return "\n".join(machine_lines(device, f", SciPy {scipy.__version__}"))
 
 
 def sync(device: str) -> None:
