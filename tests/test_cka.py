@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+from _naive import lower_median_nonzero, naive_cka, naive_hsic, naive_kernel, sqd
 
 import fastcka
 from fastcka import _median
@@ -18,46 +19,6 @@ ckam = importlib.import_module("fastcka.cka")
 
 
 # ---------------------------------------------------------------- naive references (float64)
-
-def sqd(X):
-    X = np.asarray(X, dtype=np.float64)
-    return ((X[:, None, :] - X[None, :, :]) ** 2).sum(-1)
-
-
-def lower_median_nonzero(D):
-    v = np.sort(D[D != 0])
-    return v[(v.size - 1) // 2]
-
-
-def naive_hsic(K, L, unbiased=False):
-    n = K.shape[0]
-    if not unbiased:
-        H = np.eye(n) - np.ones((n, n)) / n
-        return np.trace(K @ H @ L @ H) / (n - 1) ** 2
-    K, L = K.copy(), L.copy()
-    np.fill_diagonal(K, 0)
-    np.fill_diagonal(L, 0)
-    return (np.trace(K @ L) + K.sum() * L.sum() / ((n - 1) * (n - 2))
-            - 2 / (n - 2) * (K @ L).sum()) / (n * (n - 3))
-
-
-def naive_cka(K, L, unbiased=False):
-    return naive_hsic(K, L, unbiased) / math.sqrt(naive_hsic(K, K, unbiased) * naive_hsic(L, L, unbiased))
-
-
-def naive_kernel(X, kernel, sigma="paper", threshold=1.0):
-    X = np.asarray(X, dtype=np.float64)
-    if kernel == "linear":
-        return X @ X.T
-    D = sqd(X)
-    if sigma == "paper":
-        s2 = lower_median_nonzero(D)
-    elif sigma == "kornblith":
-        s2 = threshold ** 2 * np.median(D)
-    else:
-        s2 = sigma ** 2
-    return np.exp(-D / (2 * s2))
-
 
 def pair(n, p=13, q=7, seed=0, dtype=np.float64):
     rng = np.random.default_rng(seed)

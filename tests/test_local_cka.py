@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _naive import naive_cka, naive_kernel, sqd
 
 import fastcka
 from fastcka.errors import InputError
@@ -21,46 +22,13 @@ from fastcka.local_cka import LocalCKAScorer, local_cka
 # --------------------------------------------------------------------------------------------
 
 
-def _sqd(X):
-    diff = X[:, None, :] - X[None, :, :]
-    return (diff ** 2).sum(-1)
-
-
-def _lower_median_nonzero(D):
-    v = np.sort(D[D > 0].ravel())
-    return v[(v.size - 1) // 2]
-
-
-def _kernel(X, kernel, sigma, base):
-    if kernel == "linear":
-        return X @ X.T
-    D = _sqd(X)
-    if sigma == "paper":
-        s2 = _lower_median_nonzero(D)
-    elif sigma == "base":
-        s2 = _lower_median_nonzero(_sqd(base))
-    else:
-        s2 = float(sigma) ** 2
-    return np.exp(-D / (2.0 * s2))
-
-
-def _cka(K, L):
-    n = K.shape[0]
-    H = np.eye(n) - np.ones((n, n)) / n
-
-    def hsic(A, B):
-        return np.trace(A @ H @ B @ H) / (n - 1) ** 2
-
-    return hsic(K, L) / np.sqrt(hsic(K, K) * hsic(L, L))
-
-
 def naive_local_cka(Sq, Tq, Sb, Tb, kernel, sigma):
     out = np.empty((Sq.shape[0], Tq.shape[0]))
     for i in range(Sq.shape[0]):
-        K = _kernel(np.vstack([Sq[i:i + 1], Sb]), kernel, sigma, Sb)
+        K = naive_kernel(np.vstack([Sq[i:i + 1], Sb]), kernel, sigma, base=Sb)
         for j in range(Tq.shape[0]):
-            L = _kernel(np.vstack([Tq[j:j + 1], Tb]), kernel, sigma, Tb)
-            out[i, j] = _cka(K, L)
+            L = naive_kernel(np.vstack([Tq[j:j + 1], Tb]), kernel, sigma, base=Tb)
+            out[i, j] = naive_cka(K, L)
     return out
 
 
@@ -124,7 +92,7 @@ def test_lower_median_merge_kernels_agree_with_sort():
 def test_rbf_base_stats_kernels_agree():
     rng = np.random.default_rng(2)
     X = rng.standard_normal((13, 4))
-    D = _sqd(X)
+    D = sqd(X)
     alphas = np.array([0.1, 0.5, 2.0])
     R, T, S2 = kc.rbf_base_stats(D, alphas, use_numba=True)
     R0, T0, S20 = kc.rbf_base_stats(D, alphas, use_numba=False)
