@@ -901,6 +901,7 @@ class _LapSolver:
 
     def solve(self, G, *, maximize: bool, which, final: bool = False):
         be = self.be
+        v_optimal, self.v_optimal = self.v_optimal, False     # holds for this LAP only
         if self.kind == "scipy":
             from scipy.optimize import linear_sum_assignment
 
@@ -914,8 +915,7 @@ class _LapSolver:
             from .kernels.lap_cuda import lap_batch_device
 
             # the auction improves a warm start; optimal duals need no improving
-            auction = self.kind == "auction" and not self.v_optimal
-            self.v_optimal = False
+            auction = self.kind == "auction" and not v_optimal
             if final:
                 cols, _ = lap_batch_device(G, maximize=maximize, auction=auction)
                 return cols
