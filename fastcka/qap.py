@@ -696,6 +696,8 @@ def rank_one_duals(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
+    if a.ndim != 1 or a.shape != b.shape:
+        raise ValueError(f"a and b must be vectors of one length, got shapes {a.shape} and {b.shape}")
     sa = np.sort(a)
     order_b = np.argsort(-b, kind="stable")
     sb = b[order_b]

@@ -296,6 +296,8 @@ def test_rank_one_duals_are_optimal(ties):
     # and the exact solver warm-started from them reaches SciPy's optimal cost
     got, _ = lap_batch(C, v0=v)
     assert C[np.arange(n), got].sum() == pytest.approx(best, rel=1e-12, abs=1e-12)
+    with pytest.raises(ValueError, match="one length"):
+        rank_one_duals(a, b[:-1])
 
 
 @pytest.mark.parametrize("maximize", [False, True])
