@@ -221,7 +221,7 @@ def auction_device(dC, maximize: bool, dprice, cost_range: float, *, eps_final: 
 
 
 def auction_cuda(C: np.ndarray, maximize: bool = False, **kw):
-    """Host wrapper (tests, benchmarks): ``(cols, prices, rounds)`` for (k, n, n) or (n, n) ``C``."""
+    """Host wrapper (tests): ``(cols, prices, rounds)`` for (k, n, n) or (n, n) ``C``."""
     C = np.asarray(C, dtype=np.float64)
     single = C.ndim == 2
     if single:
