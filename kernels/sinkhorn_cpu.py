@@ -41,21 +41,9 @@ def _balance_one(P, tol, max_iter, alpha, beta, out, r, c, rP):  # pragma: no co
         for j in range(n):
             c[j] = 1.0
     else:
-        # SciPy's initial scales: c = 1 / colsums, r = 1 / (P c); then rP = rᵀ P
-        for j in range(n):
-            c[j] = 1.0 / rP[j]
-        for i in range(n):
-            s = 0.0
-            for j in range(n):
-                s += P[i, j] * c[j]
-            r[i] = 1.0 / s
-        for j in range(n):
-            rP[j] = 0.0
-        for i in range(n):
-            ri = r[i]
-            for j in range(n):
-                rP[j] += ri * P[i, j]
-        for _ in range(max_iter):
+        # sweep 0 gives SciPy's initial scales (rP holds the column sums, so c = 1 / colsums);
+        # each of the up to max_iter sweeps after it ends with the stopping test
+        for sweep in range(max_iter + 1):
             for j in range(n):
                 c[j] = 1.0 / rP[j]
                 rP[j] = 0.0
@@ -67,6 +55,8 @@ def _balance_one(P, tol, max_iter, alpha, beta, out, r, c, rP):  # pragma: no co
                 r[i] = ri
                 for j in range(n):
                     rP[j] += ri * P[i, j]
+            if sweep == 0:
+                continue
             # rows of r∘P∘c sum to 1 by construction of r; columns sum to c ∘ (rᵀP)
             done = True
             for j in range(n):
