@@ -4,7 +4,6 @@ atomic result files (.csv, .tsv, .json, .h5 chosen by suffix)."""
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,71 @@ import numpy as np
 from fastcka._io import atomic_path
 from fastcka.errors import InputError
 
-from ._options import jsonable, warn
+from ._options import dumps, settings, warn
 
 RESULT_SUFFIXES = (".csv", ".tsv", ".json", ".h5", ".hdf5")
+
+
+HEADER_KEYS = ("command", "version", "device", "seconds", "inputs", "outputs")
+
+
+def actual_device(requested: str | None) -> str:
+    """The device a computation ran on: ``auto`` resolved to ``gpu`` or ``cpu``."""
+    if requested in ("cpu", "gpu"):
+        return requested
+    from fastcka.backend import gpu_available
+
+    return "gpu" if gpu_available() else "cpu"
+
+
+def result_document(command: str, *, inputs: dict[str, Any], outputs: dict[str, Any],
+                    results: dict[str, Any], device: str | None = None,
+                    seconds: float | None = None) -> dict[str, Any]:
+    """The one ``--json`` schema of every subcommand.
+
+    The header keys come first, in this order: ``command`` (e.g. ``"match"``, ``"embed image"``),
+    ``version`` (fastcka's), ``device`` (the device actually used: ``cpu`` or ``gpu``, never
+    ``auto``), ``seconds`` (wall time of the command), ``inputs`` and ``outputs`` (name -> path
+    or store spec; an output not written is ``null``); then the command's own results, at the top
+    level.  A result key equal to a header key is replaced by the header's value.
+    """
+    import time
+
+    from fastcka._version import __version__
+
+    st = settings()
+    doc: dict[str, Any] = {
+        "command": command,
+        "version": __version__,
+        "device": actual_device(device if device is not None else st.device),
+        "seconds": float(seconds if seconds is not None else time.perf_counter() - st.started),
+        "inputs": dict(inputs),
+        "outputs": dict(outputs),
+    }
+    doc.update({k: v for k, v in results.items() if k not in HEADER_KEYS})
+    return doc
+
+
+def emit_result(command: str, *, inputs: dict[str, Any], outputs: dict[str, Any],
+                results: dict[str, Any], text: str | None, as_json: bool,
+                device: str | None = None, seconds: float | None = None) -> dict[str, Any]:
+    """Print a subcommand's result: the :func:`result_document` as one line of strict JSON
+    (NaN as ``null``) with ``--json``, else ``text``; both on stdout, except that ``text`` goes
+    to stderr when a result file is streamed to stdout (``-o -``).  Returns the document."""
+    doc = result_document(command, inputs=inputs, outputs=outputs, results=results,
+                          device=device, seconds=seconds)
+    print_document(doc, text, as_json)
+    return doc
+
+
+def print_document(doc: dict[str, Any], text: str | None, as_json: bool) -> None:
+    """The printing half of :func:`emit_result` (for a command that also saves ``doc``)."""
+    if as_json:
+        click.echo(dumps(doc))
+    elif text is not None:
+        to_stdout = "-" not in [str(v) for v in doc.get("outputs", {}).values()]
+        if to_stdout or settings().verbosity >= 0:
+            click.echo(text, err=not to_stdout)
 
 
 def load_many(specs: Sequence[str], *, min_common: int = 4, nonfinite: str = "error"):
@@ -154,13 +215,12 @@ def write_rows(path: str, rows: list[dict[str, Any]], *, meta: dict[str, Any] | 
                 for r in rows:
                     w.writerow([_cell(r.get(c)) for c in columns])
         elif suffix == ".json":
-            tmp.write_text(json.dumps({"meta": meta or {}, "rows": rows}, default=jsonable),
-                           encoding="utf-8")
+            tmp.write_text(dumps({"meta": meta or {}, "rows": rows}), encoding="utf-8")
         else:
             import h5py
 
             with h5py.File(tmp, "w") as f:
-                f.attrs["meta"] = json.dumps(meta or {}, default=jsonable)
+                f.attrs["meta"] = dumps(meta or {})
                 for c in columns:
                     vals = [r.get(c) for r in rows]
                     if vals and all(isinstance(v, str) for v in vals):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import click
@@ -22,6 +24,7 @@ class Settings:
     verbosity: int = 0  # -1 quiet, 0 default, 1+ verbose
     seed: int | None = None
     debug: bool = False
+    started: float = field(default_factory=time.perf_counter)  # for the "seconds" of --json
 
 
 def settings(ctx: click.Context | None = None) -> Settings:
@@ -30,6 +33,11 @@ def settings(ctx: click.Context | None = None) -> Settings:
     if not isinstance(root.obj, Settings):
         root.obj = Settings()
     return root.obj
+
+
+def examples(*lines: str) -> str:
+    """The epilog of a subcommand's ``--help``: the ``Examples:`` block, kept as written."""
+    return "Examples:\n\n\b\n" + "\n".join(f"  {ln}" for ln in lines)
 
 
 def device_option(f):
@@ -55,26 +63,47 @@ def resolve(device: str | None = None, json_: bool = False, seed: int | None = N
     s = settings()
     return Settings(device=device or s.device, json=bool(json_ or s.json), verbosity=s.verbosity,
                     seed=seed if seed is not None else (s.seed if s.seed is not None else 0),
-                    debug=s.debug)
+                    debug=s.debug, started=s.started)
 
 
 def emit(result: dict[str, Any], text: str | None, as_json: bool) -> None:
-    """Print a result: one JSON object with ``--json``, else ``text`` (results go to stdout)."""
+    """Print a result: one JSON object with ``--json``, else ``text`` (results go to stdout).
+
+    Subcommands call :func:`fastcka.cli._common.emit_result`, which adds the common header."""
     if as_json:
-        click.echo(json.dumps(result, indent=None, sort_keys=False, default=jsonable))
+        click.echo(dumps(result))
     elif text is not None:
         click.echo(text)
 
 
-def jsonable(o: Any) -> Any:
-    """JSON fallback for NumPy scalars and arrays (anything else as its string)."""
+def dumps(obj: Any, **kw: Any) -> str:
+    """Strict JSON (NaN and infinities as ``null``; NumPy values as Python ones)."""
+    return json.dumps(to_json(obj), allow_nan=False, **kw)
+
+
+def to_json(o: Any) -> Any:
+    """``o`` with every value JSON can hold: NumPy scalars/arrays as Python ones, tuples as
+    lists, non-finite floats as ``None`` (``null``), anything else unknown as its string."""
     import numpy as np
 
-    if isinstance(o, np.generic):
-        return o.item()
+    if isinstance(o, dict):
+        return {str(k): to_json(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [to_json(v) for v in o]
     if isinstance(o, np.ndarray):
-        return o.tolist()
+        return to_json(o.tolist())
+    if isinstance(o, np.generic):
+        return to_json(o.item())
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if o is None or isinstance(o, (str, int)):
+        return o
     return str(o)
+
+
+def jsonable(o: Any) -> Any:
+    """JSON fallback for NumPy scalars and arrays (anything else as its string)."""
+    return to_json(o)
 
 
 def warn(msg: str) -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ._common import check_result_path, load_many, write_rows
-from ._options import device_option, emit, json_option, parse_sigma, resolve, seed_option
+from ._common import check_result_path, emit_result, load_many, write_rows
+from ._options import device_option, examples, json_option, parse_sigma, resolve, seed_option
 
 METRICS = ("cka", "mutual_knn", "cknna")
 
@@ -65,7 +65,9 @@ def plot_matrix(path: str, names: list[str], M: np.ndarray, title: str) -> None:
     plt.close(fig)
 
 
-@click.command("cka")
+@click.command("cka", epilog=examples(
+    "fastcka cka img.h5 txt.h5 --kernel rbf --permutations 1000",
+    "fastcka cka a.h5 b.h5 c.h5 -o cka.csv --plot cka.pdf"))
 @click.argument("stores", nargs=-1, required=True, metavar="A B [C ...]")
 @click.option("--metric", type=click.Choice(METRICS), default="cka", show_default=True,
               help="Alignment metric.")
@@ -170,4 +172,5 @@ def command(stores, metric, kernel, sigma, threshold, estimator, k, permutations
             write_rows(output, rows, meta=meta)
     if plot:
         plot_matrix(plot, names, M, f"{desc}, n = {n}")
-    emit(result, text, st.json)
+    emit_result("cka", inputs={"stores": list(stores)}, outputs={"output": output, "plot": plot},
+                results=result, text=text, as_json=st.json, device=st.device)

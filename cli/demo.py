@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import click
 
-from ._options import device_option, emit, info, json_option, resolve, seed_option
+from ._common import print_document, result_document
+from ._options import device_option, dumps, examples, info, json_option, resolve, seed_option
 
 
-@click.command("demo")
+@click.command("demo", epilog=examples(
+    "fastcka demo -o demo-output",
+    "fastcka demo --n 200 --n-init 10 --permutations 50 -o quick-demo"))
 @click.option("-o", "--output", "out_dir", default="demo-output", show_default=True,
               type=click.Path(file_okay=False), help="Output folder for the report and data.")
 @click.option("--n", "n", type=click.IntRange(min=16), default=1000, show_default=True,
@@ -39,4 +42,12 @@ def command(out_dir, n, seeds, queries, n_init, n_permutations, workers, device,
     res = run_demo(out_dir, n=n, seeds=seeds, queries=queries, n_init=n_init,
                    n_permutations=n_permutations, seed=s.seed, device=s.device, workers=workers,
                    show_progress=s.verbosity >= 0, echo=info)
-    emit(res, summary(res), s.json)
+    from pathlib import Path
+
+    from fastcka._io import atomic_path
+
+    doc = result_document("demo", inputs={}, results=res, device=s.device,
+                          outputs={"folder": str(out_dir), "store": res.get("store")})
+    with atomic_path(Path(out_dir) / "results.json") as tmp:  # the same document as --json
+        tmp.write_text(dumps(doc, indent=1), encoding="utf-8")
+    print_document(doc, summary(res), s.json)

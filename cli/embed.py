@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import click
 
-from ._options import device_option, emit, json_option, resolve, warn
+from ._common import emit_result
+from ._options import device_option, examples, json_option, resolve, warn
 
 DTYPE_CHOICE = click.Choice(["auto", "float32", "float16", "bfloat16"])
 POOLING_CHOICE = click.Choice(["mean", "cls", "pooler"])
@@ -31,9 +32,13 @@ def _common(f):
     return f
 
 
-def _summary(rep, what: str) -> str:
+def _summary(rep, what: str, rows: str | None = None) -> str:
+    """The text report; ``rows`` names a row when it differs from an input (a text row is an
+    image id holding the mean of its captions), so rows and inputs are counted separately."""
+    done = (f"{rep.n_inputs} {what}" if rows is None else
+            f"{rep.n_written} {rows} ({rep.n_inputs} {what})")
     lines = [f"wrote {rep.output}: {rep.n_rows} rows x {rep.dim} ({rep.encoder})",
-             f"  this run: {rep.n_written} {what} embedded in {rep.seconds:.1f} s"
+             f"  this run: {done} embedded in {rep.seconds:.1f} s"
              + (f" ({rep.rate:.1f} {what}/s)" if rep.seconds > 0 and rep.n_inputs else "")]
     if rep.n_existing:
         lines.append(f"  resumed: {rep.n_existing} already written, skipped")
@@ -44,7 +49,9 @@ def _summary(rep, what: str) -> str:
     return "\n".join(lines)
 
 
-@click.group("embed")
+@click.group("embed", epilog=examples(
+    "fastcka embed image images/ -o emb.h5::/image",
+    "fastcka embed text captions.csv -o emb.h5::/text --encoder minilm-l6"))
 def command() -> None:
     """Embed images or captions with an encoder into an HDF5 store.
 
@@ -54,7 +61,9 @@ def command() -> None:
     """
 
 
-@command.command("image")
+@command.command("image", epilog=examples(
+    "fastcka embed image coco/val2017 -o coco.h5::/image --batch-size 32",
+    "fastcka embed image images.csv --image-column path -o emb.h5::/image --resume"))
 @click.argument("input_", metavar="INPUT", type=click.Path(exists=True))
 @click.option("-o", "--output", required=True, metavar="STORE", help="Output store (file.h5[::/group]).")
 @click.option("--encoder", default="efficientnet-lite0", show_default=True, metavar="NAME|PATH",
@@ -81,10 +90,14 @@ def image(input_, output, encoder, batch_size, on_error, image_column, images_di
                        show_progress=s.verbosity >= 0)
     for i, why in rep.failed:
         warn(f"image {i!r} skipped: {why}")
-    emit(rep.as_dict(), _summary(rep, "images"), s.json)
+    emit_result("embed image", inputs={"input": str(input_)}, outputs={"store": rep.output},
+                results=rep.as_dict(), text=_summary(rep, "images"), as_json=s.json,
+                device=_encoder_device(enc))
 
 
-@command.command("text")
+@command.command("text", epilog=examples(
+    "fastcka embed text captions_val2017.json -o coco.h5::/text",
+    "fastcka embed text multi30k.tsv --lang de --encoder e5-small-multilingual -o m.h5::/de"))
 @click.argument("input_", metavar="INPUT", type=click.Path(exists=True))
 @click.option("-o", "--output", required=True, metavar="STORE", help="Output store (file.h5[::/group]).")
 @click.option("--encoder", default="minilm-l6", show_default=True, metavar="NAME|PATH",
@@ -115,4 +128,14 @@ def text(input_, output, encoder, batch_size, caption_mean, lang, caption_column
                       caption_mean=caption_mean,
                       settings={"source": str(input_), "lang": lang, "limit": limit},
                       show_progress=s.verbosity >= 0)
-    emit(rep.as_dict(), _summary(rep, "captions"), s.json)
+    emit_result("embed text", inputs={"input": str(input_), "ids_file": ids_file},
+                outputs={"store": rep.output}, results=rep.as_dict(), as_json=s.json,
+                text=_summary(rep, "captions", "image ids" if caption_mean else None),
+                device=_encoder_device(enc))
+
+
+def _encoder_device(enc) -> str:
+    """``cpu`` or ``gpu``: where the encoder's model runs."""
+    runner = getattr(enc, "runner", None)
+    d = str(getattr(runner, "device", getattr(enc, "device", "cpu")))
+    return "cpu" if d == "cpu" else "gpu"

@@ -9,10 +9,12 @@ import numpy as np
 
 from fastcka._io import atomic_path, atomic_write_text
 
-from ._options import emit, json_option, resolve
+from ._common import emit_result
+from ._options import examples, json_option, resolve
 
 
-@click.command("export")
+@click.command("export", epilog=examples(
+    "fastcka export embeddings.h5::/image -o image.npy --ids-out image_ids.txt"))
 @click.argument("store", metavar="STORE")
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Output .npy file (row i = id i).")
@@ -37,5 +39,8 @@ def command(store: str, output: Path, ids_out: Path | None, json_: bool) -> None
             atomic_write_text(ids_out, "".join(f"{i}\n" for i in es.ids.tolist()))
     result = {"store": es.spec, "output": str(output), "ids_out": str(ids_out) if ids_out else None,
               "n": es.n, "dim": es.dim, "dtype": str(es.X.dtype)}
-    emit(result, f"wrote {es.n} x {es.dim} {es.X.dtype} array to {output}"
-                 + (f" and {es.n} ids to {ids_out}" if ids_out else ""), s.json)
+    emit_result("export", inputs={"store": store},
+                outputs={"output": str(output), "ids_out": str(ids_out) if ids_out else None},
+                results=result, as_json=s.json, device="cpu",
+                text=f"wrote {es.n} x {es.dim} {es.X.dtype} array to {output}"
+                     + (f" and {es.n} ids to {ids_out}" if ids_out else ""))

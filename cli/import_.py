@@ -18,7 +18,8 @@ import numpy as np
 
 from fastcka.errors import InputError
 
-from ._options import emit, json_option, resolve, warn
+from ._common import emit_result
+from ._options import examples, json_option, resolve, warn
 
 SUFFIXES = (".npy", ".npz", ".csv", ".tsv", ".pt", ".pth")
 
@@ -176,7 +177,9 @@ def load_source(src: Path, array: str | None = None) -> tuple[np.ndarray, list[s
     return _load_pt(src, array)
 
 
-@click.command("import")
+@click.command("import", epilog=examples(
+    "fastcka import vectors.npy --ids ids.txt -o emb.h5::/text --modality text",
+    "fastcka import table.csv -o emb.h5 --nonfinite drop"))
 @click.argument("src", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", "store", required=True, metavar="STORE",
               help="Output store: FILE.h5 or FILE.h5::/group (other sets in FILE are kept).")
@@ -234,5 +237,7 @@ def command(src: Path, store: str, ids_file: Path | None, modality: str, name: s
               "modality": info["modality"], "encoder": info["encoder"],
               "dropped": int(X.shape[0] - written.n),
               "ids_from": "file" if ids_file else ("source" if src_ids is not None else "row numbers")}
-    emit(result, f"wrote {info['n']} x {info['dim']} {info['dtype']} embeddings to {info['spec']} "
-                 f"(ids from {result['ids_from']})", s.json)
+    emit_result("import", inputs={"src": str(src), "ids": str(ids_file) if ids_file else None},
+                outputs={"store": info["spec"]}, results=result, as_json=s.json, device="cpu",
+                text=f"wrote {info['n']} x {info['dim']} {info['dtype']} embeddings to "
+                     f"{info['spec']} (ids from {result['ids_from']})")

@@ -6,7 +6,8 @@ import json
 
 import click
 
-from ._options import emit, json_option, resolve
+from ._common import emit_result
+from ._options import examples, json_option, resolve
 
 
 def format_info(info: dict) -> str:
@@ -33,7 +34,9 @@ def format_info(info: dict) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
-@click.command("info")
+@click.command("info", epilog=examples(
+    "fastcka info embeddings.h5",
+    "fastcka --json info embeddings.h5::/text"))
 @click.argument("store", metavar="STORE")
 @json_option
 def command(store: str, json_: bool) -> None:
@@ -42,4 +45,5 @@ def command(store: str, json_: bool) -> None:
 
     s = resolve(json_=json_)
     info = store_info(store)
-    emit(info, format_info(info), s.json)
+    emit_result("info", inputs={"store": store}, outputs={}, results=info,
+                text=format_info(info), as_json=s.json, device="cpu")

@@ -20,7 +20,7 @@ from fastcka._progress import set_progress
 from fastcka._version import __version__
 from fastcka.errors import exit_code_for, one_line
 
-from ._options import Settings, setup_logging, warn
+from ._options import Settings, examples, settings, setup_logging, warn
 
 # subcommand -> "module:attribute"; modules are imported only when the subcommand runs, so
 # `fastcka --help` and `fastcka info` never import torch.
@@ -36,6 +36,55 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def _adjust_verbosity(sign: int):
+    def callback(ctx: click.Context, param: click.Parameter, value: int) -> None:
+        if value:
+            s = settings(ctx)
+            s.verbosity += sign * value
+            setup_logging(s.verbosity)
+            if s.verbosity < 0:
+                set_progress(False)
+    return callback
+
+
+def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        settings(ctx).debug = True
+
+
+def _late_options() -> list[click.Option]:
+    """``-q``, ``-v`` and ``--debug`` for a subcommand: the same as before the subcommand."""
+    return [
+        click.Option(["-q", "--quiet"], count=True, expose_value=False,
+                     callback=_adjust_verbosity(-1),
+                     help="Less output on stderr (no progress, errors only); as before the "
+                          "subcommand."),
+        click.Option(["-v", "--verbose"], count=True, expose_value=False,
+                     callback=_adjust_verbosity(+1), help="More output on stderr (repeatable)."),
+        click.Option(["--debug"], is_flag=True, expose_value=False, callback=_set_debug,
+                     help="Show full tracebacks on errors."),
+    ]
+
+
+def add_global_options(cmd: click.Command) -> click.Command:
+    """Give ``cmd`` (and the subcommands of a group) the options users put after it."""
+    if getattr(cmd, "_fastcka_late_options", False):
+        return cmd
+    taken = {o for p in cmd.params for o in getattr(p, "opts", []) + getattr(p, "secondary_opts", [])}
+    for opt in _late_options():
+        if not set(opt.opts) & taken:
+            cmd.params.append(opt)
+    cmd._fastcka_late_options = True  # type: ignore[attr-defined]
+    if isinstance(cmd, click.Group):
+        for sub in cmd.commands.values():
+            add_global_options(sub)
+    return cmd
+
+
+# Click >= 8.2 raises this for a group run without a subcommand (8.1 prints the help itself)
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 class LazyGroup(click.Group):
     """A Click group whose subcommands live in their own modules, imported on demand."""
 
@@ -49,11 +98,15 @@ class LazyGroup(click.Group):
             mod, attr = SUBCOMMANDS[name]
             if importlib.util.find_spec(mod) is None:
                 return None
-            return getattr(importlib.import_module(mod), attr)
-        return super().get_command(ctx, name)
+            return add_global_options(getattr(importlib.import_module(mod), attr))
+        cmd = super().get_command(ctx, name)
+        return add_global_options(cmd) if cmd is not None else None
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=examples("fastcka import vectors.npy -o emb.h5::/text",
+                             "fastcka --json cka emb.h5::/image emb.h5::/text",
+                             "fastcka match emb.h5::/text emb.h5::/image -o - --format csv"))
 @click.version_option(__version__, prog_name="fastcka")
 @click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto",
               show_default=True, help="Where to compute: auto = GPU when CuPy sees one.")
@@ -97,6 +150,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         _error("aborted")
         code = 1
+    except _NO_ARGS_IS_HELP as exc:  # bare `fastcka` or `fastcka embed`: the help, as --help
+        click.echo(exc.ctx.get_help())
+        code = 0
     except click.ClickException as exc:
         if debug:
             traceback.print_exc()

@@ -16,14 +16,16 @@ import time
 import click
 import numpy as np
 
-from ._common import check_result_path, load_split, split_options, write_rows
-from ._options import device_option, emit, info, json_option, parse_sigma, resolve, seed_option
+from ._common import check_result_path, emit_result, load_split, split_options, write_rows
+from ._options import device_option, examples, info, json_option, parse_sigma, resolve, seed_option
 
 METHODS = ("faq", "local-cka", "linreg", "relative", "cosine")
 DIRECTIONS = ("src-to-tgt", "tgt-to-src")
 
 
-@click.command("match")
+@click.command("match", epilog=examples(
+    "fastcka match txt.h5 img.h5 --seeds 320 --queries 500 --n-init 500",
+    "fastcka match txt.h5 img.h5 --method local-cka -o - --format csv | head"))
 @click.argument("src", metavar="SRC")
 @click.argument("tgt", metavar="TGT")
 @split_options
@@ -125,7 +127,10 @@ def command(src, tgt, n_seeds, seed_ids, n_queries, query_ids, seed_strategy, me
             + (f"  objective {objective:.6f} (best of {n_init})" if objective is not None else "")
             + f"  [{seconds:.2f} s]"
             + (f"\n  wrote {output}" if output else ""))
-    emit(result, text, s.json)
+    emit_result("match", inputs={"src": src, "tgt": tgt, "seed_ids": seed_ids,
+                                 "query_ids": query_ids},
+                outputs={"output": output}, results=result, text=text, as_json=s.json,
+                device=s.device, seconds=seconds)
 
 
 def _host(a):

@@ -10,10 +10,10 @@ from __future__ import annotations
 import click
 import numpy as np
 
-from ._common import check_result_path, load_split, split_options, write_rows
+from ._common import check_result_path, emit_result, load_split, split_options, write_rows
 from ._options import (
     device_option,
-    emit,
+    examples,
     info,
     json_option,
     parse_sigma,
@@ -28,7 +28,9 @@ FULL_MATRIX_MAX_QUERIES = 5000
 DIRECTIONS = ("src-to-tgt", "tgt-to-src")
 
 
-@click.command("retrieve")
+@click.command("retrieve", epilog=examples(
+    "fastcka retrieve txt.h5 img.h5 --seeds 320 --queries 500",
+    "fastcka retrieve txt.h5 img.h5 --seed-ids seeds.txt -o ranks.jsonl"))
 @click.argument("src", metavar="SRC")
 @click.argument("tgt", metavar="TGT")
 @split_options
@@ -123,4 +125,7 @@ def command(src, tgt, n_seeds, seed_ids, n_queries, query_ids, seed_strategy, me
             f"  matching accuracy: "
             f"{'n/a' if match_acc is None else format(match_acc, '.3f')}"
             + (f"\n  wrote {output}" if output else ""))
-    emit(result, text, s.json)
+    emit_result("retrieve", inputs={"src": src, "tgt": tgt, "seed_ids": seed_ids,
+                                    "query_ids": query_ids},
+                outputs={"output": output}, results=result, text=text, as_json=s.json,
+                device=s.device)
