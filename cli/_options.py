@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -25,6 +26,9 @@ class Settings:
     seed: int | None = None
     debug: bool = False
     started: float = field(default_factory=time.perf_counter)  # for the "seconds" of --json
+    scheduler: str = "none"
+    jobs: int | None = None
+    cluster_config: str | None = None
 
 
 def settings(ctx: click.Context | None = None) -> Settings:
@@ -63,7 +67,24 @@ def resolve(device: str | None = None, json_: bool = False, seed: int | None = N
     s = settings()
     return Settings(device=device or s.device, json=bool(json_ or s.json), verbosity=s.verbosity,
                     seed=seed if seed is not None else (s.seed if s.seed is not None else 0),
-                    debug=s.debug, started=s.started)
+                    debug=s.debug, started=s.started, scheduler=s.scheduler, jobs=s.jobs,
+                    cluster_config=s.cluster_config)
+
+
+@contextlib.contextmanager
+def scheduler_context(s: Settings):
+    """The executor of the global ``--scheduler`` for one command; None means in-process.
+
+    None (not an in-process executor) keeps ``--scheduler none`` on the library's own
+    in-process code path, exactly as without the option.
+    """
+    from fastcka.parallel import executor, parse_scheduler
+
+    if parse_scheduler(s.scheduler)[0] == "none":
+        yield None
+        return
+    with executor(s.scheduler, jobs=s.jobs, cluster_config=s.cluster_config) as ex:
+        yield ex
 
 
 def emit(result: dict[str, Any], text: str | None, as_json: bool) -> None:

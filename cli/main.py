@@ -115,15 +115,27 @@ class LazyGroup(click.Group):
 @click.option("-v", "--verbose", count=True, help="More output on stderr (repeat for debug logs).")
 @click.option("--seed", type=int, default=None, help="Random seed for every random choice (default 0).")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.option("--scheduler", envvar="FASTCKA_SCHEDULER", default="none", show_default=True,
+              help="Where independent units run: none (in-process), local[:N] (a Dask "
+                   "LocalCluster of N processes), tcp://HOST:PORT (a Dask scheduler) or slurm "
+                   "(dask-jobqueue). Env: FASTCKA_SCHEDULER.")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="SLURM jobs to start with --scheduler slurm (default 1).")
+@click.option("--cluster-config", type=click.Path(dir_okay=False), default=None,
+              help="Dask config YAML for --scheduler slurm (jobqueue: slurm: cores, memory, ...).")
 @click.pass_context
 def cli(ctx: click.Context, device: str, json_: bool, quiet: int, verbose: int, seed: int | None,
-        debug: bool) -> None:
+        debug: bool, scheduler: str, jobs: int | None, cluster_config: str | None) -> None:
     """fastcka: CKA, seeded graph matching and local-CKA retrieval between encoders.
 
     Embeddings travel between stages as HDF5 stores (STORE or STORE::/group).
     """
+    from fastcka.parallel import parse_scheduler
+
+    parse_scheduler(scheduler)          # a bad value is a usage error before any work
     verbosity = verbose - quiet
-    ctx.obj = Settings(device=device, json=json_, verbosity=verbosity, seed=seed, debug=debug)
+    ctx.obj = Settings(device=device, json=json_, verbosity=verbosity, seed=seed, debug=debug,
+                       scheduler=scheduler, jobs=jobs, cluster_config=cluster_config)
     setup_logging(verbosity)
     set_progress(False if quiet else None)
     warnings.showwarning = _showwarning

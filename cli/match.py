@@ -17,7 +17,16 @@ import click
 import numpy as np
 
 from ._common import check_result_path, emit_result, load_split, split_options, write_rows
-from ._options import device_option, examples, info, json_option, parse_sigma, resolve, seed_option
+from ._options import (
+    device_option,
+    examples,
+    info,
+    json_option,
+    parse_sigma,
+    resolve,
+    scheduler_context,
+    seed_option,
+)
 
 METHODS = ("faq", "local-cka", "linreg", "relative", "cosine")
 DIRECTIONS = ("src-to-tgt", "tgt-to-src")
@@ -79,9 +88,11 @@ def command(src, tgt, n_seeds, seed_ids, n_queries, query_ids, seed_strategy, me
     if method == "faq":
         from fastcka.seeded import seeded_match
 
-        res = seeded_match(a.X, b.X, seeds=seed_idx, queries=query_idx, kernel=kernel,
-                           sigma=sigma_v, n_init=n_init, maxiter=maxiter, tol=tol,
-                           stretch=stretch, rng=s.seed, device=s.device, lap=lap)
+        with scheduler_context(s) as ex:
+            res = seeded_match(a.X, b.X, seeds=seed_idx, queries=query_idx, kernel=kernel,
+                               sigma=sigma_v, n_init=n_init, maxiter=maxiter, tol=tol,
+                               stretch=stretch, rng=s.seed, device=s.device, lap=lap,
+                               scheduler=ex)
         matched = res.matched_idx
         scores = res.scores
         objective = res.objective

@@ -44,7 +44,8 @@ except ImportError:  # pragma: no cover
 
 _FAQ_OPTIONS = {"maximize", "partial_match", "rng", "P0", "shuffle_input", "maxiter", "tol",
                 # fastcka extensions
-                "device", "n_init", "padding", "S", "lap", "dtype", "factored", "batch_size"}
+                "device", "n_init", "padding", "S", "lap", "dtype", "factored", "batch_size",
+                "scheduler"}
 _TWO_OPT_OPTIONS = {"maximize", "rng", "partial_match", "partial_guess", "padding"}
 _LAP_CHOICES = ("auto", "scipy", "jv", "auction")
 
@@ -107,6 +108,11 @@ def quadratic_assignment(A: Any, B: Any, method: str = "faq", options: dict | No
             ``A`` and ``B`` are features; linear kernels ``XXᵀ``, ``YYᵀ`` are never formed.
         ``batch_size`` : int, optional
             Restarts per batch (default: as many as fit ~512 MiB on CPU, 8 GiB on GPU).
+        ``scheduler`` : None, str or :class:`fastcka.parallel.Executor`
+            Run the batches of restarts as tasks of a Dask cluster (``"local[:N]"``,
+            ``"tcp://HOST:PORT"``, ``"slurm"``; see :mod:`fastcka.parallel`).  Each batch gets
+            the random stream at its own position, so the result is the in-process one
+            whatever the number of workers.  None or ``"none"``: in-process.
 
     Returns
     -------
@@ -264,9 +270,35 @@ def doubly_stochastic(P: Any, tol: float = 1e-3, max_iter: int = 1000) -> Any:
 # FAQ
 # --------------------------------------------------------------------------------------------
 
+def _host_starts(rng, n_free: int, n_init: int, shuffle_input: bool):
+    """``K_host(idx)``: the random matrices of the restarts ``idx`` (in order), drawn from ``rng``.
+
+    Restart r's draws are the r-th n_free² uniforms of ``rng``'s stream, whichever variant
+    draws them; :func:`fastcka.parallel.faq_restarts` relies on it to hand each batch of
+    restarts a copy of ``rng`` at that batch's position.
+    """
+    if n_init == 1 or shuffle_input:
+        drawn = [rng.uniform(size=(n_free, n_free)) for _ in range(n_init)]
+
+        def K_host(idx, drawn=drawn):
+            return [drawn[r] for r in idx]
+    elif isinstance(rng, np.random.Generator):
+        def K_host(idx):
+            # Generator.random is bitwise Generator.uniform(0, 1), written in place
+            out = np.empty((len(idx), n_free, n_free))
+            for r in range(len(idx)):
+                rng.random(out=out[r])
+            return out
+    else:
+        def K_host(idx):
+            return [rng.uniform(size=(n_free, n_free)) for _ in idx]
+    return K_host
+
+
 def _faq(A, B, maximize=False, partial_match=None, rng=None, P0="barycenter",
          shuffle_input=False, maxiter=30, tol=0.03, device=None, n_init=1, padding=None,
-         S=None, lap="auto", dtype=None, factored=False, batch_size=None, **unknown_options):
+         S=None, lap="auto", dtype=None, factored=False, batch_size=None, scheduler=None,
+         **unknown_options):
     _warn_unknown(unknown_options)
     maxiter = operator.index(maxiter)
     n_init = operator.index(n_init)
@@ -361,21 +393,7 @@ def _faq(A, B, maximize=False, partial_match=None, rng=None, P0="barycenter",
     K_host = None
     p0_kind = P0 if isinstance(P0, str) else "array"
     if p0_kind == "randomized" and n_free > 0 and not be.is_gpu:
-        if n_init == 1 or shuffle_input:
-            drawn = [rng.uniform(size=(n_free, n_free)) for _ in range(n_init)]
-
-            def K_host(idx, drawn=drawn):
-                return [drawn[r] for r in idx]
-        elif isinstance(rng, np.random.Generator):
-            def K_host(idx):
-                # Generator.random is bitwise Generator.uniform(0, 1), written in place
-                out = np.empty((len(idx), n_free, n_free))
-                for r in range(len(idx)):
-                    rng.random(out=out[r])
-                return out
-        else:
-            def K_host(idx):
-                return [rng.uniform(size=(n_free, n_free)) for _ in idx]
+        K_host = _host_starts(rng, n_free, n_init, shuffle_input)
     gpu_seed = int(rng.integers(0, 2**63 - 1) if hasattr(rng, "integers")
                    else rng.randint(0, 2**31 - 1)) if (p0_kind == "randomized" and be.is_gpu) else 0
 
@@ -408,8 +426,15 @@ def _faq(A, B, maximize=False, partial_match=None, rng=None, P0="barycenter",
     else:
         starts = ("randomized", K_host if K_host is not None else gpu_seed)
 
-    cols_all, nit_all, inc_all = _faq_batched(be, problem, n_init, starts, maximize, maxiter,
-                                              tol, lap_kind, batch_size)
+    if scheduler in (None, "none") or n_init == 1 or shuffle_input:
+        cols_all, nit_all, inc_all = _faq_batched(be, problem, n_init, starts, maximize, maxiter,
+                                                  tol, lap_kind, batch_size)
+    else:  # the same batches of restarts, as tasks of a Dask cluster (fastcka.parallel)
+        from .parallel import faq_restarts
+
+        cols_all, nit_all, inc_all = faq_restarts(
+            scheduler, be, (A_h, B_h, S_h, perm_A, perm_B, n_seeds, dtype, factored), n_init,
+            starts, rng, (maximize, maxiter, tol, lap_kind), batch_size)
 
     # ---- back to the caller's indices, scores --------------------------------------------
     best = None

@@ -114,7 +114,8 @@ def seeded_match(S: Any, T: Any, *, seeds: Any = 320, queries: Any = 500, kernel
                  direction: str = "text->image", stretch: bool = False,
                  seed_strategy: str = "random", rng: Any = 0, device: str = "auto",
                  ids_S: Any = None, ids_T: Any = None, lap: str = "auto",
-                 dtype: Any = None, solver: Any = None) -> SeededMatchResult:
+                 dtype: Any = None, solver: Any = None,
+                 scheduler: Any = None) -> SeededMatchResult:
     """Recover the pairing of query rows from a few seed pairs by graph matching (METHOD §2).
 
     Parameters
@@ -157,6 +158,8 @@ def seeded_match(S: Any, T: Any, *, seeds: Any = 320, queries: Any = 500, kernel
         ``solver(A, B, options) -> OptimizeResult`` used instead of
         :func:`fastcka.qap.quadratic_assignment` (benchmarks plug SciPy in here); it receives
         the same options, ``n_init`` included.
+    scheduler : None, str or fastcka.parallel.Executor
+        Where the FAQ restarts run (see :mod:`fastcka.parallel`); the result is the same.
 
     Returns
     -------
@@ -240,11 +243,14 @@ def seeded_match(S: Any, T: Any, *, seeds: Any = 320, queries: Any = 500, kernel
         A, B = _kernel_matrix(X, kernel, sigma, device), _kernel_matrix(Y, kernel, sigma, device)
         factored = False
     pm = np.stack([np.arange(m), np.arange(m)], axis=1)
-    res = (solver or _faq)(A, B, {
+    options = {
         "P0": "randomized", "maximize": True, "partial_match": pm, "rng": gen,
         "tol": tol, "maxiter": maxiter, "n_init": int(n_init), "lap": lap,
         "dtype": dtype, "factored": factored,
-        "device": "gpu" if is_cupy_array(A) else "cpu"})
+        "device": "gpu" if is_cupy_array(A) else "cpu"}
+    if scheduler is not None:
+        options["scheduler"] = scheduler
+    res = (solver or _faq)(A, B, options)
     col = np.asarray(res.col_ind)
     matched_pos = col[m:] - m                          # position among the shuffled target queries
     matched_idx = query_idx[shuffle[matched_pos]]

@@ -7,26 +7,15 @@ import json
 
 import numpy as np
 import pytest
-from _cli import assert_one_line_error, run
+from _cli import assert_one_line_error, paired_stores, run
 
 from fastcka.protocol import split_seeds_queries
 from fastcka.seeded import seeded_match
-from fastcka.store import write_store
 
 
 @pytest.fixture
 def stores(tmp_path):
-    rng = np.random.default_rng(0)
-    n = 60
-    Z = rng.standard_normal((n, 4))
-    X = np.tanh(Z @ rng.standard_normal((4, 10)))
-    Y = Z @ rng.standard_normal((4, 7)) + 0.05 * rng.standard_normal((n, 7))
-    ids = np.array([f"id{i:03d}" for i in range(n)])
-    perm = rng.permutation(n)       # target rows stored in another order, plus an orphan id
-    write_store(tmp_path / "txt.h5", X, ids, modality="text")
-    write_store(tmp_path / "img.h5", np.vstack([Y[perm], np.ones((1, 7))]),
-                np.append(ids[perm], "orphan"), modality="image")
-    return tmp_path / "txt.h5", tmp_path / "img.h5", X, Y, ids
+    return paired_stores(tmp_path)
 
 
 def test_faq_json_matches_library(stores, capsys):

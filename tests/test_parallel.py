@@ -1,0 +1,185 @@
+"""The execution layer on a real Dask LocalCluster (2 worker processes): every unit of work
+gives the in-process result bit for bit, also when a worker is killed mid-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import warnings
+
+import numpy as np
+import pytest
+from _cli import assert_one_line_error, paired_stores, run
+
+from fastcka.parallel import InProcess, executor, parse_scheduler
+from fastcka.qap import quadratic_assignment
+from fastcka.seeded import seeded_match
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One LocalCluster of 2 worker processes for the module (started once, closed after)."""
+    with executor("local:2") as ex:
+        ex.client.wait_for_workers(2, timeout=60)
+        yield ex
+
+
+def _problem(n=40, m=8, d=4, seed=1):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    Y = X[rng.permutation(n)] + 0.2 * rng.normal(size=(n, d))
+    pm = np.stack([np.arange(m), np.arange(m)], axis=1)
+    return X @ X.T, Y @ Y.T, pm
+
+
+def _same(r0, r1):
+    assert np.array_equal(r0.col_ind, r1.col_ind)
+    assert r0.fun == r1.fun
+    assert np.array_equal(r0.all_fun, r1.all_fun)
+    assert np.array_equal(r0.all_nit, r1.all_nit)
+    assert r0.best_index == r1.best_index
+
+
+@pytest.mark.parametrize("spec,expected", [
+    (None, ("none", None)), ("none", ("none", None)), ("", ("none", None)),
+    ("local", ("local", None)), ("local:3", ("local", 3)), ("SLURM", ("slurm", None)),
+    ("tcp://10.0.0.1:8786", ("tcp", "tcp://10.0.0.1:8786")),
+])
+def test_parse_scheduler(spec, expected):
+    assert parse_scheduler(spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["local:0", "local:x", "tcp://host", "tcp://:80", "pbs", 3])
+def test_parse_scheduler_refuses(spec):
+    with pytest.raises(ValueError, match="scheduler"):
+        parse_scheduler(spec)
+
+
+def test_import_fastcka_imports_no_dask():
+    code = ("import sys, fastcka, fastcka.parallel, fastcka.qap, fastcka.cli.main\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('dask', 'distributed', 'dask_jobqueue'))\n"
+            "print(bad)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("rng_kind", ["generator", "int"])
+@pytest.mark.parametrize("batch_size", [1, 3, None])
+def test_faq_restarts_equal_in_process(cluster, rng_kind, batch_size):
+    A, B, pm = _problem()
+
+    def opts(**kw):
+        rng = np.random.default_rng(7) if rng_kind == "generator" else 7
+        return {"P0": "randomized", "maximize": True, "partial_match": pm, "n_init": 10,
+                "batch_size": batch_size, "tol": 1e-5, "rng": rng, **kw}
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)      # SciPy's warning for an int rng
+        ref = quadratic_assignment(A, B, options=opts())
+        for sched in (cluster, InProcess()):
+            _same(ref, quadratic_assignment(A, B, options=opts(scheduler=sched)))
+    assert len(np.unique(ref.all_fun)) > 1          # the restarts really differ
+
+
+def test_faq_leaves_the_generator_where_in_process_does(cluster):
+    A, B, pm = _problem()
+    g0, g1 = np.random.default_rng(5), np.random.default_rng(5)
+    base = {"P0": "randomized", "maximize": True, "partial_match": pm, "n_init": 6,
+            "batch_size": 2}
+    quadratic_assignment(A, B, options={**base, "rng": g0})
+    quadratic_assignment(A, B, options={**base, "rng": g1, "scheduler": cluster})
+    assert g0.random() == g1.random()
+
+
+def test_seeded_match_equal_in_process(cluster):
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(70, 4))
+    S = np.tanh(Z @ rng.normal(size=(4, 9)))
+    T = Z @ rng.normal(size=(4, 6)) + 0.05 * rng.normal(size=(70, 6))
+    kw = {"seeds": 15, "queries": 40, "n_init": 8, "rng": 3, "device": "cpu"}
+    ref = seeded_match(S, T, **kw)
+    got = seeded_match(S, T, scheduler=cluster, **kw)
+    assert np.array_equal(ref.matched_idx, got.matched_idx)
+    assert ref.objective == got.objective
+    assert np.array_equal(ref.all_objectives, got.all_objectives)
+
+
+def test_worker_killed_mid_run_gives_the_same_result(cluster):
+    A, B, pm = _problem(n=170, m=20, d=6, seed=2)
+    opts = {"P0": "randomized", "maximize": True, "partial_match": pm, "n_init": 16,
+            "batch_size": 1, "tol": 1e-6, "maxiter": 40, "rng": np.random.default_rng(1)}
+    ref = quadratic_assignment(A, B, options=opts)
+    client = cluster.client
+    pids = client.run(os.getpid)
+    out = {}
+
+    def work():
+        out["res"] = quadratic_assignment(
+            A, B, options={**opts, "rng": np.random.default_rng(1), "scheduler": cluster})
+
+    th = threading.Thread(target=work)
+    th.start()
+    killed = None
+    deadline = time.time() + 60
+    while killed is None and time.time() < deadline and th.is_alive():
+        for addr, tasks in client.processing().items():
+            if tasks and addr in pids:
+                os.kill(pids[addr], signal.SIGKILL)      # the worker process, not its nanny
+                killed = addr
+                break
+        time.sleep(0.005)
+    th.join(120)
+    assert killed is not None, "no task was running to kill"
+    _same(ref, out["res"])
+    client.wait_for_workers(2, timeout=60)               # the nanny restarted it
+
+
+@pytest.fixture
+def stores(tmp_path):
+    return paired_stores(tmp_path)[:2]
+
+
+def test_cli_match_on_local_cluster_and_tcp_equals_in_process(stores, cluster, capsys, tmp_path):
+    src, tgt = stores
+    argv = ["match", src, tgt, "--seeds", 15, "--queries", 30, "--n-init", 6, "--seed", 2,
+            "--device", "cpu", "--json"]
+    outs = {}
+    for sched in ("none", "local:2", cluster.client.scheduler.address):
+        o = tmp_path / f"m{len(outs)}.csv"
+        code, out, err = run(["--scheduler", sched, *argv, "-o", o], capsys)
+        assert code == 0, err
+        r = json.loads(out)
+        outs[sched] = (r["objective"], r["accuracy"], r["objective_spread"], o.read_bytes())
+    vals = list(outs.values())
+    assert vals[0][:3] == vals[1][:3] == vals[2][:3]
+    # the result files differ only in the timing the meta records
+    strip = [b"\n".join(ln for ln in v[3].splitlines() if b"seconds" not in ln) for v in vals]
+    assert strip[0] == strip[1] == strip[2]
+
+
+def test_cli_scheduler_from_environment(stores, capsys, monkeypatch):
+    src, tgt = stores
+    monkeypatch.setenv("FASTCKA_SCHEDULER", "bogus")
+    code, out, err = run(["match", src, tgt, "--n-init", 2], capsys)
+    assert_one_line_error(code, err, "scheduler", "bogus")
+
+
+def test_cli_bad_scheduler_and_unreachable_scheduler(stores, capsys):
+    import dask
+
+    src, tgt = stores
+    code, out, err = run(["--scheduler", "local:0", "match", src, tgt], capsys)
+    assert_one_line_error(code, err, "local:N")
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        code, out, err = run(["--scheduler", "tcp://127.0.0.1:9", "match", src, tgt, "--seeds",
+                              15, "--queries", 30, "--n-init", 2], capsys)
+    assert code == 1 and "Traceback" not in err
+    lines = [ln for ln in err.strip().splitlines() if "WARNING" not in ln]
+    assert len(lines) == 1 and "cannot reach the Dask scheduler" in lines[0], err
+
