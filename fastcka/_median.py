@@ -87,17 +87,44 @@ def upper_tiles(n: int, tile: int):
             yield i0, i1, j0, min(n, j0 + tile), j0 == i0
 
 
-def block64(xp, X, a, b):
-    """Rows ``a:b`` of X as a contiguous float64 array (a view when X already is float64)."""
-    return xp.ascontiguousarray(X[a:b], dtype=xp.float64)
+def affine(xp, X):
+    """``(mu, s)``: the centre and power-of-two scale that the tiles apply to X's rows.
+
+    Kernels of centred rows lose nothing to cancellation (linear HSIC and squared distances are
+    translation-invariant; the GEMM forms on uncentred data lose ``(offset / spread)²`` digits).
+    ``mu`` is the column mean clipped into the column's range (exactly the value of a constant
+    column, so that constant inputs stay exactly constant); ``s`` is 1 unless the centred values
+    are so large or small (beyond 2^±64) that products of four of them would over- or underflow:
+    then ``s = 2^-e`` brings them into [-1, 1] (exact, so CKA is unchanged: it is scale-invariant;
+    callers undo ``s`` where a result has units).  ``O(n·p)``, no copy of X.
+    """
+    lo = X.min(axis=0).astype(xp.float64)
+    hi = X.max(axis=0).astype(xp.float64)
+    mu = xp.minimum(xp.maximum(X.mean(axis=0, dtype=xp.float64), lo), hi)
+    mu = xp.where(lo == hi, lo, mu)
+    half = float(xp.maximum(0.5 * hi - 0.5 * mu, 0.5 * mu - 0.5 * lo).max()) if X.size else 0.0
+    if half == 0.0 or (2.0 ** -65 <= half <= 2.0 ** 63):
+        return mu, 1.0
+    return mu, math.ldexp(1.0, -(math.frexp(half)[1] + 1))
 
 
-def sqnorms(xp, X, step=8192):
+def block64(xp, X, a, b, aff=None):
+    """Rows ``a:b`` of X as a contiguous float64 array (a view when X already is float64);
+    with ``aff = (mu, s)`` from :func:`affine`, the rows ``(X[a:b] − mu) · s`` (a new block)."""
+    if aff is None:
+        return xp.ascontiguousarray(X[a:b], dtype=xp.float64)
+    B = xp.subtract(X[a:b], aff[0], dtype=xp.float64)
+    if aff[1] != 1.0:
+        B *= aff[1]
+    return B
+
+
+def sqnorms(xp, X, step=8192, aff=None):
     """Squared row norms in float64, converting float32 input one row chunk at a time."""
     n = int(X.shape[0])
     out = xp.empty(n, dtype=xp.float64)
     for a in range(0, n, step):
-        B = block64(xp, X, a, min(n, a + step))
+        B = block64(xp, X, a, min(n, a + step), aff)
         out[a:a + B.shape[0]] = (B * B).sum(axis=1)
     return out
 
@@ -105,19 +132,21 @@ def sqnorms(xp, X, step=8192):
 class DistanceTiler:
     """Squared-distance tiles of one matrix on a backend (GEMM form, float64 tiles).
 
-    Float32 inputs stay float32; each tile converts its two row blocks (``O(tile · p)``).
+    Float32 inputs stay float32; each tile converts its two row blocks (``O(tile · p)``), centred
+    and scaled by ``aff`` (:func:`affine`) when given.
     """
 
-    def __init__(self, X, xp, ops):
+    def __init__(self, X, xp, ops, aff=None):
         self.X = X
         self.xp = xp
         self.ops = ops
-        self.sq = sqnorms(xp, X)
+        self.aff = aff
+        self.sq = sqnorms(xp, X, aff=aff)
 
     def tile(self, i0, i1, j0, j1, diag, out=None):
         """The distance tile, written into ``out`` (a flat float64 buffer) when given."""
-        A = block64(self.xp, self.X, i0, i1)
-        B = A if diag and (i0, i1) == (j0, j1) else block64(self.xp, self.X, j0, j1)
+        A = block64(self.xp, self.X, i0, i1, self.aff)
+        B = A if diag and (i0, i1) == (j0, j1) else block64(self.xp, self.X, j0, j1, self.aff)
         if out is None:
             G = A @ B.T
         else:  # one reused buffer: no per-tile allocation to fragment the heap
@@ -126,19 +155,22 @@ class DistanceTiler:
         return self.ops.sqdist(G, self.sq[i0:i1], self.sq[j0:j1], REL_TOL, diag)
 
 
-def _sample_pairs(Xs, n, s, xp, rng):
+def _sample_pairs(Xs, n, s, xp, rng, affs=None):
     """Squared distances of ``s`` random pairs i != j (direct form) for each input."""
     i = rng.integers(0, n, size=s)
     j = rng.integers(0, n - 1, size=s)
     j = j + (j >= i)
     out = []
-    for X in Xs:
+    for k, X in enumerate(Xs):
+        sc = affs[k][1] if affs is not None else 1.0
         vals = []
         step = max(256, (2 ** 22 if xp is np else 2 ** 25) // max(1, int(X.shape[1])))
         for a in range(0, s, step):
             ii = xp.asarray(i[a:a + step])
             jj = xp.asarray(j[a:a + step])
             diff = xp.asarray(X[ii], dtype=xp.float64) - X[jj]
+            if sc != 1.0:
+                diff *= sc
             vals.append((diff * diff).sum(axis=1))
         out.append(np.sort(np.asarray(_to_host(xp.concatenate(vals)))))
     return out
@@ -149,7 +181,7 @@ def _to_host(a):
 
 
 def sqdist_order_stats(Xs, requests, *, xp=np, ops=None, tile=2048, cap=None,
-                       sample_size=None, rng=0, progress=None):
+                       sample_size=None, rng=0, progress=None, affs=None):
     """Exact paper / kornblith median squared distances of several inputs, sharing passes.
 
     Parameters
@@ -160,6 +192,8 @@ def sqdist_order_stats(Xs, requests, *, xp=np, ops=None, tile=2048, cap=None,
     tile : int, tile edge
     cap : int, most values collected per rank (default: 2**24 on CPU)
     sample_size : int, pairs sampled for the first window (default 2**17)
+    affs : list of ``(mu, s)`` per input (:func:`affine`), or None: the tiles centre and scale
+        the rows; the results are then the order statistics of the scaled distances (``s²·d``)
 
     Returns
     -------
@@ -171,7 +205,8 @@ def sqdist_order_stats(Xs, requests, *, xp=np, ops=None, tile=2048, cap=None,
     if M == 0:
         raise InputError("a median distance needs at least 2 rows")
     cap = int(cap or 2 ** 24)
-    tilers = [DistanceTiler(X, xp, ops) for X in Xs]
+    tilers = [DistanceTiler(X, xp, ops, None if affs is None else affs[k])
+              for k, X in enumerate(Xs)]
     targets: list[_Target] = []
     slots = []
     for k, mode in requests:
@@ -193,7 +228,7 @@ def sqdist_order_stats(Xs, requests, *, xp=np, ops=None, tile=2048, cap=None,
             _set_window(tg, 0.0, 1.0)
     else:
         s = int(min(M, sample_size or 2 ** 17))
-        samples = _sample_pairs(Xs, n, s, xp, np.random.default_rng(rng))
+        samples = _sample_pairs(Xs, n, s, xp, np.random.default_rng(rng), affs)
         sd = 0.5 / math.sqrt(s)
         eps = max(cap / (4.0 * M), 1e-9)
         delta = min(0.5, max(8 * eps, 12 * sd))

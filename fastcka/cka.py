@@ -125,24 +125,33 @@ def _f64(be: Backend, X: Any):
     return be.xp.ascontiguousarray(X, dtype=be.xp.float64)
 
 
-def _median_sq(be: Backend, Xs: list, modes: list[tuple[int, str]], progress=None) -> list[float]:
+def _affs(be: Backend, Xs: list) -> list:
+    """The centre and scale of each input (:func:`fastcka._median.affine`), once per input."""
+    return [_median.affine(be.xp, X) for X in Xs]
+
+
+def _median_sq(be: Backend, Xs: list, modes: list[tuple[int, str]], progress=None,
+               affs=None) -> list[float]:
+    """Median squared distances of the centred inputs, scaled by ``s²`` of their ``affs``."""
     return _median.sqdist_order_stats(
         Xs, modes, xp=be.xp, ops=_ops(be), tile=_tile(be),
         cap=CONFIG["cap_gpu" if be.is_gpu else "cap_cpu"],
-        sample_size=CONFIG["sample_gpu" if be.is_gpu else "sample_cpu"], progress=progress)
+        sample_size=CONFIG["sample_gpu" if be.is_gpu else "sample_cpu"], progress=progress,
+        affs=_affs(be, Xs) if affs is None else affs)
 
 
-def _sigmas(be: Backend, Xs: list, sigma: Any, threshold: float) -> list[float]:
-    """σ of each input for the RBF kernel."""
+def _sigmas(be: Backend, Xs: list, sigma: Any, threshold: float, affs=None) -> list[float]:
+    """σ of each input for the RBF kernel (in the units of the input)."""
     if not isinstance(sigma, str):
         return [float(sigma)] * len(Xs)
-    med = _median_sq(be, Xs, [(k, sigma) for k in range(len(Xs))])
+    affs = _affs(be, Xs) if affs is None else affs
+    med = _median_sq(be, Xs, [(k, sigma) for k in range(len(Xs))], affs=affs)
     out = []
     for k, m2 in enumerate(med):
         if not m2 > 0:
             raise InputError(f"input {k}: the median squared distance is 0 (mostly duplicate rows); "
                              f"the {sigma!r} bandwidth is undefined — pass a float sigma")
-        out.append(math.sqrt(m2) * (float(threshold) if sigma == "kornblith" else 1.0))
+        out.append(math.sqrt(m2) / affs[k][1] * (float(threshold) if sigma == "kornblith" else 1.0))
     return out
 
 
@@ -171,7 +180,8 @@ def paper_sigma(X: Any, *, device: str = "auto") -> float:
     """
     be = get_backend(X, device=device)
     Xd = _prep(be, X, "X")
-    return math.sqrt(_median_sq(be, [Xd], [(0, "paper")])[0])
+    (aff,) = _affs(be, [Xd])
+    return math.sqrt(_median_sq(be, [Xd], [(0, "paper")], affs=[aff])[0]) / aff[1]
 
 
 def kornblith_sigma(X: Any, threshold: float = 1.0, *, device: str = "auto") -> float:
@@ -183,8 +193,9 @@ def kornblith_sigma(X: Any, threshold: float = 1.0, *, device: str = "auto") -> 
     _check_sigma("kornblith", threshold)
     be = get_backend(X, device=device)
     Xd = _prep(be, X, "X")
-    m2 = _median_sq(be, [Xd], [(0, "kornblith")])[0]
-    return math.sqrt(m2) * float(threshold)
+    (aff,) = _affs(be, [Xd])
+    m2 = _median_sq(be, [Xd], [(0, "kornblith")], affs=[aff])[0]
+    return math.sqrt(m2) / aff[1] * float(threshold)
 
 
 def gram(X: Any, kernel: str = "linear", sigma: Any = "paper", threshold: float = 1.0,
@@ -216,15 +227,24 @@ def gram(X: Any, kernel: str = "linear", sigma: Any = "paper", threshold: float 
     be = get_backend(X, device=device)
     Xd = _f64(be, _prep(be, X, "X", min_rows=1))
     xp = be.xp
+    unit = 1.0
+    if kernel == "rbf" or center:
+        # centred (and, for extreme magnitudes, rescaled) rows: HKH and distances are
+        # translation-invariant, and the GEMM forms keep their digits
+        aff = _median.affine(xp, Xd)
+        Xd, unit = _median.block64(xp, Xd, 0, Xd.shape[0], aff), aff[1]
     G = Xd @ Xd.T
     if kernel == "rbf":
         if Xd.shape[0] < 2 and isinstance(sigma, str):
             raise InputError("X needs at least 2 rows for a median bandwidth")
-        (s,) = _sigmas(be, [Xd], sigma, threshold)
+        (s,) = _sigmas(be, [Xd], sigma, threshold, [(xp.zeros(Xd.shape[1]), 1.0)])
+        s = s if isinstance(sigma, str) else s * unit
         sq = (Xd * Xd).sum(axis=1)
         _ops(be).sqdist(G, sq, sq, _median.REL_TOL, True)
         G *= -1.0 / (2.0 * s * s)
         xp.exp(G, out=G)
+    elif unit != 1.0:
+        G /= unit * unit
     if not bool(xp.array_equal(G, G.T)):
         # a GEMM (CuPy) need not give an exactly symmetric X Xᵀ; callers such as FAQ take their
         # cheaper symmetric path only on exactly symmetric kernels
@@ -250,13 +270,16 @@ class _Stats:
     """Sufficient statistics of m symmetric kernels: ``S[a, b] = Σ K_a∘K_b``, row sums, diagonals.
 
     ``centered_features`` marks the linear feature-space form (kernels of column-centred features,
-    whose row sums are 0): HSIC formulas are unchanged.
+    whose row sums are 0): HSIC formulas are unchanged.  ``unit[a]``: input ``a``'s kernel was
+    formed from rows scaled by ``s`` (:func:`fastcka._median.affine`); its true kernel is
+    ``unit[a] ×`` the one summed here (``1/s²`` linear, 1 RBF).
     """
 
     n: int
     S: np.ndarray
     rows: np.ndarray
     diags: np.ndarray
+    unit: list | None = None
 
     def hsic(self, a: int, b: int, estimator: str) -> float:
         n = self.n
@@ -274,14 +297,16 @@ class _Stats:
 
 
 def _kernel_stats(be: Backend, Xs: list, kinds: list[int], gammas: list[float],
-                  progress=None) -> _Stats:
-    """Tile-by-tile sums of m kernels (Gram path)."""
+                  progress=None, affs=None) -> _Stats:
+    """Tile-by-tile sums of m kernels (Gram path) of the rows centred and scaled by ``affs``
+    (``gammas`` in the scaled units)."""
     xp = be.xp
     ops = _ops(be)
     n = int(Xs[0].shape[0])
     m = len(Xs)
     tile = _tile(be)
-    sq = xp.stack([_median.sqnorms(xp, X) for X in Xs])
+    affs = _affs(be, Xs) if affs is None else affs
+    sq = xp.stack([_median.sqnorms(xp, X, aff=aff) for X, aff in zip(Xs, affs, strict=True)])
     S = np.zeros((m, m))
     rows = xp.zeros((m, n))
     diags = xp.zeros((m, n))
@@ -292,8 +317,8 @@ def _kernel_stats(be: Backend, Xs: list, kinds: list[int], gammas: list[float],
         bi, bj = i1 - i0, j1 - j0
         Gs = flat[: m * bi * bj].reshape(m, bi, bj)
         for a, X in enumerate(Xs):  # float64 GEMM on float64 row blocks (float32 converted here)
-            A = _median.block64(xp, X, i0, i1)
-            B = A if diag else _median.block64(xp, X, j0, j1)
+            A = _median.block64(xp, X, i0, i1, affs[a])
+            B = A if diag else _median.block64(xp, X, j0, j1, affs[a])
             xp.matmul(A, B.T, out=Gs[a])
         St, r, c, d = ops.kernel_stats(Gs, xp.ascontiguousarray(sq[:, i0:i1]),
                                        xp.ascontiguousarray(sq[:, j0:j1]), kinds, gammas,
@@ -304,7 +329,9 @@ def _kernel_stats(be: Backend, Xs: list, kinds: list[int], gammas: list[float],
             diags[:, i0:i1] = d
         else:
             rows[:, j0:j1] += c
-    return _Stats(n, S, be.to_host(rows).astype(np.float64), be.to_host(diags).astype(np.float64))
+    unit = [1.0 / (aff[1] * aff[1]) if k == 0 else 1.0 for aff, k in zip(affs, kinds, strict=True)]
+    return _Stats(n, S, be.to_host(rows).astype(np.float64), be.to_host(diags).astype(np.float64),
+                  unit)
 
 
 def _linear_feature_stats(be: Backend, Xs: list) -> _Stats:
@@ -317,7 +344,7 @@ def _linear_feature_stats(be: Backend, Xs: list) -> _Stats:
     n = int(Xs[0].shape[0])
     dims = [int(X.shape[1]) for X in Xs]
     offs = np.concatenate([[0], np.cumsum(dims)])
-    means = [X.mean(axis=0, dtype=xp.float64) for X in Xs]
+    affs = _affs(be, Xs)
     C = xp.zeros((int(offs[-1]), int(offs[-1])))
     diags = xp.zeros((len(Xs), n))
     step = int(CONFIG["chunk_rows"])
@@ -326,7 +353,7 @@ def _linear_feature_stats(be: Backend, Xs: list) -> _Stats:
         r1 = min(n, r0 + step)
         Zc = Z[: r1 - r0]
         for a, X in enumerate(Xs):
-            Zc[:, offs[a]:offs[a + 1]] = X[r0:r1] - means[a]
+            Zc[:, offs[a]:offs[a + 1]] = _median.block64(xp, X, r0, r1, affs[a])
             blk = Zc[:, offs[a]:offs[a + 1]]
             diags[a, r0:r1] = (blk * blk).sum(axis=1)
         C += xp.dot(Zc.T, Zc)  # syrk on BLAS backends
@@ -336,7 +363,8 @@ def _linear_feature_stats(be: Backend, Xs: list) -> _Stats:
         for b in range(a, m):
             blk = C[offs[a]:offs[a + 1], offs[b]:offs[b + 1]]
             S[a, b] = S[b, a] = be.scalar((blk * blk).sum())
-    return _Stats(n, S, np.zeros((m, n)), be.to_host(diags).astype(np.float64))
+    return _Stats(n, S, np.zeros((m, n)), be.to_host(diags).astype(np.float64),
+                  [1.0 / (aff[1] * aff[1]) for aff in affs])
 
 
 def _use_features(n: int, dims: Sequence[int]) -> bool:
@@ -353,9 +381,10 @@ def _stats(be: Backend, Xs: list, kernel: str, sigma: Any, threshold: float,
         if _use_features(int(Xs[0].shape[0]), dims):
             return _linear_feature_stats(be, Xs), [None] * len(Xs)
         return _kernel_stats(be, Xs, [0] * len(Xs), [0.0] * len(Xs), progress), [None] * len(Xs)
-    sig = _sigmas(be, Xs, sigma, threshold)
-    gam = [1.0 / (2.0 * s * s) for s in sig]
-    return _kernel_stats(be, Xs, [1] * len(Xs), gam, progress), sig
+    affs = _affs(be, Xs)
+    sig = _sigmas(be, Xs, sigma, threshold, affs)
+    gam = [1.0 / (2.0 * (s * aff[1]) ** 2) for s, aff in zip(sig, affs, strict=True)]  # scaled units
+    return _kernel_stats(be, Xs, [1] * len(Xs), gam, progress, affs), sig
 
 
 def _cka_from(st: _Stats, a: int, b: int, estimator: str) -> float:
@@ -419,7 +448,7 @@ def hsic(X: Any, Y: Any, *, kernel: str = "linear", sigma: Any = "paper", thresh
     sigma = _check_sigma(sigma, threshold)
     be, Xd, Yd = _prepare_pair(X, Y, estimator, device)
     st, _ = _stats(be, [Xd, Yd], kernel, sigma, threshold)
-    return st.hsic(0, 1, estimator)
+    return st.hsic(0, 1, estimator) * st.unit[0] * st.unit[1]
 
 
 def cka(X: Any, Y: Any, *, kernel: str = "linear", sigma: Any = "paper", threshold: float = 1.0,
@@ -690,9 +719,9 @@ def cka_permutation_test(X: Any, Y: Any, *, n_permutations: int = 1000, rng: Any
     kk, ll = st.hsic(0, 0, estimator), st.hsic(1, 1, estimator)
     obs = _ratio(st.hsic(0, 1, estimator), kk, ll)
     null = np.empty(int(n_permutations))
-    if kernel == "linear":
-        Xc = Xd - Xd.mean(axis=0)
-        Yc = Yd - Yd.mean(axis=0)
+    if kernel == "linear":  # centred and scaled as the statistics were
+        ax, ay = _affs(be, [Xd, Yd])
+        Xc, Yc = _median.block64(xp, Xd, 0, n, ax), _median.block64(xp, Yd, 0, n, ay)
         dx = be.to_host((Xc * Xc).sum(axis=1))
         dy = be.to_host((Yc * Yc).sum(axis=1))
         for t in range(n_permutations):
@@ -715,7 +744,9 @@ def cka_permutation_test(X: Any, Y: Any, *, n_permutations: int = 1000, rng: Any
             stp = _Stats(n, np.array([[0.0, S], [S, 0.0]]), np.stack([rk, rl[p]]),
                          np.stack([ones, ones]))
             null[t] = _ratio(stp.hsic(0, 1, estimator), kk, ll)
-    p_value = (1.0 + float(np.count_nonzero(null >= obs))) / (1.0 + n_permutations)
+    # an undefined statistic has no p-value (NaN compares false: it would count as never reached)
+    p_value = (1.0 + float(np.count_nonzero(null >= obs))) / (1.0 + n_permutations) \
+        if math.isfinite(obs) else math.nan
     return PermutationResult(float(obs), float(np.nanmean(null)), float(np.nanstd(null)),
                              p_value, int(n_permutations), null)
 

@@ -305,8 +305,12 @@ class LocalCKAScorer:
             z = xp.empty(Q.shape[0])
             k2 = xp.empty(Q.shape[0])
             step = max(1, _CHUNK_ELEMS // p)
+            # the GEMM form on rows centred on the base (distances are translation-invariant;
+            # on uncentred rows it loses (offset / spread)^2 digits)
+            mu = Xb.mean(axis=0)
+            Xbc = Xb - mu
             for i0 in range(0, Q.shape[0], step):  # row chunks: O(chunk x p) temporaries
-                k = _sqdist_gemm(Q[i0:i0 + step], Xb, bk)
+                k = _sqdist_gemm(Q[i0:i0 + step] - mu, Xbc, bk)
                 k *= -alpha
                 xp.exp(k, out=k)
                 sk = k.sum(axis=1)
