@@ -398,8 +398,8 @@ def _faq(A, B, maximize=False, partial_match=None, rng=None, P0="barycenter",
                    else rng.randint(0, 2**31 - 1)) if (p0_kind == "randomized" and be.is_gpu) else 0
 
     if n == 0 or n_seeds == n:
-        perm = partial_match[:, 1]
-        score = float(qap_score(A_orig, B_orig, perm, S_orig)) if n else 0.0
+        perm = _seeded_perm(partial_match, n)
+        score = np.float64(qap_score(A_orig, B_orig, perm, S_orig) if n else 0.0)  # as SciPy
         if A_orig.dtype.kind in "iub" and B_orig.dtype.kind in "iub" and S_orig is None:
             score = np.sum(A_orig * B_orig[perm][:, perm])
         res = {"col_ind": perm, "fun": score, "nit": 0}
@@ -482,6 +482,17 @@ def _faq(A, B, maximize=False, partial_match=None, rng=None, P0="barycenter",
     if n_init > 1:
         res.update(all_fun=all_fun, all_nit=np.asarray(nit_all, dtype=int), best_index=int(best))
     return OptimizeResult(res)
+
+
+def _seeded_perm(partial_match: np.ndarray, n: int) -> np.ndarray:
+    """The permutation of a fully seeded problem: row ``i`` of ``A`` goes where its seed says.
+
+    SciPy returns ``partial_match[:, 1]`` in seed order, which is this only for seeds sorted by
+    row (and scores that wrong permutation).
+    """
+    perm = np.empty(n, dtype=partial_match.dtype if n else int)
+    perm[partial_match[:, 0]] = partial_match[:, 1]
+    return perm
 
 
 def _pairs_problem(P: np.ndarray, name: str, noun: str, n_a: int, n_b: int) -> str | None:
@@ -991,7 +1002,7 @@ def _two_opt(A, B, maximize=False, rng=None, partial_match=None, partial_guess=N
         A, B = _pad_pair(A, B, padding)
     N = len(A)
     if N == 0 or partial_match.shape[0] == N:
-        perm = partial_match[:, 1]
+        perm = _seeded_perm(partial_match, N)
         return OptimizeResult({"col_ind": perm, "fun": np.sum(A * B[perm][:, perm]), "nit": 0})
 
     if partial_guess is None:
@@ -1009,10 +1020,10 @@ def _two_opt(A, B, maximize=False, rng=None, partial_match=None, partial_guess=N
         f_cols = np.zeros(N, dtype=bool)
         g_rows[partial_guess[:, 0]] = True
         g_cols[partial_guess[:, 1]] = True
-        perm[g_rows] = partial_guess[:, 1]
+        perm[partial_guess[:, 0]] = partial_guess[:, 1]  # row order, whatever the pairs' order
         fixed[partial_match[:, 0]] = True
         f_cols[partial_match[:, 1]] = True
-        perm[fixed] = partial_match[:, 1]
+        perm[partial_match[:, 0]] = partial_match[:, 1]
         free_rows = ~fixed & ~g_rows
         free_cols = ~f_cols & ~g_cols
         perm[free_rows] = rng.permutation(np.arange(N)[free_cols])

@@ -354,3 +354,49 @@ def test_fused_symmetric_gradient_kernel(dtype):
     assert G.dtype == dtype
     np.testing.assert_array_equal(G, M * dtype(2) + C)      # bitwise: no contraction into FMA
     assert symmetric_gradient(M[:0], C).shape == (0, 17, 17)
+
+
+# ---------------------------------------------------------------- seeds in any order (issue 12)
+
+def _chr12c():
+    # QAPLIB chr12c (Christofides & Benavent), as shipped in SciPy's own test module; published
+    # optimum 11156 at opt_perm
+    from scipy.optimize.tests.test_quadratic_assignment import chr12c
+
+    return chr12c()
+
+
+@pytest.mark.parametrize("method", ["faq", "2opt"])
+def test_all_seeded_unsorted_partial_match_returns_the_permutation(method):
+    # SciPy returns partial_match[:, 1] in seed order and scores it (42492 / 53032, not 11156)
+    A, B, opt = _chr12c()
+    for seed in range(3):
+        order = np.random.default_rng(seed).permutation(12)
+        pm = np.stack([np.arange(12), opt], 1)[order]
+        res = quadratic_assignment(A, B, method, options=dict(partial_match=pm))
+        np.testing.assert_array_equal(res.col_ind, opt)
+        assert res.fun == 11156 and res.nit == 0
+    # the float objective of the trivial path is a NumPy float64, as SciPy's
+    Af, Bf = A.astype(float), B.astype(float)
+    pm = np.stack([np.arange(12), opt], 1)[::-1]
+    res = quadratic_assignment(Af, Bf, method, options=dict(partial_match=pm))
+    ref = scipy_qap(Af, Bf, method, options=dict(partial_match=pm[::-1]))  # sorted: SciPy is right
+    assert type(res.fun) is type(ref.fun) is np.float64 and res.fun == ref.fun == 11156.0
+    empty = quadratic_assignment(np.zeros((0, 0)), np.zeros((0, 0)), method)
+    assert type(empty.fun) is type(scipy_qap(np.zeros((0, 0)), np.zeros((0, 0)), method).fun)
+
+
+def test_two_opt_honours_unsorted_partial_match_and_guess():
+    A, B, opt = _chr12c()
+    order = np.random.default_rng(1).permutation(12)
+    # a full guess at the optimum, pairs in any order: 2-opt starts there and cannot improve
+    guess = np.stack([np.arange(12), opt], 1)[order]
+    res = quadratic_assignment(A, B, "2opt", options=dict(partial_guess=guess, rng=0))
+    np.testing.assert_array_equal(res.col_ind, opt)
+    assert res.fun == 11156
+    # seeds in any order are kept where they say
+    pm = np.stack([np.arange(12), opt], 1)[order[:5]]
+    for rng in range(3):
+        res = quadratic_assignment(A, B, "2opt", options=dict(partial_match=pm, rng=rng))
+        np.testing.assert_array_equal(res.col_ind[pm[:, 0]], pm[:, 1])
+        assert res.fun == np.sum(A * B[res.col_ind][:, res.col_ind])
