@@ -33,6 +33,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "retrieve": ("fastcka.cli.retrieve", "command"),
     "embed": ("fastcka.cli.embed", "command"),
     "demo": ("fastcka.cli.demo", "command"),
+    "merge": ("fastcka.cli.merge", "command"),
 }
 
 

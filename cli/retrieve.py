@@ -10,6 +10,8 @@ from __future__ import annotations
 import click
 import numpy as np
 
+from fastcka.parallel import parse_scheduler
+
 from ._common import check_result_path, emit_result, load_split, split_options, write_rows
 from ._options import (
     device_option,
@@ -18,9 +20,11 @@ from ._options import (
     json_option,
     parse_sigma,
     resolve,
+    scheduler_context,
     seed_option,
     warn,
 )
+from ._shard import fingerprint, parse_shard, shard_option, shard_range, write_partial
 
 # a full q x q score matrix (needed for the assignment) is built up to this many queries;
 # above it retrieval streams blocks and the matching accuracy is not computed
@@ -51,20 +55,29 @@ DIRECTIONS = ("src-to-tgt", "tgt-to-src")
               help="Per-query rows: query_id, rank_of_true (1-based rank of the true partner "
                    "within the top k, 0 if absent), target_ids and scores (top k, best first), "
                    "matched_id (assignment). Format by suffix: .csv, .tsv, .json or .h5.")
+@click.option("--block", type=click.IntRange(min=1), default=None,
+              help="Queries per block: the streaming tile and the unit of --shard and "
+                   "--scheduler (default 2048).")
+@shard_option
 @seed_option
 @device_option
 @json_option
 def command(src, tgt, n_seeds, seed_ids, n_queries, query_ids, seed_strategy, method, kernel,
-            sigma, k, direction, output, seed, device, json_):
+            sigma, k, direction, output, block, shard, seed, device, json_):
     """Retrieve the partners of query pairs of SRC among those of TGT (stores paired by id).
 
     Default: text (SRC) ranks images (TGT); --direction tgt-to-src swaps the roles.
     """
-    from fastcka.retrieval import match_scores, matching_accuracy, retrieve, score_matrix
+    from fastcka.retrieval import _BLOCK, retrieve, row_blocks, rows_units, score_matrix
 
     s = resolve(device, json_, seed)
     sigma_v = parse_sigma(sigma, ("paper", "base"))
-    check_result_path(output)
+    part = parse_shard(shard)
+    block = block or _BLOCK
+    if part is not None and output is None:
+        raise click.UsageError("--shard needs -o PART.h5 (the partial output to merge)")
+    if part is None:
+        check_result_path(output)
     a, b, seed_idx, query_idx = load_split(
         src, tgt, direction=direction, n_seeds=n_seeds, seed_ids=seed_ids, n_queries=n_queries,
         query_ids=query_ids, seed=s.seed, seed_strategy=seed_strategy,
@@ -74,21 +87,13 @@ def command(src, tgt, n_seeds, seed_ids, n_queries, query_ids, seed_strategy, me
     Sq, Tq = a.X[query_idx], b.X[query_idx]
     q = int(query_idx.size)
     kmax = max(k, 10)
+    qids = np.asarray(ids)[query_idx]
     info(f"{method}: {seed_idx.size} seeds, {q} queries ({a.spec} -> {b.spec})")
-    match_acc = None
-    if q <= FULL_MATRIX_MAX_QUERIES:
-        S = score_matrix(method, Sq, Tq, Sb, Tb, kernel=kernel, sigma=sigma_v, device=s.device)
-        res = retrieve(S, k=kmax, device=s.device)
-        col_ind = match_scores(S)
-        match_acc = matching_accuracy(col_ind)
-    else:
+    full = q <= FULL_MATRIX_MAX_QUERIES
+    if not full:
         warn(f"{q} queries: retrieval streams score blocks; the matching accuracy (a q x q "
              f"assignment) is not computed above {FULL_MATRIX_MAX_QUERIES} queries")
-        res = retrieve((Sq, Tq, Sb, Tb), k=kmax, method=method, kernel=kernel, sigma=sigma_v,
-                       device=s.device)
-        col_ind = None
-    fwd, rev = res.accuracy["source_to_target"], res.accuracy["target_to_source"]
-    result = {
+    base = {
         "method": method,
         "kernel": kernel if method == "local-cka" else None,
         "sigma": sigma_v if method == "local-cka" and kernel == "rbf" else None,
@@ -97,15 +102,119 @@ def command(src, tgt, n_seeds, seed_ids, n_queries, query_ids, seed_strategy, me
         "target": b.spec,
         "n_seeds": int(seed_idx.size),
         "n_queries": q,
+    }
+    ctx = {"base": base, "k": k, "seed": s.seed, "device": s.device, "full": full,
+           "block": block,
+           "inputs": {"src": src, "tgt": tgt, "seed_ids": seed_ids, "query_ids": query_ids}}
+    distributed = parse_scheduler(s.scheduler)[0] != "none"
+    if part is None and not distributed:        # in-process: the library's own calls
+        if full:
+            if q <= block:
+                S = score_matrix(method, Sq, Tq, Sb, Tb, kernel=kernel, sigma=sigma_v,
+                                 device=s.device)
+            else:
+                S = np.asarray(_host(rows_units("scores", method, Sq, Tq, Sb, Tb,
+                                                [(0, q)], kernel=kernel, sigma=sigma_v,
+                                                device=s.device, block=block)[0]))
+            return finish(ctx, qids, {"scores": S}, output, s.json)
+        res = retrieve((Sq, Tq, Sb, Tb), k=kmax, method=method, kernel=kernel, sigma=sigma_v,
+                       device=s.device, block=block)
+        return finish(ctx, qids, {"result": res}, output, s.json)
+    ranges = row_blocks(q, block)
+    if part is not None:
+        ranges = shard_range(ranges, part)
+    with scheduler_context(s) as ex:
+        pieces = rows_units("scores" if full else "topk", method, Sq, Tq, Sb, Tb, ranges,
+                            kernel=kernel, sigma=sigma_v, device="cpu" if distributed else
+                            s.device, k=kmax, block=block, scheduler=ex)
+    if full:
+        data = {"scores": (np.concatenate(pieces, axis=0) if pieces
+                           else np.empty((0, q)))}
+    else:
+        data = _topk_data(pieces, q, kmax)
+    if part is None:
+        if not full:
+            data = {"result": _topk_result(data)}
+        return finish(ctx, qids, data, output, s.json)
+    rows = _shard_rows(row_blocks(q, block), part, q)
+    data["query_ids"] = qids
+    write_partial(output, "retrieve", ctx, fingerprint(Sq, Tq, Sb, Tb, qids), part, rows, data)
+    emit_result("retrieve", inputs=ctx["inputs"], outputs={"partial": output},
+                results={**base, "shard": part[0], "n_shards": part[1], "rows": list(rows)},
+                text=f"shard {part[0]}/{part[1]}: query rows {rows[0]}..{rows[1]} -> {output}",
+                as_json=s.json, device=s.device)
+
+
+def _shard_rows(blocks: list, part: tuple[int, int], q: int) -> tuple[int, int]:
+    """The query rows (r0, r1) of a shard; an empty shard sits where its blocks would start."""
+    mine = shard_range(blocks, part)
+    if mine:
+        return mine[0][0], mine[-1][1]
+    start = part[0] * len(blocks) // part[1]
+    r = blocks[start][0] if start < len(blocks) else q
+    return r, r
+
+
+def _topk_data(pieces: list[dict], q: int, kmax: int) -> dict:
+    """The top-k parts of one shard (or of all shards) as arrays: s2t rows, t2s candidates."""
+    from fastcka.retrieval import merge_topk_parts
+
+    if not pieces:
+        kk = min(kmax, q)
+        return {"s2t_scores": np.empty((0, kk)), "s2t_indices": np.empty((0, kk), np.int64),
+                "t2s_scores": np.full((q, kk), -np.inf),
+                "t2s_indices": np.full((q, kk), -1, np.int64)}
+    return merge_topk_parts(pieces)
+
+
+def _topk_result(data: dict):
+    """A RetrievalResult-like object of merged top-k arrays (accuracies filled by finish)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**{k: data[k] for k in ("s2t_scores", "s2t_indices", "t2s_scores",
+                                                    "t2s_indices")})
+
+
+def finish(ctx: dict, qids, data: dict, output, as_json: bool) -> None:
+    """Accuracies, the assignment, -o rows and the printed result of a (merged) retrieval.
+
+    ``data``: ``{"scores": S}`` (the full q x q matrix) or ``{"result": top-k lists}``.
+    """
+    from fastcka.retrieval import (
+        DEFAULT_KS,
+        match_scores,
+        matching_accuracy,
+        retrieve,
+        topk_accuracy,
+    )
+
+    k, base = ctx["k"], ctx["base"]
+    kmax = max(k, 10)
+    col_ind = match_acc = None
+    if "scores" in data:
+        S = data["scores"]
+        res = retrieve(S, k=kmax, device=ctx["device"])
+        col_ind = match_scores(S)
+        match_acc = matching_accuracy(col_ind)
+        acc = res.accuracy
+    else:
+        res = data["result"]
+        acc = getattr(res, "accuracy", None) or {
+            "source_to_target": topk_accuracy(res.s2t_indices, DEFAULT_KS),
+            "target_to_source": topk_accuracy(res.t2s_indices, DEFAULT_KS)}
+    fwd, rev = acc["source_to_target"], acc["target_to_source"]
+    method, direction, q = base["method"], base["direction"], base["n_queries"]
+    kernel = base["kernel"]
+    result = {
+        **base,
         "top1": fwd[1], "top5": fwd[5], "top10": fwd[10],
         "reverse": {"top1": rev[1], "top5": rev[5], "top10": rev[10]},
         "matching_accuracy": match_acc,
-        "seed": s.seed,
-        "device": s.device,
+        "seed": ctx["seed"],
+        "device": ctx["device"],
         "output": output,
     }
     if output is not None:
-        qids = np.asarray(ids)[query_idx]
         rows = []
         for i in range(q):
             top = res.s2t_indices[i, :k]
@@ -125,7 +234,27 @@ def command(src, tgt, n_seeds, seed_ids, n_queries, query_ids, seed_strategy, me
             f"  matching accuracy: "
             f"{'n/a' if match_acc is None else format(match_acc, '.3f')}"
             + (f"\n  wrote {output}" if output else ""))
-    emit_result("retrieve", inputs={"src": src, "tgt": tgt, "seed_ids": seed_ids,
-                                    "query_ids": query_ids},
-                outputs={"output": output}, results=result, text=text, as_json=s.json,
-                device=s.device)
+    emit_result("retrieve", inputs=ctx["inputs"], outputs={"output": output}, results=result,
+                text=text, as_json=as_json, device=ctx["device"])
+
+
+def merge(heads: list[dict], output: str | None, as_json: bool) -> None:
+    """``fastcka merge`` of retrieve shards: the unsharded run's result and -o file."""
+    from fastcka.retrieval import merge_topk_parts
+
+    from ._shard import read_data
+
+    ctx = heads[0]["settings"]
+    parts = [read_data(h["path"]) for h in heads]
+    qids = parts[0]["query_ids"]
+    if ctx["full"]:
+        data = {"scores": np.concatenate([p["scores"] for p in parts], axis=0)}
+    else:
+        keys = ("s2t_scores", "s2t_indices", "t2s_scores", "t2s_indices")
+        data = {"result": _topk_result(merge_topk_parts([{k: p[k] for k in keys}
+                                                          for p in parts]))}
+    finish(ctx, qids, data, output, as_json)
+
+
+def _host(a):
+    return a.get() if type(a).__module__.startswith("cupy") else a

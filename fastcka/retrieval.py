@@ -218,20 +218,26 @@ def topk_stream(scorer, k: int, *, block: int = _BLOCK, directions=("s2t", "t2s"
     return out
 
 
-def _topk_stream_cpu(scorer, ks, kt, block, directions):
-    """CPU streaming: one-pass Numba merges of each block into sorted top-k lists."""
+def _topk_stream_cpu(scorer, ks, kt, block, directions, row_range=None):
+    """CPU streaming: one-pass Numba merges of each block into sorted top-k lists.
+
+    ``row_range=(r0, r1)`` (r0 a multiple of ``block``) streams only those source rows: the
+    s2t lists of rows r0..r1-1 and every target's top-k among them (see :func:`topk_rows`).
+    """
     from .backend import numba_enabled
     from .kernels import local_cka_cpu as kc
 
     qs, qt = scorer.shape
+    r0, r1 = (0, qs) if row_range is None else row_range
     nb = numba_enabled()
-    rv, ri = np.full((qs, ks), -np.inf), np.full((qs, ks), -1, dtype=np.int64)
+    rv, ri = np.full((r1 - r0, ks), -np.inf), np.full((r1 - r0, ks), -1, dtype=np.int64)
     cv, ci = np.full((qt, kt), -np.inf), np.full((qt, kt), -1, dtype=np.int64)
-    for i0 in range(0, qs, block):
-        rows = slice(i0, min(qs, i0 + block))
+    for i0 in range(r0, r1, block):
+        rows = slice(i0 - r0, min(r1, i0 + block) - r0)
+        srows = slice(i0, min(r1, i0 + block))
         for j0 in range(0, qt, block):
             cols = slice(j0, min(qt, j0 + block))
-            S = np.ascontiguousarray(scorer.block(rows, cols))
+            S = np.ascontiguousarray(scorer.block(srows, cols))
             if "s2t" in directions:
                 kc.topk_update_rows(S, j0, rv[rows], ri[rows], use_numba=nb)
             if "t2s" in directions:
@@ -242,6 +248,93 @@ def _topk_stream_cpu(scorer, ks, kt, block, directions):
     if "t2s" in directions:
         out["t2s_scores"], out["t2s_indices"] = cv, ci
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# units of work: blocks of source queries (fastcka.parallel, --shard)
+# --------------------------------------------------------------------------------------------
+
+def row_blocks(q: int, block: int = _BLOCK) -> list[tuple[int, int]]:
+    """The ``(r0, r1)`` row ranges of the streaming blocks of ``q`` source queries."""
+    return [(i, min(q, i + block)) for i in range(0, q, block)]
+
+
+def topk_rows(scorer, k: int, r0: int, r1: int, *, block: int = _BLOCK) -> dict:
+    """The part of :func:`topk_stream` (CPU) that source rows ``r0..r1-1`` contribute.
+
+    ``s2t_*``: the finished lists of those rows; ``t2s_*``: every target's top-k among them.
+    ``r0`` must start a block; :func:`merge_topk_parts` puts the parts of consecutive ranges
+    together exactly (the lists are ordered by decreasing score, then increasing index, as
+    the in-process stream orders them).
+    """
+    qs, qt = scorer.shape
+    return _topk_stream_cpu(scorer, min(k, qt), min(k, qs), block, ("s2t", "t2s"), (r0, r1))
+
+
+def merge_topk_parts(parts: list[dict]) -> dict:
+    """Exact merge of :func:`topk_rows` parts given in row order: the :func:`topk_stream` dict."""
+    s2t_v = np.concatenate([p["s2t_scores"] for p in parts], axis=0)
+    s2t_i = np.concatenate([p["s2t_indices"] for p in parts], axis=0)
+    kt = parts[0]["t2s_scores"].shape[1]
+    cand_v = np.concatenate([p["t2s_scores"] for p in parts], axis=1)
+    cand_i = np.concatenate([p["t2s_indices"] for p in parts], axis=1)
+    # earlier parts hold smaller source indices: a stable sort on -score keeps ties in index
+    # order, as the stream's merge does
+    order = np.argsort(-cand_v, axis=1, kind="stable")[:, :kt]
+    return {"s2t_scores": s2t_v, "s2t_indices": s2t_i,
+            "t2s_scores": np.take_along_axis(cand_v, order, axis=1),
+            "t2s_indices": np.take_along_axis(cand_i, order, axis=1)}
+
+
+def score_rows(scorer, r0: int, r1: int, *, block: int = _BLOCK):
+    """Rows ``r0..r1-1`` of the score matrix, computed block row by block row (host float64).
+
+    The rows of a block are one ``block(rows, :)`` call whoever computes them, so rows put
+    together from any split into whole blocks are the same numbers.
+    """
+    return np.concatenate([scorer.output(scorer.block(slice(i, min(r1, i + block))))
+                           for i in range(r0, r1, block)], axis=0) if r1 > r0 else \
+        np.empty((0, scorer.shape[1]))
+
+
+_SCORERS: dict[str, Any] = {}      # one scorer per worker process, reused by its tasks
+
+
+def _scorer_of(inputs):
+    token, method, Sq, Tq, Sb, Tb, kernel, sigma, device = inputs
+    sc = _SCORERS.get(token)
+    if sc is None:
+        _SCORERS.clear()
+        sc = _SCORERS[token] = make_scorer(method, Sq, Tq, Sb, Tb, kernel=kernel, sigma=sigma,
+                                           device=device)
+    return sc
+
+
+def _rows_task(inputs, what, r0, r1, k, block):
+    sc = _scorer_of(inputs)
+    if what == "scores":
+        return score_rows(sc, r0, r1, block=block)
+    return topk_rows(sc, k, r0, r1, block=block)
+
+
+def rows_units(what: str, method: str, Sq, Tq, Sb, Tb, ranges, *, kernel="linear",
+               sigma="paper", device="cpu", k: int = 10, block: int = _BLOCK, scheduler=None):
+    """Run the row-range units ``ranges`` (whole blocks) where ``scheduler`` says.
+
+    ``what="scores"``: the score rows of each range; ``"topk"``: the :func:`topk_rows` parts.
+    The inputs travel once per worker; each worker builds the scorer once.
+    """
+    import uuid
+
+    from .parallel import executor
+
+    inputs = (uuid.uuid4().hex, method, Sq, Tq, Sb, Tb, kernel, sigma, device)
+    try:
+        with executor(scheduler) as ex:
+            return ex.map(_rows_task, [(what, r0, r1, k, block) for r0, r1 in ranges],
+                          shared=inputs)
+    finally:
+        _SCORERS.pop(inputs[0], None)       # in-process runs keep no scorer behind
 
 
 # --------------------------------------------------------------------------------------------
@@ -310,7 +403,8 @@ def topk_accuracy(indices: np.ndarray, ks, *, query_keys=None, cand_keys=None) -
 
 def retrieve(scores_or_inputs, *, k: int = 10, ks=DEFAULT_KS, method: str = "local-cka",
              kernel: str = "linear", sigma: Any = "paper", device: str = "auto",
-             source_ids=None, target_ids=None, block: int = _BLOCK) -> RetrievalResult:
+             source_ids=None, target_ids=None, block: int = _BLOCK,
+             scheduler: Any = None) -> RetrievalResult:
     """Top-k retrieval in both directions, with top-k accuracies.
 
     Parameters
@@ -328,6 +422,10 @@ def retrieve(scores_or_inputs, *, k: int = 10, ks=DEFAULT_KS, method: str = "loc
         Ground truth by id equality; default: source i pairs with target i (needs q_s == q_t).
     block : int
         Block size of the streaming.
+    scheduler : None, str or fastcka.parallel.Executor
+        With inputs on the CPU: one task per block of source queries on a Dask cluster (see
+        :mod:`fastcka.parallel`), the top-k lists merged exactly; the result is the in-process
+        one.
 
     Returns
     -------
@@ -369,7 +467,15 @@ def retrieve(scores_or_inputs, *, k: int = 10, ks=DEFAULT_KS, method: str = "loc
         if source_ids.shape != (qs,) or target_ids.shape != (qt,):
             raise InputError(f"source_ids/target_ids must have {qs} and {qt} entries, got "
                              f"{source_ids.shape} and {target_ids.shape}")
-    res = topk_stream(scorer, kmax, block=block)
+    if scheduler in (None, "none") or not isinstance(scores_or_inputs, (tuple, list)):
+        res = topk_stream(scorer, kmax, block=block)
+    else:
+        if scorer.bk.is_gpu:
+            raise InputError("retrieval on a Dask scheduler runs on CPU workers: use "
+                             "device='cpu' (or no scheduler on a GPU)")
+        res = merge_topk_parts(rows_units("topk", method, *scores_or_inputs, row_blocks(qs, block),
+                                          kernel=kernel, sigma=sigma, device="cpu", k=kmax,
+                                          block=block, scheduler=scheduler))
     bk = scorer.bk
     host = {key: bk.to_host(v) for key, v in res.items()}
     acc = {

@@ -183,3 +183,40 @@ def test_cli_bad_scheduler_and_unreachable_scheduler(stores, capsys):
     lines = [ln for ln in err.strip().splitlines() if "WARNING" not in ln]
     assert len(lines) == 1 and "cannot reach the Dask scheduler" in lines[0], err
 
+
+
+@pytest.mark.parametrize("method,kernel,sigma", [("local-cka", "linear", "paper"),
+                                                 ("local-cka", "rbf", "paper"),
+                                                 ("relative", "linear", "paper")])
+def test_retrieve_blocks_equal_in_process(cluster, method, kernel, sigma):
+    from fastcka.retrieval import retrieve
+
+    rng = np.random.default_rng(4)
+    Z = rng.normal(size=(90, 5))
+    S, T = np.tanh(Z @ rng.normal(size=(5, 8))), Z @ rng.normal(size=(5, 6))
+    args = ((S[20:], T[20:], S[:20], T[:20]),)
+    kw = {"k": 7, "method": method, "kernel": kernel, "sigma": sigma, "device": "cpu",
+          "block": 16}
+    ref = retrieve(*args, **kw)
+    got = retrieve(*args, scheduler=cluster, **kw)
+    for key in ("s2t_indices", "s2t_scores", "t2s_indices", "t2s_scores"):
+        assert np.array_equal(getattr(ref, key), getattr(got, key)), key
+    assert ref.accuracy == got.accuracy
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_cli_retrieve_on_a_scheduler_equals_in_process(stores, cluster, capsys, tmp_path,
+                                                       monkeypatch, stream):
+    import fastcka.cli.retrieve as cli_retrieve
+
+    if stream:
+        monkeypatch.setattr(cli_retrieve, "FULL_MATRIX_MAX_QUERIES", 20)
+    src, tgt = stores
+    files = []
+    for sched in ("none", cluster.client.scheduler.address):
+        o = tmp_path / f"r{len(files)}.csv"
+        code, out, err = run(["--scheduler", sched, "retrieve", src, tgt, "--seeds", 15,
+                              "--block", 8, "-o", o], capsys)
+        assert code == 0, err
+        files.append(o.read_bytes())
+    assert files[0] == files[1]
