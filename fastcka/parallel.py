@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FastckaError, InputError
+from .errors import FastckaError, InputError, one_line
 
 __all__ = ["SCHEDULER_ENV", "Executor", "InProcess", "DaskExecutor", "executor",
            "parse_scheduler", "faq_restarts"]
@@ -197,19 +197,22 @@ def load_cluster_config(path: str) -> dict:
 
 def _slurm(jobs: int | None, cluster_config: str | None) -> DaskExecutor:
     distributed = _import_distributed()
-    import dask
-
     try:
         from dask_jobqueue import SLURMCluster
     except ImportError:
         raise InputError("scheduler 'slurm' needs dask-jobqueue: pip install "
                          "'fastcka[dask]'") from None
     cfg = load_cluster_config(cluster_config) if cluster_config else {}
-    with dask.config.set(cfg):
-        try:
-            cluster = SLURMCluster()
-        except ValueError as exc:  # e.g. cores/memory missing from the jobqueue config
-            raise InputError(f"cannot configure the SLURM cluster: {exc}") from None
+    section = (cfg.get("jobqueue") or {}).get("slurm") or {}
+    if cluster_config and (not isinstance(section, dict) or not section):
+        raise InputError(f"cluster config {cluster_config} has no 'jobqueue: slurm:' section")
+    # the file's settings as arguments (they then hold for every job the cluster starts);
+    # anything it leaves out comes from dask's own jobqueue.slurm config
+    kwargs = {str(k).replace("-", "_"): v for k, v in section.items()}
+    try:
+        cluster = SLURMCluster(**kwargs)
+    except (ValueError, TypeError) as exc:  # e.g. cores/memory missing, an unknown key
+        raise InputError(f"cannot configure the SLURM cluster: {one_line(exc)}") from None
     cluster.scale(jobs=jobs or 1)
     client = distributed.Client(cluster)
     return DaskExecutor(client, cluster, owned=True)
