@@ -32,6 +32,20 @@ rank search per query.  The base term then depends on (sigma_i, tau_j):
 ``<K_b'(a), L_b'(b)> = F(a, b) - (2/p) R(a)^T R(b) + T(a) T(b) / p^2`` with
 ``F(a, b) = p + 2 sum_{m<n} exp(-a D_mn) exp(-b E_mn)``, a GEMM over the p(p-1)/2 base pairs,
 computed once per distinct bandwidth pair.
+
+Bandwidth interpolation (``sigma="paper"``): the per-query bandwidths of one side usually span a
+tiny relative range, and ``a -> exp(-a D)`` is then almost a low-degree polynomial in ``a``.  The
+base kernel of each side is replaced by its Chebyshev interpolant
+``K~(a) = sum_k l_k(a) K(a_k)`` over ``n`` nodes spanning the observed ``[a_min, a_max]``; every
+base statistic is linear (``R``, ``T``, the centred ``K_b'``) or bilinear (``<K_b', K_b'>``,
+``<K_b', L_b'>``) in the kernel, so it is an ``n``-term (``n x n``) form in the weights
+``l(a)``, and the base term folds into the factors as ``n`` extra GEMM columns.  The scores are
+then the exact CKA of bordered kernels whose base block is off by at most ``delta`` per entry,
+the Chebyshev remainder ``max_x x^n e^{-a_min x} (h/2)^n / (2^{n-1} n!)`` (``h`` the range,
+``x`` over the base distances); this moves a score by at most
+``2 p delta_s / sqrt(min d) + 2 p delta_t / sqrt(min e)``, checked at run time against
+``INTERP_TOL``.  A side whose range is too wide for ``INTERP_MAX_NODES`` nodes makes the scorer
+take the exact per-bandwidth-pair path.
 """
 
 from __future__ import annotations
@@ -52,6 +66,9 @@ SIGMA_MODES = ("paper", "base")
 MIN_BASE = 4
 # elements of one temporary chunk (float64): 2**22 -> 32 MiB
 _CHUNK_ELEMS = 1 << 22
+# bandwidth interpolation (sigma="paper"): bound on the score error it may introduce, node limit
+INTERP_TOL = 1e-12
+INTERP_MAX_NODES = 12
 
 
 # ------------------------------------------------------------------------------------------
@@ -179,6 +196,41 @@ def _rbf_stats(Db, alphas, bk: Backend):
     return kc.rbf_base_stats(Db, alphas, use_numba=numba_enabled())
 
 
+def _cheb_remainder(n: int, a0: float, a1: float, dmax: float) -> float:
+    """Bound on |exp(-a x) - (its n-node Chebyshev interpolant in a on [a0, a1])|, 0 <= x <= dmax."""
+    x = min(n / a0, dmax) if a0 > 0 else dmax
+    g = math.exp(n * math.log(x) - a0 * x) if x > 0 else 0.0  # max_x x^n e^{-a0 x}
+    return g * ((a1 - a0) / 2.0) ** n / (2.0 ** (n - 1) * math.factorial(n))
+
+
+def _lagrange_weights(alpha, nodes, xp):
+    """(len(alpha), n) Lagrange basis of ``nodes`` evaluated at ``alpha``."""
+    n = nodes.shape[0]
+    W = xp.ones((alpha.shape[0], n))
+    for k in range(n):
+        for j in range(n):
+            if j != k:
+                W[:, k] *= (alpha - nodes[j]) / (nodes[k] - nodes[j])
+    return W
+
+
+def _centred_node_kernels(Db, nodes, p: int, xp):
+    """Per node a_k: row sums R_k, total T_k and the flattened centred base kernel K_b'(a_k)."""
+    n = nodes.shape[0]
+    R = xp.empty((n, p))
+    T = xp.empty(n)
+    Kc = xp.empty((n, p * p))
+    for k in range(n):
+        K = xp.exp(-float(nodes[k]) * Db)
+        r = K.sum(axis=1)
+        t = float(r.sum())
+        K -= r[:, None] / p
+        K -= r[None, :] / p
+        K += t / (p * p)
+        R[k], T[k], Kc[k] = r, t, K.reshape(-1)
+    return R, T, Kc
+
+
 # ------------------------------------------------------------------------------------------
 # the scorer
 # ------------------------------------------------------------------------------------------
@@ -195,6 +247,8 @@ class LocalCKAScorer:
 
     Notes
     -----
+    ``exact_base`` (``sigma="paper"``): never interpolate the base term in the bandwidth.
+
     Memory: the factors are ``(q_s + q_t) x (r + 2)`` float64 with ``r = p`` (rbf) or
     ``min(p, d_s, d_t)`` (linear), plus the p x p base kernels; never q_s x q_t.
     A block costs one ``(|I| x (r + 2))((r + 2) x |J|)`` GEMM; with ``sigma="paper"`` also a
@@ -202,8 +256,13 @@ class LocalCKAScorer:
     """
 
     def __init__(self, Sq, Tq, Sb, Tb, *, kernel: str = "linear", sigma: Any = "paper",
-                 device: str = "auto"):
+                 device: str = "auto", exact_base: bool = False):
         self.kernel, self.sigma = check_kernel_sigma(kernel, sigma)
+        # sigma="paper": exact_base=True skips the bandwidth interpolation of the base term;
+        # base_nodes says what was used ((n_s, n_t) nodes, or None: exact per bandwidth pair)
+        self.exact_base = bool(exact_base)
+        self.base_nodes = None
+        self.base_error_bound = 0.0
         self.bk = bk = get_backend(Sq, Tq, Sb, Tb, device=device)
         self.return_gpu = any(is_cupy_array(a) for a in (Sq, Tq, Sb, Tb))
         Sq, Tq, Sb, Tb = check_inputs(Sq, Tq, Sb, Tb, bk.xp)
@@ -214,7 +273,6 @@ class LocalCKAScorer:
         if self.kernel == "linear":
             self._linear(Sq, Tq, Sb, Tb)
         elif self.sigma == "paper":
-            self.paper = True
             self._rbf_paper(Sq, Tq, Sb, Tb)
         else:
             self._rbf_fixed(Sq, Tq, Sb, Tb)
@@ -260,18 +318,20 @@ class LocalCKAScorer:
         del Kq, Lq
         self._finish(left, z, d, right, w, e, gb)
 
-    def _buffer(self, q, r):
-        """A (q, r + 2) float64 factor buffer; the kernel rows go in its first r columns."""
-        return self.bk.xp.empty((q, r + 2))
+    def _buffer(self, q, r, extra=0):
+        """A (q, r + 2 + extra) float64 factor buffer; the kernel rows go in its first r columns."""
+        return self.bk.xp.empty((q, r + 2 + extra))
 
-    def _finish(self, left, z, d, right, w, e, gb):
+    def _finish(self, left, z, d, right, w, e, gb, r=None):
         """In place: left = [k', z, 1] / sqrt(d), right = [2c l', c^2 w, gb] / sqrt(e).
 
         ``left[:, :r]``/``right[:, :r]`` hold the cross-term factors on entry; ``gb`` is the base
-        term (0 when it is added per block, ``sigma="paper"``).
+        term (0 when it is added per block, ``sigma="paper"``).  Columns after ``r + 2`` (the
+        interpolated base term) are only scaled.
         """
         xp, c = self.bk.xp, self.c
-        r = left.shape[1] - 2
+        if r is None:
+            r = left.shape[1] - 2
         sd, se = xp.sqrt(d), xp.sqrt(e)
         left[:, r] = z
         left[:, r + 1] = 1.0
@@ -334,9 +394,9 @@ class LocalCKAScorer:
                      right, w, nb_t + 2.0 * c * l2 + c * c * w * w, gb)
 
     def _rbf_paper(self, Sq, Tq, Sb, Tb):
-        xp, p, bk = self.bk.xp, self.p, self.bk
+        xp, bk = self.bk.xp, self.bk
 
-        def side(Q, Xb, which):
+        def prepare(Q, Xb, which):
             Db = _sqdist_exact(Xb, Xb, bk)
             Dc = _condensed(Db, xp)
             base_nz = xp.sort(Dc[Dc > 0])
@@ -345,7 +405,95 @@ class LocalCKAScorer:
             if not bool(xp.all(xp.isfinite(med) & (med > 0))):
                 raise InputError(f"all {which} points are identical for some query: no non-zero "
                                  f"distance to set the RBF bandwidth from")
-            alpha = 0.5 / med
+            setattr(self, f"sigma_{which}", xp.sqrt(med))
+            return Db, Dc, Dq, 0.5 / med
+
+        src, tgt = prepare(Sq, Sb, "source"), prepare(Tq, Tb, "target")
+        if not self.exact_base:
+            ns, nt = self._interp_nodes(src), self._interp_nodes(tgt)
+            if ns is not None and nt is not None and self._rbf_paper_interp(src, tgt, ns, nt):
+                return
+        self._rbf_paper_exact(src, tgt)
+
+    def _interp_nodes(self, prep):
+        """Nodes, Lagrange weights (q x n) and per-entry kernel error bound of one side's
+        bandwidths, or None when ``INTERP_MAX_NODES`` Chebyshev nodes are not enough."""
+        xp, p = self.bk.xp, self.p
+        Db, Dc, _, alpha = prep
+        ua = xp.unique(alpha)
+        u, a0, a1 = int(ua.shape[0]), float(ua[0]), float(ua[-1])
+        n, delta = 0, 0.0
+        if u > 1:
+            mid = 0.5 * (a0 + a1)
+            K = xp.exp(-mid * Db)
+            r = K.sum(axis=1)
+            K -= r[:, None] / p
+            K -= r[None, :] / p
+            K += float(r.sum()) / (p * p)
+            # the scores' own scale: nb(mid) <= d for queries near mid; checked again after
+            budget = 0.25 * INTERP_TOL * math.sqrt(max(float((K * K).sum()), 0.0)) / (2.0 * p)
+            dmax = float(Dc.max())
+            for n in range(2, INTERP_MAX_NODES + 1):
+                delta = _cheb_remainder(n, a0, a1, dmax)
+                if delta <= budget:
+                    break
+            else:
+                n = INTERP_MAX_NODES + 1
+        if u <= n or u == 1:  # as many distinct bandwidths as nodes: the exact ones, weights 0/1
+            idx = xp.searchsorted(ua, alpha)
+            W = xp.zeros((alpha.shape[0], u))
+            W[xp.arange(alpha.shape[0]), idx] = 1.0
+            return ua, W, 0.0
+        if n > INTERP_MAX_NODES:
+            return None
+        k = xp.arange(n, dtype=np.float64)
+        nodes = 0.5 * (a0 + a1) + 0.5 * (a1 - a0) * xp.cos((2.0 * k + 1.0) * math.pi / (2.0 * n))
+        return nodes, _lagrange_weights(alpha, nodes, xp), delta
+
+    def _rbf_paper_interp(self, src, tgt, ns, nt) -> bool:
+        """Factors with the base term interpolated in the bandwidth; False if the run-time error
+        bound exceeds ``INTERP_TOL`` (then nothing is set)."""
+        xp, p, c = self.bk.xp, self.p, self.c
+        sides = []
+        for (Db, _, Dq, alpha), (nodes, W, delta) in ((src, ns), (tgt, nt)):
+            R, T, Kc = _centred_node_kernels(Db, nodes, p, xp)
+            nb = ((W @ (Kc @ Kc.T)) * W).sum(axis=1)
+            k = xp.exp(-alpha[:, None] * Dq)
+            sk = k.sum(axis=1)
+            Ti = W @ T
+            k -= sk[:, None] / p
+            Ri = W @ R
+            Ri /= p
+            k -= Ri
+            del Ri
+            k += (Ti / (p * p))[:, None]
+            z = 1.0 - 2.0 * sk / p + Ti / (p * p)
+            d = nb + 2.0 * c * (k * k).sum(axis=1) + c * c * z * z
+            sides.append((W, Kc, nb, k, z, d, delta))
+        (Ws, Kcs, nbs, Kq, z, d, ds), (Wt, Kct, nbt, Lq, w, e, dt) = sides
+        if not (bool(xp.all(nbs > 0)) and bool(xp.all(nbt > 0))):
+            raise InputError("the base (seed) rows of one side are all identical: CKA is "
+                             "undefined")
+        bound = 2.0 * p * (ds / math.sqrt(float(d.min())) + dt / math.sqrt(float(e.min())))
+        if not bound <= INTERP_TOL:
+            return False
+        G = Kcs @ Kct.T  # <K_b'(a_k), L_b'(b_l)> at the node pairs
+        ms, mt = Ws.shape[1], Wt.shape[1]
+        left, right = self._buffer(Kq.shape[0], p, ms), self._buffer(Lq.shape[0], p, ms)
+        left[:, :p] = Kq
+        left[:, p + 2:] = Ws
+        right[:, :p] = Lq
+        right[:, p + 2:] = Wt @ G.T  # so that left . right adds l_s(a_i)^T G l_t(b_j)
+        del Kq, Lq
+        self._finish(left, z, d, right, w, e, 0.0, r=p)
+        self.base_nodes, self.base_error_bound = (ms, mt), bound
+        return True
+
+    def _rbf_paper_exact(self, src, tgt):
+        xp, p, bk = self.bk.xp, self.p, self.bk
+
+        def side(prep):
+            Db, Dc, Dq, alpha = prep
             ua, inv = xp.unique(alpha, return_inverse=True)
             inv = inv.reshape(-1)
             R, T, S2 = _rbf_stats(Db, ua, bk)
@@ -357,11 +505,11 @@ class LocalCKAScorer:
             k -= R[inv] / p
             k += (Ti / (p * p))[:, None]
             z = 1.0 - 2.0 * sk / p + Ti / (p * p)
-            setattr(self, f"sigma_{which}", xp.sqrt(med))
             return dict(Dc=Dc, alpha=alpha, ua=ua, inv=inv, R=R, T=T, nb=nb), k, z
 
-        self.src, Kq, z = side(Sq, Sb, "source")
-        self.tgt, Lq, w = side(Tq, Tb, "target")
+        self.paper = True
+        self.src, Kq, z = side(src)
+        self.tgt, Lq, w = side(tgt)
         if not (bool(xp.all(self.src["nb"] > 0)) and bool(xp.all(self.tgt["nb"] > 0))):
             raise InputError("the base (seed) rows of one side are all identical: CKA is "
                              "undefined")
@@ -452,7 +600,10 @@ def local_cka(Sq, Tq, Sb, Tb, *, kernel: str = "linear", sigma: Any = "paper",
     Complexity: linear ``O((q_s + q_t) r max(d) + q_s q_t r)`` with ``r = min(p, d_s, d_t)``;
     rbf with fixed sigma ``O((q_s + q_t) p d + p^2 d + q_s q_t p)``; ``sigma="paper"`` adds
     ``O(u p^2)`` for the base row sums of the ``u <= q`` distinct bandwidths and a
-    ``u_s x u_t x p(p-1)/2`` GEMM for the base cross term.  Memory ``O((q_s + q_t) p + p^2)``
+    ``u_s x u_t x p(p-1)/2`` GEMM for the base cross term, unless (the usual case) the
+    bandwidths of each side span a range narrow enough for the base term to be interpolated on
+    ``n <= 12`` Chebyshev nodes with a run-time bound of 1e-12 on the score error: then
+    ``O(n p^2)`` and ``n`` extra factor columns.  Memory ``O((q_s + q_t) p + p^2)``
     besides the output.  For top-k retrieval on large q use :func:`fastcka.retrieve`, which
     streams blocks and never holds the q_s x q_t matrix.
     """

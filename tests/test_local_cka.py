@@ -206,3 +206,59 @@ def test_base_sigma_agrees_with_cka_paper_sigma():
     sc = LocalCKAScorer(Sq, Tq, Sb, Tb, kernel="rbf", sigma="base", device="cpu")
     assert sc.sigma_source == pytest.approx(paper_sigma(Sb, device="cpu"), rel=1e-12)
     assert sc.sigma_target == pytest.approx(paper_sigma(Tb, device="cpu"), rel=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# sigma="paper": base term interpolated in the bandwidth (Chebyshev nodes, run-time bound)
+# --------------------------------------------------------------------------------------------
+
+
+def test_paper_sigma_interpolated_base_term_matches_exact_and_naive():
+    # many base points: every query moves its side's median very little, so the bandwidths
+    # span a narrow range and the interpolated path is taken
+    Sq, Tq, Sb, Tb = make_problem(q_s=24, q_t=20, p=80, ds=6, dt=5, seed=11)
+    fast = LocalCKAScorer(Sq, Tq, Sb, Tb, kernel="rbf", sigma="paper", device="cpu")
+    exact = LocalCKAScorer(Sq, Tq, Sb, Tb, kernel="rbf", sigma="paper", device="cpu",
+                           exact_base=True)
+    assert fast.base_nodes is not None and exact.base_nodes is None
+    assert len(np.unique(fast.sigma_source)) > fast.base_nodes[0]  # really interpolated
+    assert fast.base_error_bound <= 1e-12
+    got = fast.full()
+    np.testing.assert_allclose(got, exact.full(), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(got, naive_local_cka(Sq, Tq, Sb, Tb, "rbf", "paper"), rtol=0,
+                               atol=1e-10)
+    # blocks of the one-GEMM factors are the same scores
+    np.testing.assert_allclose(fast.block([3, 1, 7], slice(2, 9)), got[[3, 1, 7]][:, 2:9],
+                               rtol=0, atol=1e-15)
+
+
+def test_paper_sigma_wide_bandwidth_range_takes_the_exact_path():
+    # few base points and far-away queries: the per-query bandwidths differ by orders of
+    # magnitude, no node count meets the bound, the exact per-bandwidth-pair path runs
+    Sq, Tq, Sb, Tb = make_problem(q_s=40, q_t=5, p=6, seed=2)
+    Sb = Sb * np.geomspace(0.01, 100.0, 6)[:, None]
+    Sq = Sq * np.geomspace(0.01, 100.0, 40)[:, None]
+    fast = LocalCKAScorer(Sq, Tq, Sb, Tb, kernel="rbf", sigma="paper", device="cpu")
+    exact = LocalCKAScorer(Sq, Tq, Sb, Tb, kernel="rbf", sigma="paper", device="cpu",
+                           exact_base=True)
+    assert fast.base_nodes is None
+    assert len(np.unique(fast.sigma_source)) > 12
+    np.testing.assert_array_equal(fast.full(), exact.full())
+    np.testing.assert_allclose(fast.full(), naive_local_cka(Sq, Tq, Sb, Tb, "rbf", "paper"),
+                               atol=1e-9)
+
+
+def test_chebyshev_remainder_bounds_the_interpolation_error():
+    from fastcka.local_cka import _cheb_remainder, _lagrange_weights
+
+    a0, a1, dmax = 0.8, 0.83, 40.0
+    x = np.linspace(0.0, dmax, 2001)
+    a = np.linspace(a0, a1, 301)
+    for n in (2, 3, 5):
+        k = np.arange(n)
+        nodes = 0.5 * (a0 + a1) + 0.5 * (a1 - a0) * np.cos((2 * k + 1) * np.pi / (2 * n))
+        W = _lagrange_weights(a, nodes, np)
+        err = np.abs(W @ np.exp(-nodes[:, None] * x[None, :]) - np.exp(-a[:, None] * x[None, :]))
+        bound = _cheb_remainder(n, a0, a1, dmax)
+        assert err.max() <= bound * (1 + 1e-9) + 1e-16
+        assert err.max() >= bound / 20  # the bound is not vacuous
