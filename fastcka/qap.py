@@ -743,6 +743,17 @@ def rank_one_duals(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return v
 
 
+def _snap_ties(a_h, b_h, scale):
+    """``b`` with ``a + b = 0`` exactly where the full-step gain ``a + b`` is within rounding.
+
+    ``a + b`` is a difference of sums of magnitude ``scale`` (per restart), some of them updated
+    incrementally: their drift (−5.7e-14 where the exact gain is 0) must not decide an endpoint
+    tie, which the rule of :func:`_step_sizes` gives to t = 1.
+    """
+    tie = np.abs(a_h + b_h) <= 64.0 * np.finfo(np.float64).eps * scale
+    return np.where(tie, -a_h, b_h)
+
+
 def _step_sizes(a_h, b_h, s):
     """argmax over t in [0, 1] of s·(a t² + b t); endpoint ties go to t = 1 (SciPy's choice)."""
     t = np.where((a_h + b_h) * s >= 0, 1.0, 0.0)
@@ -849,7 +860,10 @@ def _faq_run(be: Backend, pr: _Problem, k: int, P, maximize, maxiter, tol, lap_k
         pPa = pP if full else pP[ai]
         a = qMQ - qMP - pMQ + pMPa                      # g(Q - P), g(X) = <X, A X Bᵀ>
         b = pMQ + qMP - 2.0 * pMPa + (cQ - cPa)          # d/dt of the objective at t = 0
-        t_h = _step_sizes(be.to_host(a).astype(np.float64), be.to_host(b).astype(np.float64), s)
+        scale = abs(qMQ) + abs(qMP) + abs(pMQ) + abs(pMPa) + abs(cQ) + abs(cPa)
+        a_h = be.to_host(a).astype(np.float64)
+        b_h = _snap_ties(a_h, be.to_host(b).astype(np.float64), be.to_host(scale).astype(np.float64))
+        t_h = _step_sizes(a_h, b_h, s)
         t = be.asarray(t_h, dt)
         tt = t[:, None, None]
         # P <- (1-t) P + t Q ; M <- (1-t) M + t M(Q) ; scalars likewise
