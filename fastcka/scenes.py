@@ -36,6 +36,9 @@ POSITIONS = {  # name -> (column, row) in a 3 x 3 grid
     "left": (0, 1), "center": (1, 1), "right": (2, 1),
     "bottom left": (0, 2), "bottom": (1, 2), "bottom right": (2, 2),
 }
+#: distinct captions (the background never has the shape's colour name): the most scenes
+MAX_SCENES = (len(SHAPES) * len(SIZES) * len(POSITIONS)
+              * sum(len([b for b in BACKGROUNDS if b != c]) for c in COLORS))
 
 
 @dataclass(frozen=True)
@@ -67,24 +70,33 @@ def scene_specs(n: int = 1000, seed: int = 0) -> list[Scene]:
     """The first ``n`` scenes of the sequence seeded by ``seed`` (ids ``scene-00000.png``, ...).
 
     Attributes are drawn uniformly and independently, except that the background never has the
-    shape's colour name.  Complexity O(n).
+    shape's colour name, and a scene whose caption an earlier scene already has is drawn again:
+    captions are unique, so every image has exactly one right caption (at most
+    :data:`MAX_SCENES` scenes).  Complexity O(n) expected draws for n well below MAX_SCENES.
     """
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise InputError(f"n must be a positive integer, got {n!r}")
+    if n > MAX_SCENES:
+        raise InputError(f"n must be at most {MAX_SCENES} (the number of distinct captions), "
+                         f"got {n}")
     rng = np.random.default_rng(seed)
     shapes, colors, sizes, pos = list(SHAPES), list(COLORS), list(SIZES), list(POSITIONS)
     bgs = list(BACKGROUNDS)
     out = []
+    seen = set()
     width = max(5, len(str(n - 1)))
-    for i in range(int(n)):
+    while len(out) < n:
         color = colors[rng.integers(len(colors))]
         choices = [b for b in bgs if b != color]
-        out.append(Scene(
-            id=f"scene-{i:0{width}d}.png", shape=shapes[rng.integers(len(shapes))], color=color,
-            size=sizes[rng.integers(len(sizes))], position=pos[rng.integers(len(pos))],
+        sc = Scene(
+            id=f"scene-{len(out):0{width}d}.png", shape=shapes[rng.integers(len(shapes))],
+            color=color, size=sizes[rng.integers(len(sizes))], position=pos[rng.integers(len(pos))],
             background=choices[rng.integers(len(choices))],
             dx=float(rng.uniform(-0.1, 0.1)), dy=float(rng.uniform(-0.1, 0.1)),
-            angle=float(rng.uniform(-20, 20))))
+            angle=float(rng.uniform(-20, 20)))
+        if sc.caption not in seen:
+            seen.add(sc.caption)
+            out.append(sc)
     return out
 
 

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from fastcka.errors import InputError
 from fastcka.scenes import COLORS, POSITIONS, SHAPES, SIZES, render_scene, scene_specs
 
 
@@ -25,6 +26,22 @@ def test_scene_specs_deterministic_and_captioned():
     assert {s.shape for s in a} == set(SHAPES) and len({s.position for s in a}) == 9
     assert any(s.caption == f"a {s.size} {s.color} {s.shape} at the top left on a {s.background} "
                "background" for s in a)
+
+
+def test_scene_captions_are_unique():
+    # before: the demo's 1000 scenes had 934 distinct captions (130 indistinguishable rows)
+    import itertools
+
+    from fastcka.scenes import BACKGROUNDS, MAX_SCENES
+
+    for n, seed in ((1000, 0), (1000, 1), (3000, 7)):
+        assert len({s.caption for s in scene_specs(n, seed=seed)}) == n
+    # the caption space, counted independently: background never named like the shape's colour
+    space = {f"{z} {c} {sh} {p} {b}" for sh, c, z, p, b in itertools.product(
+        SHAPES, COLORS, SIZES, POSITIONS, BACKGROUNDS) if b != c}
+    assert MAX_SCENES == len(space)
+    with pytest.raises(InputError, match=f"at most {len(space)}"):
+        scene_specs(len(space) + 1)
 
 
 def test_render_scene_colours_and_position():
