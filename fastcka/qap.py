@@ -80,13 +80,20 @@ def quadratic_assignment(A: Any, B: Any, method: str = "faq", options: dict | No
             None (default): the GPU only when an input is a CuPy array.
         ``n_init`` : int (1)
             Restarts run as one batch (useful with ``P0="randomized"``).  The best is returned;
-            ``res.all_fun`` holds every restart's objective and ``res.all_nit`` its iterations.
+            ``res.all_fun`` holds every restart's objective, ``res.all_nit`` its iterations and
+            ``res.best_index`` the index of the returned one (the first best on ties).  With
+            ``shuffle_input=True`` every restart draws its own ``P0`` and then its own shuffle,
+            as that many SciPy calls on one ``rng`` would (run one by one).  With an explicit
+            ``P0`` array or ``"barycenter"`` and no shuffle the restarts are identical: an
+            ``OptimizeWarning`` says so.
         ``padding`` : {None, "naive", "adopted"}
             Allow ``A`` and ``B`` of different sizes: the smaller graph is padded with isolated
             nodes (``"adopted"``: Fishkind et al.'s padding, ``2A - 1`` before zero-padding).
             ``col_ind`` has ``len(A)`` entries in the caller's indices, ``-1`` for nodes of ``A``
             left unmatched (when ``A`` is the larger graph); ``fun`` is evaluated on the original
-            matrices over matched pairs.
+            matrices over matched pairs.  ``-1`` is a valid NumPy index (the last node of
+            ``B``): select the matched rows first, ``m = res.col_ind >= 0``, then use
+            ``res.col_ind[m]``.
         ``S`` : (n, n) array, optional
             Linear similarity term: adds ``trace(Sᵀ P) = Σ_i S[i, col_ind[i]]`` to the objective
             (``S[i, j]``: how much node ``i`` of ``A`` resembles node ``j`` of ``B``; with
@@ -118,7 +125,7 @@ def quadratic_assignment(A: Any, B: Any, method: str = "faq", options: dict | No
     -------
     res : scipy.optimize.OptimizeResult
         ``col_ind`` (NumPy int array), ``fun`` (objective of ``col_ind``), ``nit`` (iterations of
-        the returned restart); with ``n_init > 1`` also ``all_fun``, ``all_nit``.
+        the returned restart); with ``n_init > 1`` also ``all_fun``, ``all_nit``, ``best_index``.
 
     Notes
     -----
@@ -388,10 +395,28 @@ def _faq(A, B, maximize=False, partial_match=None, rng=None, P0="barycenter",
         if msg is not None:
             raise ValueError(msg)
 
+    p0_kind = P0 if isinstance(P0, str) else "array"
+    if n_init > 1 and n_free > 0:
+        if shuffle_input:
+            # each restart its own shuffle, after its own P0 draw (SciPy's order, call by call):
+            # one problem per restart, its random matrix drawn only when it runs
+            runs = [_faq(A, B, maximize=maximize, partial_match=partial_match, rng=rng, P0=P0,
+                         shuffle_input=True, maxiter=maxiter, tol=tol, device=device, n_init=1,
+                         padding=padding, S=S, lap=lap, dtype=dtype, factored=factored)
+                    for _ in range(n_init)]
+            all_fun = np.array([float(r.fun) for r in runs])
+            best = int(np.argmax(all_fun) if maximize else np.argmin(all_fun))
+            return OptimizeResult(dict(runs[best], all_fun=all_fun,
+                                       all_nit=np.array([r.nit for r in runs], dtype=int),
+                                       best_index=best))
+        if p0_kind != "randomized":
+            warnings.warn(f"n_init={n_init} restarts from the same P0 ({p0_kind}) without "
+                          "shuffle_input are identical: use P0='randomized' or shuffle_input=True",
+                          OptimizeWarning, stacklevel=3)
+
     # random draws happen in SciPy's order: P0 first, then the shuffle.  With several restarts
     # (and no shuffle) the draws are made batch by batch, in restart order, to bound memory.
     K_host = None
-    p0_kind = P0 if isinstance(P0, str) else "array"
     if p0_kind == "randomized" and n_free > 0 and not be.is_gpu:
         K_host = _host_starts(rng, n_free, n_init, shuffle_input)
     gpu_seed = int(rng.integers(0, 2**63 - 1) if hasattr(rng, "integers")

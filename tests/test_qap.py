@@ -472,3 +472,54 @@ def test_endpoint_ties_take_the_full_step(seed):
     np.testing.assert_array_equal(res.col_ind, col)
     np.testing.assert_array_equal(ref.col_ind, col)
     assert res.nit == nit
+
+
+# ---------------------------------------------------------------- restarts (issue 12, item 14)
+
+@pytest.mark.parametrize("P0", ["randomized", "barycenter"])
+def test_shuffled_restarts_each_draw_their_own_start_and_shuffle(P0):
+    # before: one shuffle for every restart, and every P0 drawn up front
+    A, B, _ = _problem(12, False, 4)
+    pm = [[0, 3], [5, 1]]
+    opts = dict(P0=P0, shuffle_input=True, partial_match=pm, tol=1e-6)
+    g = np.random.default_rng(7)
+    refs = [scipy_qap(A, B, options=dict(opts, rng=g)) for _ in range(5)]  # one call per restart
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OptimizeWarning)  # restarts differ: no warning
+        res = quadratic_assignment(A, B, options=dict(opts, rng=np.random.default_rng(7),
+                                                      n_init=5))
+    np.testing.assert_allclose(res.all_fun, [r.fun for r in refs], rtol=1e-10)
+    np.testing.assert_array_equal(res.all_nit, [r.nit for r in refs])
+    best = int(np.argmin([r.fun for r in refs]))
+    assert res.best_index == best and res.all_fun[best] == res.fun
+    np.testing.assert_array_equal(res.col_ind, refs[best].col_ind)
+
+
+def test_identical_restarts_warn():
+    A, B, _ = _problem(10, True, 2)
+    P0 = doubly_stochastic(np.random.default_rng(0).random((10, 10)), tol=1e-12)
+    for p0 in ("barycenter", P0):
+        with pytest.warns(OptimizeWarning, match="identical"):
+            res = quadratic_assignment(A, B, options=dict(P0=p0, n_init=3))
+        assert np.ptp(res.all_fun) == 0 and res.best_index == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OptimizeWarning)
+        quadratic_assignment(A, B, options=dict(P0="randomized", n_init=3,
+                                                    rng=np.random.default_rng(0)))
+        quadratic_assignment(A, B, options=dict(P0="barycenter", n_init=1))
+
+
+@pytest.mark.parametrize("method", ["faq", "2opt"])
+def test_unmatched_padded_nodes_are_minus_one_and_never_indexed(method):
+    # -1 would silently index B's last node: select the matched rows first
+    A, _, _ = _problem(9, True, 3)
+    B = A[:6, :6] + 0.0
+    res = quadratic_assignment(A, B, method, options=dict(padding="naive", maximize=True,
+                                                          rng=np.random.default_rng(0)))
+    m = res.col_ind >= 0
+    assert len(res.col_ind) == 9 and (~m).sum() == 3 and (res.col_ind[~m] == -1).all()
+    cols = res.col_ind[m]
+    assert sorted(cols) == list(range(6))
+    rows = np.flatnonzero(m)
+    assert res.fun == pytest.approx(np.sum(A[np.ix_(rows, rows)] * B[np.ix_(cols, cols)]),
+                                    rel=1e-12)
