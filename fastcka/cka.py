@@ -396,9 +396,9 @@ def _cka_from(st: _Stats, a: int, b: int, estimator: str) -> float:
 
 def _ratio(kl: float, kk: float, ll: float) -> float:
     if kk < 0 or ll < 0:
-        warnings.warn(f"a self-HSIC is negative (HSIC(K,K)={kk:.3g}, HSIC(L,L)={ll:.3g}; the "
-                      "unbiased estimator on few or degenerate samples): CKA is undefined, "
-                      "returning NaN", RuntimeWarning, stacklevel=3)
+        warnings.warn(f"a self-HSIC is negative (HSIC(K,K)={kk:.3g}, HSIC(L,L)={ll:.3g}: both "
+                      "estimators are >= 0 in exact arithmetic, so round-off on a (near-)"
+                      "degenerate kernel): CKA is undefined, returning NaN", RuntimeWarning, stacklevel=3)
         return math.nan
     den = math.sqrt(kk * ll)
     if den == 0:
