@@ -523,3 +523,54 @@ def test_unmatched_padded_nodes_are_minus_one_and_never_indexed(method):
     rows = np.flatnonzero(m)
     assert res.fun == pytest.approx(np.sum(A[np.ix_(rows, rows)] * B[np.ix_(cols, cols)]),
                                     rel=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# near-symmetric inputs (rounding left by H K H centring) take the symmetric iteration
+# --------------------------------------------------------------------------------------------
+
+
+def _hkh(X):
+    K = X @ X.T
+    H = np.eye(len(X)) - 1.0 / len(X)
+    return H @ K @ H
+
+
+def test_centred_kernels_take_the_symmetric_path_and_match_scipy():
+    from fastcka import qap as q
+    from fastcka.backend import NUMPY_BACKEND
+
+    rng = np.random.default_rng(5)
+    n, m = 40, 8
+    Z = rng.standard_normal((n, 3))
+    A = _hkh(np.hstack([Z, 0.3 * rng.standard_normal((n, 4))]))
+    B = _hkh(np.hstack([Z, 0.3 * rng.standard_normal((n, 5))]))
+    assert not np.array_equal(A, A.T) and not np.array_equal(B, B.T)  # rounding asymmetry
+    ident = np.arange(n)
+    pr = q._build_problem(NUMPY_BACKEND, A, B, None, ident, ident, m, np.float64, False)
+    assert pr.symmetric
+    np.testing.assert_array_equal(pr.A22, pr.A22.T)
+    seeds = np.column_stack([np.arange(m), np.arange(m)])
+    for P0 in ("barycenter", "randomized"):
+        opts = dict(maximize=True, partial_match=seeds, P0=P0, rng=3, shuffle_input=False)
+        ref = scipy_qap(A, B, options=opts)
+        got = quadratic_assignment(A, B, options=opts)
+        np.testing.assert_array_equal(got.col_ind, ref.col_ind)
+        assert got.fun == pytest.approx(ref.fun, rel=1e-12)
+        assert got.fun == _score(A, B, got.col_ind)  # fun on the inputs as given
+
+
+def test_truly_asymmetric_inputs_keep_the_general_path():
+    from fastcka import qap as q
+    from fastcka.backend import NUMPY_BACKEND
+
+    rng = np.random.default_rng(6)
+    n = 30
+    A = _hkh(rng.standard_normal((n, 4)))
+    A[3, 7] += 1e-9 * np.abs(A).max()  # far above rounding: a real (tiny) asymmetry
+    B = _hkh(rng.standard_normal((n, 4)))
+    ident = np.arange(n)
+    pr = q._build_problem(NUMPY_BACKEND, A, B, None, ident, ident, 0, np.float64, False)
+    assert not pr.symmetric
+    np.testing.assert_array_equal(pr.A22, A)  # untouched
+    assert q._near_symmetric(np, B) and not q._near_symmetric(np, A)
