@@ -3,7 +3,6 @@ atomic result files (.csv, .tsv, .json, .h5 chosen by suffix)."""
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import click
 import numpy as np
 
-from fastcka._io import atomic_path
+from fastcka._table import write_rows  # noqa: F401  (re-exported for the subcommands)
 from fastcka.errors import InputError
 
 from ._options import dumps, settings, warn
@@ -188,62 +187,6 @@ def check_result_path(path: str | None) -> None:
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
         raise click.BadParameter(f"output folder does not exist: {parent}", param_hint="'-o'")
-
-
-def write_rows(path: str, rows: list[dict[str, Any]], *, meta: dict[str, Any] | None = None) -> None:
-    """Write result rows atomically; the format follows the suffix.
-
-    ``.csv``/``.tsv``: a header and one line per row (list values joined with ``;``).
-    ``.json``: ``{"meta": ..., "rows": [...]}``.  ``.h5``: one dataset per column (strings as
-    UTF-8, lists as 2-D arrays) and ``meta`` as JSON in the root attribute ``meta``.
-    """
-    p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix not in RESULT_SUFFIXES:
-        raise InputError(f"unsupported output suffix {suffix or '(none)'!r}; use one of "
-                         f"{', '.join(RESULT_SUFFIXES)}")
-    columns: list[str] = []
-    for r in rows:
-        for k in r:
-            if k not in columns:
-                columns.append(k)
-    with atomic_path(p, suffix=suffix) as tmp:
-        if suffix in (".csv", ".tsv"):
-            with open(tmp, "w", newline="", encoding="utf-8") as fh:
-                w = csv.writer(fh, delimiter="\t" if suffix == ".tsv" else ",")
-                w.writerow(columns)
-                for r in rows:
-                    w.writerow([_cell(r.get(c)) for c in columns])
-        elif suffix == ".json":
-            tmp.write_text(dumps({"meta": meta or {}, "rows": rows}), encoding="utf-8")
-        else:
-            import h5py
-
-            with h5py.File(tmp, "w") as f:
-                f.attrs["meta"] = dumps(meta or {})
-                for c in columns:
-                    vals = [r.get(c) for r in rows]
-                    if vals and all(isinstance(v, str) for v in vals):
-                        f.create_dataset(c, data=np.array(vals, dtype=object),
-                                         dtype=h5py.string_dtype("utf-8"))
-                    elif vals and isinstance(vals[0], (list, tuple, np.ndarray)):
-                        arr = np.asarray(vals)
-                        if arr.dtype.kind in "OUS":
-                            f.create_dataset(c, data=arr.astype(object),
-                                             dtype=h5py.string_dtype("utf-8"))
-                        else:
-                            f.create_dataset(c, data=arr)
-                    else:
-                        f.create_dataset(c, data=np.asarray(vals))
-
-
-def _cell(v: Any) -> Any:
-    if isinstance(v, (list, tuple, np.ndarray)):
-        return ";".join(str(_cell(x)) for x in v)
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
-
 
 
 def load_split(src: str, tgt: str, *, direction: str, n_seeds: int | None, seed_ids: str | None,

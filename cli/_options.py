@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import math
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import click
+
+from fastcka._table import dumps, to_json  # noqa: F401  (one JSON encoder for library and CLI)
 
 log = logging.getLogger("fastcka")
 
@@ -95,31 +95,6 @@ def emit(result: dict[str, Any], text: str | None, as_json: bool) -> None:
         click.echo(dumps(result))
     elif text is not None:
         click.echo(text)
-
-
-def dumps(obj: Any, **kw: Any) -> str:
-    """Strict JSON (NaN and infinities as ``null``; NumPy values as Python ones)."""
-    return json.dumps(to_json(obj), allow_nan=False, **kw)
-
-
-def to_json(o: Any) -> Any:
-    """``o`` with every value JSON can hold: NumPy scalars/arrays as Python ones, tuples as
-    lists, non-finite floats as ``None`` (``null``), anything else unknown as its string."""
-    import numpy as np
-
-    if isinstance(o, dict):
-        return {str(k): to_json(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [to_json(v) for v in o]
-    if isinstance(o, np.ndarray):
-        return to_json(o.tolist())
-    if isinstance(o, np.generic):
-        return to_json(o.item())
-    if isinstance(o, float):
-        return o if math.isfinite(o) else None
-    if o is None or isinstance(o, (str, int)):
-        return o
-    return str(o)
 
 
 def jsonable(o: Any) -> Any:

@@ -34,6 +34,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "embed": ("fastcka.cli.embed", "command"),
     "demo": ("fastcka.cli.demo", "command"),
     "merge": ("fastcka.cli.merge", "command"),
+    "eval": ("fastcka.cli.eval", "command"),
 }
 
 

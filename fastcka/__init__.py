@@ -32,6 +32,10 @@ _LAZY = {
     "retrieve": "fastcka.retrieval",
     "match_scores": "fastcka.retrieval",
     "score_matrix": "fastcka.retrieval",
+    # the paper's experiments
+    "evaluate": "fastcka.evaluate",
+    "EvalTable": "fastcka.evaluate",
+    "read_table": "fastcka.evaluate",
     # embedding store
     "read_store": "fastcka.store",
     "write_store": "fastcka.store",
