@@ -725,9 +725,16 @@ def _apply_M(pr: _Problem, P, transpose=False):
     if pr.factored:
         W = _rmul(pr, _lmul(pr, pr.X2.T, P), pr.Y2)            # X2ᵀ P Y2  (k, p, q)
         return _rmul(pr, _lmul(pr, pr.X2, W), pr.Y2.T)
-    if transpose:
-        return _lmul(pr, pr.A22T, _rmul(pr, P, pr.B22))
-    return _lmul(pr, pr.A22, _rmul(pr, P, pr.B22T))
+    W, R = (pr.A22T, pr.B22) if transpose else (pr.A22, pr.B22T)
+    Y = _rmul(pr, P, R)
+    if pr.xp is not np:
+        return _lmul(pr, W, Y)
+    # on the CPU W·Y[r] for all r as one tall GEMM, (Y[r]ᵀ Wᵀ)ᵀ over the stacked Y[r]ᵀ:
+    # ~1.4× faster than k batched n×n products at n = 500
+    k, a, b = Y.shape
+    Yt = np.ascontiguousarray(Y.transpose(0, 2, 1))
+    del Y
+    return (Yt.reshape(k * b, a) @ W.T).reshape(k, b, W.shape[0]).transpose(0, 2, 1)
 
 
 def _apply_M_perm(pr: _Problem, cols, transpose=False):

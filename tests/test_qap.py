@@ -574,3 +574,22 @@ def test_truly_asymmetric_inputs_keep_the_general_path():
     assert not pr.symmetric
     np.testing.assert_array_equal(pr.A22, A)  # untouched
     assert q._near_symmetric(np, B) and not q._near_symmetric(np, A)
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_apply_M_stacked_gemm_matches_per_restart_products(transpose):
+    # the CPU path computes A₂₂ P B₂₂ᵀ of all restarts as one tall GEMM
+    from fastcka import qap as q
+    from fastcka.backend import NUMPY_BACKEND
+
+    rng = np.random.default_rng(8)
+    n, m, k = 23, 4, 5
+    A, B = rng.standard_normal((n, n)), rng.standard_normal((n, n))
+    ident = np.arange(n)
+    pr = q._build_problem(NUMPY_BACKEND, A, B, None, ident, ident, m, np.float64, False)
+    P = rng.random((k, n - m, n - m))
+    got = q._apply_M(pr, P, transpose=transpose)
+    A22, B22 = A[m:, m:], B[m:, m:]
+    for r in range(k):
+        ref = A22.T @ P[r] @ B22 if transpose else A22 @ P[r] @ B22.T
+        np.testing.assert_allclose(got[r], ref, rtol=1e-13, atol=1e-13)
