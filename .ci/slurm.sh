@@ -10,7 +10,7 @@ dir=${2:?usage: slurm.sh start|stop DIR}
 ctld_port=${FASTCKA_SLURMCTLD_PORT:-16817}
 slurmd_port=${FASTCKA_SLURMD_PORT:-16818}
 node=$(hostname -s)
-cpus=$(nproc)
+cpus=$(getconf _NPROCESSORS_ONLN)   # not nproc: it follows OMP_NUM_THREADS
 mem_mb=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) * 9 / 10240 ))
 
 stop() {

@@ -67,6 +67,15 @@ def _wait_idle(env, timeout=180):
     raise AssertionError(f"jobs still queued after {timeout} s: {q}")
 
 
+def _diagnostics(env, work) -> str:
+    """What SLURM and the worker jobs said (for a failure message)."""
+    q = subprocess.run(["squeue", "-o", "%i %j %T %R"], env=env, capture_output=True,
+                       text=True).stdout
+    logs = "".join(f"\n--- {p.name}\n" + p.read_text()[-1500:]
+                   for p in sorted(Path(work).glob("slurm-*.out")))
+    return f"\nsqueue:\n{q}{logs}"
+
+
 def test_job_array_of_retrieve_shards_then_merge(slurm, tmp_path):
     files = doc_files()
     work = tmp_path / "work"
@@ -110,7 +119,7 @@ def test_slurmcluster_with_two_jobs_runs_faq_restarts(slurm, tmp_path, monkeypat
         seen = max(seen, len(q))
         time.sleep(0.3)
     out, err = run.communicate(timeout=60)
-    assert run.returncode == 0, err[-3000:]
+    assert run.returncode == 0, err[-2000:] + _diagnostics(slurm, work)
     assert "same as in-process" in out
     assert seen == 2, f"{seen} SLURM jobs seen running"
     _wait_idle(slurm, 60)
@@ -131,7 +140,7 @@ def test_cli_scheduler_slurm_match_equals_in_process(slurm, tmp_path):
                      "jobqueue.yaml"]):
         p = subprocess.run(["fastcka", *pre, *argv], cwd=work, env=slurm, capture_output=True,
                            text=True, timeout=300)
-        assert p.returncode == 0, p.stderr[-3000:]
+        assert p.returncode == 0, p.stderr[-2000:] + _diagnostics(slurm, work)
         r = json.loads(p.stdout)
         res.append((r["objective"], r["accuracy"], r["objective_spread"]))
     assert res[0] == res[1]
