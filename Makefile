@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: setup test lint demo bench gpu-check clean
+.PHONY: setup test lint demo bench gpu-check clean experiments
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ bench: $(STAMP)
 	$(PY) bench/qap.py
 	$(PY) bench/local_cka.py
 	$(PY) bench/embed.py
+
+# The paper's experiments on ../shared/data (resumable: rerun after an interruption);
+# docs/results/ receives the tables and docs/results/report/ the plots. N_INIT=500 for the paper's restarts.
+experiments: $(STAMP)
+	bash bench/experiments.sh
 
 # On a GPU machine (no network, packages preinstalled): install the project without dependencies
 # over what is there, then run the GPU tests and benchmarks; results go under $$OUT.

@@ -35,6 +35,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("fastcka.cli.demo", "command"),
     "merge": ("fastcka.cli.merge", "command"),
     "eval": ("fastcka.cli.eval", "command"),
+    "report": ("fastcka.cli.report", "command"),
 }
 
 

@@ -253,3 +253,23 @@ def test_cli_bad_input(stores, capsys, extra, needle, monkeypatch):
     assert_one_line_error(code, err, needle)
     assert not (d / "r.csv").exists()
     assert not [f for f in os.listdir(d) if f.startswith(".r.csv")]
+
+
+def test_report_writes_markdown_and_plots(stores, capsys):
+    d, X, Y = stores
+    t = fastcka.evaluate(X, Y, methods="faq:rbf,linreg", seeds=[8, 16], queries=20, draws=2,
+                         n_init=2, directions="both")
+    t.write(str(d / "t.csv"))
+    code, so, err = run(["report", d / "t.csv", "-o", d / "rep"], capsys)
+    assert code == 0, err
+    md = (d / "rep" / "report.md").read_text()
+    s = {(r["method"], r["n_seeds"], r["direction"]): r for r in t.summary()}
+    want = s[("linreg", 16, "tgt-to-src")]
+    assert f"{want['accuracy']:.3f} ± {want['accuracy_std']:.3f}" in md
+    acc = [r["accuracy"] for r in t if (r["method"], r["n_seeds"], r["direction"])
+           == ("linreg", 16, "tgt-to-src")]
+    assert want["accuracy"] == pytest.approx(np.mean(acc)) and want["draws"] == 2
+    for f in ("accuracy_src-to-tgt.png", "topk_tgt-to-src.png", "seed_cka.png"):
+        assert (d / "rep" / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, so, err = run(["report", d / "missing.csv", "-o", d / "rep2"], capsys)
+    assert_one_line_error(code, err, "not found")
