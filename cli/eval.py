@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from ._common import check_result_path, load_pair
-from ._options import device_option, emit, json_option, resolve, seed_option
+from ._options import device_option, emit, json_option, resolve, scheduler_context, seed_option
 
 
 def journal_path(output: str) -> Path:
@@ -131,8 +131,9 @@ def command(src, tgt, base, methods, seeds, queries, draws, direction, seed_stra
                             f"d={row['draw']} acc={row['accuracy']:.3f}")
 
     try:
-        table = ev.evaluate(a.X, b.X, methods=methods, directions=direction, done=done,
-                            on_row=on_row, **prep_kw)
+        with scheduler_context(s) as ex:
+            table = ev.evaluate(a.X, b.X, methods=methods, directions=direction, done=done,
+                                on_row=on_row, scheduler=ex, **prep_kw)
     finally:
         journal.close()
         bar.close()

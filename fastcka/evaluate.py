@@ -420,6 +420,10 @@ def read_table(path: str) -> EvalTable:
     return EvalTable(rows, meta)
 
 
+def _cell_task(prep: Prepared, cell: Cell) -> dict[str, Any]:
+    return evaluate_cell(prep, cell)
+
+
 def evaluate(S: Any, T: Any, *, methods: Any = ("faq", "local-cka", "linreg", "relative"),
              seeds: Any = DEFAULT_SEEDS, queries: int = 500, draws: Any = 3,
              directions: Any = ("src-to-tgt",), base: tuple | None = None,
@@ -428,7 +432,8 @@ def evaluate(S: Any, T: Any, *, methods: Any = ("faq", "local-cka", "linreg", "r
              ids_S: Any = None, ids_T: Any = None, lap: str = "auto", solver: Any = None,
              done: Iterable[dict[str, Any]] = (),
              on_row: Callable[[dict[str, Any]], None] | None = None,
-             progress: Callable[[int, int, Cell], None] | None = None) -> EvalTable:
+             progress: Callable[[int, int, Cell], None] | None = None,
+             scheduler: Any = None) -> EvalTable:
     """Run the paper's protocol over a grid and return the tidy table (one row per cell).
 
     Parameters
@@ -460,6 +465,10 @@ def evaluate(S: Any, T: Any, *, methods: Any = ("faq", "local-cka", "linreg", "r
     done : rows already computed (e.g. by an interrupted run); their cells are not recomputed.
     on_row : called with each new row as soon as its cell finishes (to journal it).
     progress : called as ``progress(i, total, cell)`` before each cell.
+    scheduler : None, str or fastcka.parallel.Executor
+        Run the cells as tasks of a Dask cluster (one task per cell, the prepared data sent
+        once per worker, see :mod:`fastcka.parallel`); the rows are the in-process ones (but
+        for ``seconds``), and ``on_row`` is called for each once all have come back.
 
     Returns
     -------
@@ -477,6 +486,18 @@ def evaluate(S: Any, T: Any, *, methods: Any = ("faq", "local-cka", "linreg", "r
     check_cells(cells, prep)
     have = {tuple(r[c] for c in KEY): r for r in (_normalise(r) for r in done)}
     rows = []
+    if scheduler not in (None, "none"):
+        from .parallel import executor
+
+        todo = [c for c in cells if c.key not in have]
+        with executor(scheduler) as ex:
+            got = dict(zip([c.key for c in todo],
+                           ex.map(_cell_task, [(c,) for c in todo], shared=prep), strict=True))
+        for cell in cells:
+            if cell.key not in have and on_row is not None:
+                on_row(got[cell.key])
+            rows.append(have[cell.key] if cell.key in have else got[cell.key])
+        cells = []
     for i, cell in enumerate(cells):
         if cell.key in have:
             rows.append(have[cell.key])

@@ -220,3 +220,20 @@ def test_cli_retrieve_on_a_scheduler_equals_in_process(stores, cluster, capsys, 
         assert code == 0, err
         files.append(o.read_bytes())
     assert files[0] == files[1]
+
+
+def test_eval_grid_cells_equal_in_process(cluster):
+    from fastcka.evaluate import _same_rows, evaluate
+
+    rng = np.random.default_rng(6)
+    Z = rng.normal(size=(80, 4))
+    S = np.tanh(Z @ rng.normal(size=(4, 9)))
+    T = Z @ rng.normal(size=(4, 6)) + 0.05 * rng.normal(size=(80, 6))
+    kw = {"methods": ["faq:rbf", "local-cka:linear", "linreg"], "seeds": [10, 20],
+          "queries": 30, "draws": 2, "n_init": 4, "device": "cpu"}
+    ref = evaluate(S, T, **kw)
+    seen = []
+    got = evaluate(S, T, scheduler=cluster, on_row=seen.append, **kw)
+    assert len(ref) == len(got) == len(seen) == 12
+    assert _same_rows(got.rows, ref.rows, skip=("seconds",))     # every column but the timing
+    assert [r["accuracy"] for r in got.rows] == [r["accuracy"] for r in ref.rows]
