@@ -137,4 +137,29 @@ def parse_sigma(value: str, names: tuple[str, ...]) -> str | float:
     if not (math.isfinite(f) and f > 0):
         raise click.BadParameter(f"sigma must be a positive number, got {value!r}",
                                  param_hint="'--sigma'")
+    if not (_SIGMA_MIN <= f <= _SIGMA_MAX):  # sigma**2 must be a normal float64
+        raise click.BadParameter(f"sigma must lie between {_SIGMA_MIN:.1e} and {_SIGMA_MAX:.1e} "
+                                 f"(its square must be a normal float), got {value!r}",
+                                 param_hint="'--sigma'")
     return f
+
+
+_SIGMA_MIN = 1.5e-154
+_SIGMA_MAX = 1.3e154
+
+
+class PositiveFloat(click.ParamType):
+    """A finite number > 0 (``nan`` and ``inf`` refused, unlike ``click.FloatRange``)."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        try:
+            f = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not (math.isfinite(f) and f > 0):
+            self.fail(f"must be a finite positive number, got {value!r}", param, ctx)
+        return f

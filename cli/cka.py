@@ -13,6 +13,8 @@ from pathlib import Path
 import click
 import numpy as np
 
+from fastcka._io import check_outputs
+
 from ._common import check_result_path, emit_result, load_many, write_rows
 from ._options import device_option, examples, json_option, parse_sigma, resolve, seed_option
 
@@ -106,6 +108,7 @@ def command(stores, metric, kernel, sigma, threshold, estimator, k, permutations
         raise click.UsageError("--permutations needs exactly two stores and --metric cka")
     check_result_path(output)
     _check_plot_path(plot)
+    check_outputs({"-o": output, "--plot": plot}, stores)
     sets = load_many(list(stores), min_common=4)
     names = [_label(s) for s in stores]
     if len(set(names)) < len(names):

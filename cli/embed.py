@@ -32,6 +32,16 @@ def _common(f):
     return f
 
 
+def _check_output(output: str, *inputs) -> None:
+    """Refuse a bad or input-overwriting STORE before any model is loaded or input read."""
+    from fastcka._io import check_outputs
+    from fastcka.store import check_store_target, parse_spec
+
+    path, _ = parse_spec(output)
+    check_outputs({"-o": path}, inputs)
+    check_store_target(path)
+
+
 def _summary(rep, what: str, rows: str | None = None) -> str:
     """The text report; ``rows`` names a row when it differs from an input (a text row is an
     image id holding the mean of its captions), so rows and inputs are counted separately."""
@@ -83,6 +93,7 @@ def image(input_, output, encoder, batch_size, on_error, image_column, images_di
     from fastcka.encoders import embed_images, get_encoder
 
     s = resolve(device, json_)
+    _check_output(output, input_, images_dir)
     records = read_images(input_, image_column=image_column, images_dir=images_dir, limit=limit)
     enc = get_encoder(encoder, "image", device=s.device, dtype=dtype, pooling=pooling)
     rep = embed_images(records, enc, output, batch_size=batch_size, workers=workers, resume=resume,
@@ -121,6 +132,7 @@ def text(input_, output, encoder, batch_size, caption_mean, lang, caption_column
     from fastcka.encoders import embed_texts, get_encoder
 
     s = resolve(device, json_)
+    _check_output(output, input_, ids_file)
     records = read_texts(input_, lang=lang, caption_column=caption_column,
                          image_column=image_column, ids_file=ids_file, limit=limit)
     enc = get_encoder(encoder, "text", device=s.device, dtype=dtype, pooling=pooling)

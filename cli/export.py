@@ -7,10 +7,17 @@ from pathlib import Path
 import click
 import numpy as np
 
-from fastcka._io import atomic_path, atomic_write_text
+from fastcka._io import atomic_path, atomic_write_text, check_outputs
 
 from ._common import emit_result
 from ._options import examples, json_option, resolve
+
+
+class _Writes:
+    """A file seen only through its ``write`` method."""
+
+    def __init__(self, fh) -> None:
+        self.write = fh.write
 
 
 @click.command("export", epilog=examples(
@@ -31,10 +38,12 @@ def command(store: str, output: Path, ids_out: Path | None, json_: bool) -> None
                                  param_hint="'-o' / '--output'")
     if ids_out is not None and ids_out.resolve() == output.resolve():
         raise click.BadParameter("--ids-out must differ from the .npy output", param_hint="'--ids-out'")
+    check_outputs({"-o": output, "--ids-out": ids_out}, [store])
     es = read_store(store)
     with atomic_path(output, suffix=".npy") as tmp:
         with open(tmp, "wb") as fh:
-            np.save(fh, es.X, allow_pickle=False)
+            # through .write (not ndarray.tofile) so that a full disk is an ENOSPC OSError
+            np.save(_Writes(fh), es.X, allow_pickle=False)
         if ids_out is not None:
             atomic_write_text(ids_out, "".join(f"{i}\n" for i in es.ids.tolist()))
     result = {"store": es.spec, "output": str(output), "ids_out": str(ids_out) if ids_out else None,

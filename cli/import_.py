@@ -58,16 +58,26 @@ def _pick(names: list[str], wanted: str | None, src: Path, what: str = "array") 
 def _load_npy(src: Path) -> tuple[np.ndarray, list[str] | None, dict]:
     try:
         X = np.load(src, allow_pickle=False)
-    except ValueError as exc:
+    except (ValueError, EOFError, OSError) as exc:  # empty, truncated or not an array
         raise InputError(f"cannot read {src} as a .npy array: {' '.join(str(exc).split())}") from None
     return X, None, {}
 
 
 def _load_npz(src: Path, array: str | None) -> tuple[np.ndarray, list[str] | None, dict]:
+    import zipfile
+    import zlib
+
     try:
-        z = np.load(src, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise InputError(f"cannot read {src} as a .npz archive: {' '.join(str(exc).split())}") from None
+        return _load_npz_arrays(src, array)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"cannot read {src} as a .npz archive (truncated or damaged?): "
+                         f"{' '.join(str(exc).split()) or type(exc).__name__}") from None
+
+
+def _load_npz_arrays(src: Path, array: str | None) -> tuple[np.ndarray, list[str] | None, dict]:
+    z = np.load(src, allow_pickle=False)
     with z:
         names = [n for n in z.files if n != "ids"]
         name = _pick(names, array, src) if array is not None else _pick(
@@ -84,7 +94,7 @@ def _load_npz(src: Path, array: str | None) -> tuple[np.ndarray, list[str] | Non
 
 def _load_text_table(src: Path) -> tuple[np.ndarray, list[str] | None, dict]:
     delim = "\t" if src.suffix.lower() == ".tsv" else ","
-    with open(src, newline="", encoding="utf-8") as fh:
+    with open(src, newline="", encoding="utf-8-sig") as fh:  # a UTF-8 BOM is not part of a header
         rows = [r for r in csv.reader(fh, delimiter=delim)]
     while rows and not any(c.strip() for c in rows[-1]):
         rows.pop()
@@ -204,14 +214,24 @@ def command(src: Path, store: str, ids_file: Path | None, modality: str, name: s
             encoder: str, group: str | None, array: str | None, dtype: str | None,
             nonfinite: str, compression: str, json_: bool) -> None:
     """Import embeddings from SRC (.npy, .npz, .csv, .tsv, .pt) into an HDF5 STORE."""
-    from fastcka.store import NonfiniteWarning, parse_spec, store_info, write_store
+    from fastcka._io import check_outputs
+    from fastcka.store import (
+        NonfiniteWarning,
+        check_store_target,
+        parse_spec,
+        store_info,
+        utf8_text,
+        write_store,
+    )
 
     s = resolve(json_=json_)
     if group is not None:
         if "::" in store:
             raise click.UsageError("give the group either as STORE::/GROUP or with --group, not both")
         store = f"{store}::/{group.lstrip('/')}"
-    parse_spec(store)  # bad spec -> exit 2 before reading anything
+    out_path, _ = parse_spec(store)  # bad spec -> exit 2 before reading anything
+    check_outputs({"-o": out_path}, [src, ids_file])
+    check_store_target(out_path)
     X, src_ids, settings = load_source(src, array)
     if X.ndim != 2:
         raise InputError(f"{src}: embeddings must be a 2-D array (rows x dim), got shape {X.shape}")
@@ -220,11 +240,11 @@ def command(src: Path, store: str, ids_file: Path | None, modality: str, name: s
         ids = read_id_lines(ids_file)
         if len(ids) != X.shape[0]:
             raise InputError(f"ids file {ids_file} has {len(ids)} ids but {src} has {X.shape[0]} rows")
-    settings = {"source": src.name, **settings}
+    settings = {"source": utf8_text(src.name), **settings}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", NonfiniteWarning)
         written = write_store(store, X, ids, modality=modality, encoder=encoder, settings=settings,
-                              name=name if name is not None else src.stem, dtype=dtype,
+                              name=name if name is not None else utf8_text(src.stem), dtype=dtype,
                               nonfinite=nonfinite,
                               compression=None if compression == "none" else compression)
     for w in caught:

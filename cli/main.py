@@ -10,15 +10,17 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import signal
 import sys
 import traceback
 import warnings
 
 import click
 
+from fastcka._io import Interrupted, install_signal_handlers
 from fastcka._progress import set_progress
 from fastcka._version import __version__
-from fastcka.errors import exit_code_for, one_line
+from fastcka.errors import FastckaError, exit_code_for, one_line
 
 from ._options import Settings, examples, settings, setup_logging, warn
 
@@ -157,14 +159,19 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI and exit with 0 (ok), 2 (bad usage/input) or 1 (runtime failure)."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("FASTCKA_DEBUG", "") not in ("", "0")
+    install_signal_handlers()
     try:
         rv = cli.main(args=args, prog_name="fastcka", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
-        _error("aborted")
-        code = 1
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            click.echo("fastcka: interrupted", err=True)
+            code = 130
+        else:
+            _error("aborted")
+            code = 1
     except _NO_ARGS_IS_HELP as exc:  # bare `fastcka` or `fastcka embed`: the help, as --help
         click.echo(exc.ctx.get_help())
         code = 0
@@ -173,16 +180,17 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         _error(" ".join(exc.format_message().split()))
         code = 2 if isinstance(exc, click.UsageError) or exc.exit_code == 2 else max(exc.exit_code, 1)
-    except KeyboardInterrupt:
-        _error("interrupted")
-        code = 130
+    except (KeyboardInterrupt, Interrupted) as exc:
+        # temporaries are gone, partial folders kept for --resume; 130 (SIGINT) / 143 (SIGTERM)
+        click.echo("fastcka: interrupted", err=True)
+        code = 128 + getattr(exc, "signum", signal.SIGINT)
     except BrokenPipeError:
         code = 0
     except Exception as exc:  # the library's errors become one line
         if debug:
             traceback.print_exc()
         code = exit_code_for(exc)
-        prefix = "" if code == 2 else f"{type(exc).__name__}: "
+        prefix = "" if code == 2 or isinstance(exc, FastckaError) else f"{type(exc).__name__}: "
         _error(prefix + one_line(exc))
     sys.exit(code)
 

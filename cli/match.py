@@ -16,8 +16,11 @@ import time
 import click
 import numpy as np
 
+from fastcka._io import check_outputs
+
 from ._common import check_result_path, emit_result, load_split, split_options, write_rows
 from ._options import (
+    PositiveFloat,
     device_option,
     examples,
     info,
@@ -48,7 +51,7 @@ DIRECTIONS = ("src-to-tgt", "tgt-to-src")
               help="FAQ random restarts (run as one batch); the best objective is kept.")
 @click.option("--maxiter", type=click.IntRange(min=1), default=30, show_default=True,
               help="FAQ Frank-Wolfe iterations per restart.")
-@click.option("--tol", type=click.FloatRange(min=0, min_open=True), default=1e-5,
+@click.option("--tol", type=PositiveFloat(), default=1e-5,
               show_default=True, help="FAQ stopping tolerance.")
 @click.option("--lap", type=click.Choice(["auto", "scipy", "jv", "auction"]), default="auto",
               show_default=True,
@@ -76,6 +79,7 @@ def command(src, tgt, n_seeds, seed_ids, n_queries, query_ids, seed_strategy, me
         raise click.BadParameter("'base' is a local-cka bandwidth; use 'paper', 'kornblith' or a "
                                  "number with --method faq", param_hint="'--sigma'")
     check_result_path(output)
+    check_outputs({"-o": output}, [src, tgt, seed_ids, query_ids])
     a, b, seed_idx, query_idx = load_split(
         src, tgt, direction=direction, n_seeds=n_seeds, seed_ids=seed_ids, n_queries=n_queries,
         query_ids=query_ids, seed=s.seed, seed_strategy=seed_strategy,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 import numpy as np
 
+from fastcka._io import check_outputs
 from fastcka.parallel import parse_scheduler
 
 from ._common import check_result_path, emit_result, load_split, split_options, write_rows
@@ -78,6 +79,7 @@ def command(src, tgt, n_seeds, seed_ids, n_queries, query_ids, seed_strategy, me
         raise click.UsageError("--shard needs -o PART.h5 (the partial output to merge)")
     if part is None:
         check_result_path(output)
+    check_outputs({"-o": output}, [src, tgt, seed_ids, query_ids])
     a, b, seed_idx, query_idx = load_split(
         src, tgt, direction=direction, n_seeds=n_seeds, seed_ids=seed_ids, n_queries=n_queries,
         query_ids=query_ids, seed=s.seed, seed_strategy=seed_strategy,

@@ -85,6 +85,9 @@ def write_rows(path: str, rows: list[dict[str, Any]], *, meta: dict[str, Any] | 
                 f.attrs["meta"] = dumps(meta or {})
                 for c in columns:
                     vals = [r.get(c) for r in rows]
+                    if any(v is None for v in vals):  # HDF5 has no None: '' / NaN
+                        text = any(isinstance(v, str) for v in vals)
+                        vals = [("" if text else np.nan) if v is None else v for v in vals]
                     if vals and all(isinstance(v, str) for v in vals):
                         f.create_dataset(c, data=np.array(vals, dtype=object),
                                          dtype=h5py.string_dtype("utf-8"))
@@ -96,7 +99,12 @@ def write_rows(path: str, rows: list[dict[str, Any]], *, meta: dict[str, Any] | 
                         else:
                             f.create_dataset(c, data=arr)
                     else:
-                        f.create_dataset(c, data=np.asarray(vals))
+                        arr = np.asarray(vals)
+                        if arr.dtype.kind in "OUS":  # mixed values: their text
+                            arr = np.array([str(v) for v in vals], dtype=object)
+                            f.create_dataset(c, data=arr, dtype=h5py.string_dtype("utf-8"))
+                        else:
+                            f.create_dataset(c, data=arr)
 
 
 def _cell(v: Any) -> Any:

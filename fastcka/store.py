@@ -30,7 +30,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -41,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _io
 from ._version import __version__
 from .errors import StoreError
 
@@ -397,6 +397,8 @@ def _set_group(f, path: Path, group: str):
     emb, ids = g[EMB], g[IDS]
     if emb.ndim != 2:
         raise StoreError(f"{where}: 'embeddings' must be 2-D, got shape {emb.shape}")
+    if emb.shape[1] < 1:
+        raise StoreError(f"{where}: 'embeddings' has no columns (shape {emb.shape})")
     if emb.dtype.kind != "f" or emb.dtype.itemsize not in (2, 4, 8):
         raise StoreError(f"{where}: 'embeddings' has dtype {emb.dtype}; a store holds float32 or float16")
     if ids.ndim != 1:
@@ -438,6 +440,14 @@ def _meta_of(g) -> tuple[dict, str, str, dict]:
     except ValueError:
         settings = {}
     return attrs, str(attrs.get("modality", "other")), str(attrs.get("encoder", "")), settings
+
+
+def _check_ids_text(ids: np.ndarray, where: str) -> None:
+    """Ids read from a file: non-empty and without line breaks (else id files misalign)."""
+    bad = [i for i in ids.tolist() if not i or "\n" in i or "\r" in i]
+    if bad:
+        raise StoreError(f"{where}: ids must be non-empty strings without line breaks; "
+                         f"{len(bad)} are not: {_show(bad)}")
 
 
 def _check_unique(ids: np.ndarray, where: str) -> None:
@@ -519,6 +529,7 @@ def _open_set(spec: str | os.PathLike):
     with _open_read(path) as f:
         g = _set_group(f, path, group)
         all_ids = _read_ids(g[IDS])
+        _check_ids_text(all_ids, where)
         _check_unique(all_ids, where)
         yield g, where, all_ids
 
@@ -636,6 +647,11 @@ def align(a: EmbeddingSet | str | os.PathLike, b: EmbeddingSet | str | os.PathLi
 # writing
 # --------------------------------------------------------------------------------------------
 
+def utf8_text(s: str) -> str:
+    """``s`` as valid UTF-8 text: bytes of a non-UTF-8 file name (surrogate escapes) become U+FFFD."""
+    return s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _chunk_rows_for(n: int, dim: int, itemsize: int) -> int:
     return max(1, min(n, _CHUNK_BYTES // max(1, dim * itemsize)))
 
@@ -661,9 +677,9 @@ def _write_set(g, X: np.ndarray, ids: np.ndarray, *, modality: str, encoder: str
     g.attrs["fastcka_version"] = __version__
     g.attrs["created"] = created or datetime.now(UTC).isoformat(timespec="seconds")
     g.attrs["modality"] = modality
-    g.attrs["encoder"] = encoder
+    g.attrs["encoder"] = utf8_text(encoder)
     g.attrs["settings"] = json.dumps(settings, sort_keys=True)
-    g.attrs["name"] = name
+    g.attrs["name"] = utf8_text(name)
 
 
 def _copy_except(src, dst, target: str) -> None:
@@ -687,32 +703,60 @@ def _copy_except(src, dst, target: str) -> None:
             src.copy(obj, dst, name=k)
 
 
-def _fsync(path: Path) -> None:
-    with contextlib.suppress(OSError), open(path, "rb+") as fh:
-        os.fsync(fh.fileno())
-
-
-def _commit_set(path: Path, group: str, X: np.ndarray, ids: np.ndarray, **meta: Any) -> None:
-    """Write one set under ``path`` atomically, keeping the file's other sets."""
-    h5py = _h5py()
+def check_store_target(path: Path) -> None:
+    """Fail early on an output store path that cannot be written (before any work)."""
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise StoreError(f"output folder does not exist: {parent}")
     if path.is_dir():
         raise StoreError(f"store path is a folder: {path}")
-    existing = path.exists()
-    if existing:
+    if path.exists():
         try:
-            ok = h5py.is_hdf5(path)
+            ok = _h5py().is_hdf5(path)
         except OSError:
             ok = False
         if not ok:
             raise StoreError(f"refusing to overwrite {path}: it exists and is not an HDF5 file")
-    fd, tmp_s = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
-    os.close(fd)
-    tmp = Path(tmp_s)
+
+
+def _spec_lock(path: Path, group: str):
+    """The lock of one set's writer (held by :class:`StoreWriter` for its whole life)."""
+    where = _spec_str(path, group)
+    tag = "" if group == "/" else "." + group.strip("/").replace("/", "~")
+    return _io.locked(path, tag=tag + ".writer", wait=False, what=where)
+
+
+@contextlib.contextmanager
+def _h5_image(path: Path):
+    """An in-memory HDF5 file whose image is written to ``path`` with plain writes on success.
+
+    HDF5 never writes to the disk itself, so a full disk is one clean ``OSError`` (no HDF5
+    error stack, no half-closed file ids) and an interrupted write leaves nothing to clean.
+    Memory: the size of the file.
+    """
+    h5py = _h5py()
+    f = h5py.File(f"fastcka-image-{id(path)}", "w", driver="core", backing_store=False)
     try:
-        with h5py.File(tmp, "w") as out:
+        yield f
+        f.flush()
+        image = f.id.get_file_image()
+    finally:
+        f.close()
+    _io.write_bytes_to(path, image)
+
+
+def _commit_set(path: Path, group: str, X: np.ndarray, ids: np.ndarray, **meta: Any) -> None:
+    """Write one set under ``path`` atomically, keeping the file's other sets.
+
+    Writers of one file are serialised by its lock (another set being added waits), so a set
+    added concurrently by another process is never lost.
+    """
+    path = _io.real_target(path)
+    check_store_target(path)
+    with _io.atomic_path(path) as tmp:
+        check_store_target(path)  # may have changed while waiting for the lock
+        existing = path.exists()
+        with _h5_image(tmp) as out:
             if existing:
                 with _open_read(path) as old:
                     _copy_except(old, out, group)
@@ -722,12 +766,6 @@ def _commit_set(path: Path, group: str, X: np.ndarray, ids: np.ndarray, **meta: 
             _write_set(g, X, ids, **meta)
             if group != "/" and "format_version" not in out.attrs:
                 out.attrs["format_version"] = np.int64(FORMAT_VERSION)
-        _fsync(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
 
 
 def write_store(spec: str | os.PathLike, X: Any, ids: Any = None, *, modality: str = "other",
@@ -785,8 +823,9 @@ def write_store(spec: str | os.PathLike, X: Any, ids: Any = None, *, modality: s
     Xs, ids_a = _handle_nonfinite(Xs, ids_a, nonfinite, where)
     if Xs.shape[0] == 0:
         raise StoreError(f"{where}: every row contains NaN or Inf; nothing to write")
-    _commit_set(path, group, Xs, ids_a, modality=modality, encoder=str(encoder),
-                settings=settings, name=str(name), compression=compression)
+    with _spec_lock(_io.real_target(path), group):
+        _commit_set(path, group, Xs, ids_a, modality=modality, encoder=str(encoder),
+                    settings=settings, name=str(name), compression=compression)
     return EmbeddingSet(Xs, ids_a, modality, str(encoder), settings, {}, where)
 
 
@@ -893,15 +932,27 @@ class StoreWriter:
         self._n = 0
         self._seq = 0
         self._closed = False
-        parent = self.path.parent if str(self.path.parent) else Path(".")
-        if not parent.is_dir():
-            raise StoreError(f"output folder does not exist: {parent}")
-        if resume and self.partial.is_dir():
-            self._reopen()
-        else:
-            if self.partial.exists():
-                shutil.rmtree(self.partial) if self.partial.is_dir() else self.partial.unlink()
-            self._start(seed_from_final=resume)
+        check_store_target(self.path)
+        real = _io.real_target(self.path)
+        self.partial = partial_path(_spec_str(real, self.group))
+        self._lock = _spec_lock(real, self.group)
+        self._lock.__enter__()  # another live writer of this set: refused, naming its pid
+        try:
+            _io.remove_stale_temporaries(self.partial)
+            if resume and self.partial.is_dir():
+                self._reopen()
+            else:
+                if self.partial.exists():
+                    shutil.rmtree(self.partial) if self.partial.is_dir() else self.partial.unlink()
+                self._start(seed_from_final=resume)
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        lock, self._lock = getattr(self, "_lock", None), None
+        if lock is not None:
+            lock.__exit__(None, None, None)
 
     # -- set-up ---------------------------------------------------------------------------
     def _meta(self) -> dict:
@@ -913,8 +964,7 @@ class StoreWriter:
 
     def _start(self, seed_from_final: bool) -> None:
         meta = self._meta()
-        tmp = self.partial.with_name(self.partial.name + f".{os.getpid()}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp = _io.temp_name(self.partial)
         tmp.mkdir()
         (tmp / _META).write_text(json.dumps(meta, indent=1), encoding="utf-8")
         os.replace(tmp, self.partial)
@@ -1022,11 +1072,17 @@ class StoreWriter:
                     compression=self.compression)
         shutil.rmtree(self.partial, ignore_errors=True)
         self._closed = True
+        self._release()
         return EmbeddingSet(X, ids, self.modality, self.encoder, self.settings, {}, self.spec)
 
     def abandon(self) -> None:
         """Stop without writing the final store; the partial folder stays for ``resume=True``."""
         self._closed = True
+        self._release()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self._release()
 
     def __enter__(self) -> StoreWriter:
         return self

@@ -219,7 +219,7 @@ def embed_images(records: Sequence, encoder: ImageEncoder, output: str, *,
         if writer.n == 0:
             raise InputError(f"none of the {len(records)} images could be read "
                              f"(first: {rep.failed[0][0]!r}: {rep.failed[0][1]})")
-        rep.n_rows = writer.n
+        rep.n_rows = writer.close().n  # the rows of the final store, as written
     return rep
 
 
@@ -294,5 +294,5 @@ def embed_texts(records: Sequence, encoder: TextEncoder, output: str, *, batch_s
             if bar is not None:
                 bar.close()
         rep.seconds = time.perf_counter() - t0
-        rep.n_rows = writer.n
+        rep.n_rows = writer.close().n
     return rep
