@@ -94,13 +94,20 @@ def _rows(path: Path) -> list[dict[str, Any]]:
                         raise InputError(f"{path}: line {lineno} is not a JSON object")
                     rows.append(obj)
             return rows
-        with open(path, encoding="utf-8", newline="") as fh:
+        with open(path, encoding="utf-8-sig", newline="") as fh:  # a UTF-8 BOM is not a header
             delim = "\t" if suf == ".tsv" else ","
             reader = csv.DictReader(fh, delimiter=delim,
                                     quoting=csv.QUOTE_NONE if suf == ".tsv" else csv.QUOTE_MINIMAL)
             if reader.fieldnames is None:
                 raise InputError(f"{path} is empty (a header row is required)")
-            return list(reader)
+            rows = []
+            for row in reader:
+                if None in row:  # more fields than the header names
+                    raise InputError(f"{path} line {reader.line_num}: "
+                                     f"{len(reader.fieldnames) + len(row[None])} fields, the header "
+                                     f"has {len(reader.fieldnames)}")
+                rows.append(row)
+            return rows
     except UnicodeDecodeError as exc:
         raise InputError(f"{path} is not UTF-8 text ({exc.reason})") from None
 
@@ -317,6 +324,9 @@ def read_texts(source: str | Path, *, lang: str | None = None, caption_column: s
     if p.is_dir():
         p = _text_file_in_folder(p, lang)
     suf = p.suffix.lower()
+    if ids_file is not None and suf != ".txt":
+        raise InputError(f"an ids file applies to line-aligned .txt caption files; {p} names its "
+                         f"ids itself")
     if suf == ".txt":
         recs = _texts_from_lines(p, ids_file)
     elif suf == ".json":
