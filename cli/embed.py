@@ -34,12 +34,14 @@ def _common(f):
 
 def _check_output(output: str, *inputs) -> None:
     """Refuse a bad or input-overwriting STORE before any model is loaded or input read."""
-    from fastcka._io import check_outputs
-    from fastcka.store import check_store_target, parse_spec
+    from fastcka._io import check_outputs, real_target
+    from fastcka.store import _spec_lock, check_store_target, parse_spec
 
-    path, _ = parse_spec(output)
+    path, group = parse_spec(output)
     check_outputs({"-o": path}, inputs)
     check_store_target(path)
+    with _spec_lock(real_target(path), group):  # another live writer of STORE: refused now
+        pass
 
 
 def _summary(rep, what: str, rows: str | None = None) -> str:

@@ -27,10 +27,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import shutil
+import struct
+import time
 import warnings
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +47,8 @@ import numpy as np
 from . import _io
 from ._version import __version__
 from .errors import StoreError
+
+log = logging.getLogger("fastcka")
 
 __all__ = [
     "FORMAT_VERSION",
@@ -837,8 +843,64 @@ _META = "meta.json"
 _CHUNK_RE = re.compile(r"^chunk-(\d{8})\.h5$")
 
 
+_SEGMENT_RE = re.compile(r"^segment-(\d{8})\.fcs$")
+# one committed batch in a segment: magic, rows, embedding bytes, id bytes, CRC-32 of both
+_RECORD = struct.Struct("<4sIQQI")
+_MAGIC = b"FCR1"
+#: a resumable writer starts a new segment file after this many rows or seconds
+SEGMENT_ROWS = 10_000
+SEGMENT_SECONDS = 300.0
+
+
 def _partial_chunks(pdir: Path) -> list[Path]:
+    """HDF5 chunk files of partial folders written by fastcka before segments (read, kept)."""
     return sorted((p for p in pdir.iterdir() if _CHUNK_RE.match(p.name)), key=lambda p: p.name)
+
+
+def _partial_segments(pdir: Path) -> list[Path]:
+    return sorted((p for p in pdir.iterdir() if _SEGMENT_RE.match(p.name)), key=lambda p: p.name)
+
+
+def _record(X: np.ndarray, ids: np.ndarray) -> bytes:
+    data = np.ascontiguousarray(X, dtype=X.dtype.newbyteorder("<")).tobytes()
+    text = "\n".join(ids.tolist()).encode("utf-8")
+    return _RECORD.pack(_MAGIC, X.shape[0], len(data), len(text),
+                        zlib.crc32(text, zlib.crc32(data))) + data + text
+
+
+def _read_segment(path: Path, dim: int, dtype: np.dtype) -> tuple[list[tuple[np.ndarray, np.ndarray]], int, int]:
+    """The complete records of a segment and the byte offset where they end.
+
+    A record cut short (writer killed mid-write, disk full) or failing its CRC ends the segment:
+    it and anything after it were never committed.
+    """
+    buf = path.read_bytes()
+    dt = np.dtype(dtype).newbyteorder("<")
+    out, off = [], 0
+    while off + _RECORD.size <= len(buf):
+        magic, n, nd, ni, crc = _RECORD.unpack_from(buf, off)
+        start, end = off + _RECORD.size, off + _RECORD.size + nd + ni
+        if magic != _MAGIC or nd != n * dim * dt.itemsize or end > len(buf):
+            break
+        body = memoryview(buf)[start:end]
+        if zlib.crc32(body) != crc:
+            break
+        X = np.frombuffer(body[:nd], dtype=dt).reshape(n, dim).astype(np.dtype(dtype))
+        ids = bytes(body[nd:]).decode("utf-8").split("\n") if n else []
+        out.append((X, np.asarray(ids, dtype=str) if ids else np.zeros(0, dtype="<U1")))
+        off = end
+    return out, off, len(buf)
+
+
+def _partial_blocks(pdir: Path, meta: dict) -> Iterator[tuple[Path, np.ndarray, np.ndarray]]:
+    """``(file, X, ids)`` of every committed block of a partial folder, in append order."""
+    for c in _partial_chunks(pdir):
+        with _open_read(c) as f:
+            g = _set_group(f, c, "/")
+            yield c, g[EMB][()], _read_ids(g[IDS])
+    for s in _partial_segments(pdir):
+        for X, ids in _read_segment(s, int(meta["dim"]), np.dtype(meta["dtype"]))[0]:
+            yield s, X, ids
 
 
 def _read_meta(pdir: Path) -> dict:
@@ -857,19 +919,17 @@ def _read_meta(pdir: Path) -> dict:
 def read_partial(spec: str | os.PathLike) -> EmbeddingSet:
     """The rows an unfinished (or killed) :class:`StoreWriter` has committed so far.
 
-    Reads every completed chunk of ``partial_path(spec)`` in append order.  A chunk being written
-    when the writer died is a temporary file and is ignored.
+    Reads every committed batch of ``partial_path(spec)`` in append order.  A batch being
+    written when the writer died is incomplete (it fails its length or CRC check) and ignored.
     """
     pdir = partial_path(spec)
     if not pdir.is_dir():
         raise StoreError(f"no partial store for {spec}: {pdir} does not exist")
     meta = _read_meta(pdir)
     Xs, idss = [], []
-    for c in _partial_chunks(pdir):
-        with _open_read(c) as f:
-            g = _set_group(f, c, "/")
-            Xs.append(g[EMB][()])
-            idss.append(_read_ids(g[IDS]))
+    for _, X, ids in _partial_blocks(pdir, meta):
+        Xs.append(X)
+        idss.append(ids)
     dt = np.dtype(meta["dtype"])
     X = np.concatenate(Xs) if Xs else np.zeros((0, int(meta["dim"])), dtype=dt)
     ids = np.concatenate(idss) if idss else np.zeros(0, dtype="<U1")
@@ -900,11 +960,18 @@ class StoreWriter:
     nonfinite : {"error", "drop"}
         Rows with NaN/Inf in an appended chunk.
 
+    segment_rows, segment_seconds : int, float
+        A new segment file of the partial folder is started after this many rows or seconds
+        (defaults :data:`SEGMENT_ROWS`, :data:`SEGMENT_SECONDS`).
+
     Notes
     -----
-    Each :meth:`append` writes one HDF5 file ``chunk-NNNNNNNN.h5`` into ``partial_path(spec)``,
-    atomically (temporary name, then rename), so a killed writer leaves every completed chunk
-    readable (:func:`read_partial`) and nothing under the final name.  :meth:`close` (or leaving
+    Each :meth:`append` appends one checksummed record to the current segment file
+    ``segment-NNNNNNNN.fcs`` of ``partial_path(spec)`` (one file per 10k rows or 5 minutes, not
+    one per batch: friendly to parallel file systems).  A record is committed when ``append``
+    returns; a writer killed mid-record leaves a torn tail that readers ignore and ``resume``
+    cuts off, so a killed writer leaves every committed batch readable (:func:`read_partial`)
+    and nothing under the final name.  :meth:`close` (or leaving
     the ``with`` block without an exception) merges the chunks, validates them and writes the
     final store atomically, then removes the partial folder.  Leaving the ``with`` block with an
     exception keeps the partial folder for a later ``resume=True``.
@@ -913,7 +980,8 @@ class StoreWriter:
     def __init__(self, spec: str | os.PathLike, *, dim: int, dtype: Any = "float32",
                  modality: str = "other", encoder: str = "", settings: dict | None = None,
                  name: str = "", resume: bool = False, nonfinite: str = "error",
-                 compression: str | None = "gzip") -> None:
+                 compression: str | None = "gzip", segment_rows: int = SEGMENT_ROWS,
+                 segment_seconds: float = SEGMENT_SECONDS) -> None:
         self.path, self.group = parse_spec(spec)
         self.spec = _spec_str(self.path, self.group)
         if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool) or dim < 1:
@@ -932,6 +1000,11 @@ class StoreWriter:
         self._n = 0
         self._seq = 0
         self._closed = False
+        self.segment_rows = int(segment_rows)
+        self.segment_seconds = float(segment_seconds)
+        self._seg: tuple[int, Path] | None = None  # (fd, path) of the segment being appended
+        self._seg_rows = 0
+        self._seg_t0 = 0.0
         check_store_target(self.path)
         real = _io.real_target(self.path)
         self.partial = partial_path(_spec_str(real, self.group))
@@ -950,6 +1023,7 @@ class StoreWriter:
             raise
 
     def _release(self) -> None:
+        self._close_segment()
         lock, self._lock = getattr(self, "_lock", None), None
         if lock is not None:
             lock.__exit__(None, None, None)
@@ -1002,6 +1076,20 @@ class StoreWriter:
             self._ids.update(ids)
             self._n += len(ids)
             self._seq = int(_CHUNK_RE.match(c.name).group(1)) + 1
+        for sp in _partial_segments(self.partial):
+            blocks, good, size = _read_segment(sp, self.dim, self.dtype)
+            if good < size:  # a batch cut short when the writer died: never committed
+                os.truncate(sp, good)
+                log.info(f"cut an incomplete batch of {size - good} bytes off {sp}")
+            for _, ids_a in blocks:
+                ids = ids_a.tolist()
+                dup = self._ids.intersection(ids)
+                if dup:
+                    raise StoreError(f"partial store {self.partial}: id(s) repeated across "
+                                     f"batches: {_show(sorted(dup))}")
+                self._ids.update(ids)
+                self._n += len(ids)
+            self._seq = max(self._seq, int(_SEGMENT_RE.match(sp.name).group(1)) + 1)
 
     # -- public ---------------------------------------------------------------------------
     @property
@@ -1037,22 +1125,40 @@ class StoreWriter:
         return int(len(ids_a))
 
     def _write_chunk(self, X: np.ndarray, ids: np.ndarray) -> None:
-        h5py = _h5py()
-        final = self.partial / f"chunk-{self._seq:08d}.h5"
-        tmp = self.partial / f".chunk-{self._seq:08d}.h5.tmp"
+        """Append one record to the current segment (a new one after segment_rows/seconds)."""
+        now = time.monotonic()
+        if self._seg is not None and (self._seg_rows >= self.segment_rows
+                                      or now - self._seg_t0 >= self.segment_seconds):
+            self._close_segment()
+        if self._seg is None:
+            path = self.partial / f"segment-{self._seq:08d}.fcs"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o666)
+            self._seg, self._seg_rows, self._seg_t0 = (fd, path), 0, now
+            self._seq += 1
+        fd, path = self._seg
+        rec = memoryview(_record(X, ids))
+        start = os.lseek(fd, 0, os.SEEK_END)
         try:
-            with h5py.File(tmp, "w") as f:
-                _write_set(f, X, ids, modality=self.modality, encoder=self.encoder,
-                           settings=self.settings, name=self.name, compression=None)
-            os.replace(tmp, final)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+            with _io.critical():
+                while rec:
+                    rec = rec[os.write(fd, rec):]
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)  # the batch is not committed
+            if isinstance(exc, OSError) and _io.is_disk_full(exc):
+                raise _io.disk_full(path) from None
             raise
-        self._seq += 1
+        self._seg_rows += len(ids)
         self._n += len(ids)
         self._ids.update(ids.tolist())
         self._frozen = None
+
+    def _close_segment(self) -> None:
+        seg, self._seg = getattr(self, "_seg", None), None
+        if seg is not None:
+            with contextlib.suppress(OSError):
+                os.fsync(seg[0])
+            os.close(seg[0])
 
     def close(self) -> EmbeddingSet:
         """Merge the chunks, validate, write the final store atomically, remove the partial folder.
@@ -1061,7 +1167,8 @@ class StoreWriter:
         """
         if self._closed:
             raise StoreError(f"StoreWriter for {self.spec} is already closed")
-        part = read_partial(self.spec)
+        self._close_segment()
+        part = read_partial(_spec_str(_io.real_target(self.path), self.group))
         if part.n == 0:
             raise StoreError(f"{self.spec}: no rows were appended; nothing to write")
         if part.dim != self.dim:

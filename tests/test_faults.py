@@ -283,7 +283,7 @@ def _partial_rows(out):
 
 def test_second_live_embed_writer_is_refused(tmp_path, tiny_vit, images):
     out = tmp_path / "e.h5"
-    slow = _env(FASTCKA_EMBED_BATCH_DELAY="1.0")
+    slow = _env(FASTCKA_EMBED_BATCH_DELAY="2.0")
     first = subprocess.Popen(_embed_cmd(images, out, tiny_vit), env=slow, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _wait_for(lambda: _partial_rows(out) >= 2, first, "rows in the partial folder", 120)
