@@ -86,8 +86,10 @@ def load_many(specs: Sequence[str], *, min_common: int = 4, nonfinite: str = "er
     Warns (stderr) with the number of rows each store loses; fewer than ``min_common`` common ids
     is an :class:`InputError`.
     """
+    from fastcka._progress import note_numba_compile
     from fastcka.store import read_store
 
+    note_numba_compile()  # every computing subcommand loads its stores here
     sets = [read_store(s, nonfinite=nonfinite) for s in specs]
     common = set(map(str, sets[0].ids))
     for es in sets[1:]:

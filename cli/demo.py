@@ -36,9 +36,11 @@ def command(out_dir, n, seeds, queries, n_init, n_permutations, workers, device,
     p-values), seeded FAQ matching accuracy and local-CKA retrieval top-1/5/10 against chance.
     Writes report.md, results.json, PNG plots and embeddings.h5.
     """
+    from fastcka._progress import note_numba_compile
     from fastcka.demo import run_demo, summary
 
     s = resolve(device, json_, seed)
+    note_numba_compile()
     res = run_demo(out_dir, n=n, seeds=seeds, queries=queries, n_init=n_init,
                    n_permutations=n_permutations, seed=s.seed, device=s.device, workers=workers,
                    show_progress=s.verbosity >= 0, echo=info)

@@ -42,6 +42,7 @@ import numpy as np
 
 from . import _median
 from ._callable_module import make_module_callable
+from ._progress import progress
 from ._validation import as_rng, check_matrix, check_same_rows
 from .backend import Backend, get_backend, numba_enabled
 from .errors import InputError
@@ -724,7 +725,7 @@ def cka_permutation_test(X: Any, Y: Any, *, n_permutations: int = 1000, rng: Any
         Xc, Yc = _median.block64(xp, Xd, 0, n, ax), _median.block64(xp, Yd, 0, n, ay)
         dx = be.to_host((Xc * Xc).sum(axis=1))
         dy = be.to_host((Yc * Yc).sum(axis=1))
-        for t in range(n_permutations):
+        for t in progress(range(n_permutations), desc="permutations", unit="perm"):
             p = gen.permutation(n)
             C = Xc.T @ Yc[xp.asarray(p)]
             S = be.scalar((C * C).sum())
@@ -737,7 +738,7 @@ def cka_permutation_test(X: Any, Y: Any, *, n_permutations: int = 1000, rng: Any
         rk = be.to_host(K.sum(axis=1))
         rl = be.to_host(L.sum(axis=1))
         ones = np.ones(n)
-        for t in range(n_permutations):
+        for t in progress(range(n_permutations), desc="permutations", unit="perm"):
             p = gen.permutation(n)
             pd = xp.asarray(p)
             S = be.scalar((K * L[pd][:, pd]).sum())

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ._progress import progress
 from .backend import NUMPY_BACKEND, Backend, get_backend, is_cupy_array, numba_enabled
 
 __all__ = ["quadratic_assignment", "OptimizeWarning", "doubly_stochastic", "qap_score"]
@@ -670,6 +671,7 @@ def _faq_batched(be: Backend, pr: _Problem, k: int, starts, maximize: bool, maxi
     inc_out = np.full(k, np.nan)
     bs = _batch_size(be, pr.n, k, np.dtype(pr.dtype).itemsize, batch_size)
     kind, data = starts
+    bar = progress(total=k, desc="FAQ restarts", unit="restart") if k > bs else None
     for s in range(0, k, bs):
         idx = list(range(s, min(k, s + bs)))
         if kind == "randomized" and not isinstance(data, int):
@@ -684,6 +686,10 @@ def _faq_batched(be: Backend, pr: _Problem, k: int, starts, maximize: bool, maxi
         cols_out[idx] = cols
         inc_out[idx] = inc
         nit_out[idx] = nit
+        if bar is not None:
+            bar.update(len(idx))
+    if bar is not None:
+        bar.close()
     return cols_out, nit_out, inc_out
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ._progress import progress
 from .backend import get_backend, is_cupy_array
 from .errors import InputError
 from .local_cka import LocalCKAScorer, check_inputs, check_kernel_sigma
@@ -194,7 +195,7 @@ def topk_stream(scorer, k: int, *, block: int = _BLOCK, directions=("s2t", "t2s"
     ci = xp.zeros((qt, 0), dtype=np.int64)
     row_v = []
     row_acc: dict[int, tuple[Any, Any]] = {}
-    for i0 in range(0, qs, block):
+    for i0 in progress(range(0, qs, block), desc="retrieval blocks", unit="block"):
         rows = slice(i0, min(qs, i0 + block))
         acc_v, acc_i = rv[rows], ri[rows]
         for j0 in range(0, qt, block):
@@ -232,7 +233,7 @@ def _topk_stream_cpu(scorer, ks, kt, block, directions, row_range=None):
     nb = numba_enabled()
     rv, ri = np.full((r1 - r0, ks), -np.inf), np.full((r1 - r0, ks), -1, dtype=np.int64)
     cv, ci = np.full((qt, kt), -np.inf), np.full((qt, kt), -1, dtype=np.int64)
-    for i0 in range(r0, r1, block):
+    for i0 in progress(range(r0, r1, block), desc="retrieval blocks", unit="block"):
         rows = slice(i0 - r0, min(r1, i0 + block) - r0)
         srows = slice(i0, min(r1, i0 + block))
         for j0 in range(0, qt, block):

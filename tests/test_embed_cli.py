@@ -169,3 +169,36 @@ def test_resume_after_kill_gives_every_id_once(capsys, tiny, images, tmp_path):
     assert run(capsys, *cmd(fresh, "--batch-size", "5")[4:])[0] == 0
     ref = read_store(fresh).select(es.ids.tolist())
     np.testing.assert_allclose(es.X, ref.X, atol=1e-5)
+
+
+def test_embed_progress_lines_in_a_batch_log(tiny, images, tmp_path):
+    """stderr is a pipe (a SLURM log): one line per batch here (interval 0), none with -q."""
+    env = dict(_env(), FASTCKA_PROGRESS_INTERVAL="0", FASTCKA_EMBED_BATCH_DELAY="0")
+
+    def embed(*extra):
+        return subprocess.run([sys.executable, "-m", "fastcka", "embed", "image", str(images),
+                               "--encoder", str(tiny["vit"]), "--batch-size", "5", *extra],
+                              env=env, capture_output=True, text=True, timeout=300)
+
+    p = embed("-o", str(tmp_path / "a.h5"))
+    assert p.returncode == 0, p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("fastcka: embed images: ")]
+    assert [ln.split(",")[0] for ln in lines[:4]] == [
+        f"fastcka: embed images: {k}/20 ({5 * k}%)" for k in (5, 10, 15, 20)], p.stderr
+    assert all(" img/s, ETA " in ln for ln in lines[:4])
+    assert lines[-1].startswith("fastcka: embed images: done 20/20 img in ")
+    q = embed("-o", str(tmp_path / "b.h5"), "-q")
+    assert q.returncode == 0 and q.stderr == "", q.stderr
+
+
+def test_embed_text_counts_images_and_captions_apart(capsys, tiny, tmp_path):
+    rows = ["image,caption"] + [f"im{i},caption {k} of image {i}" for i in range(6) for k in (0, 1)]
+    (tmp_path / "caps.csv").write_text("\n".join(rows) + "\n")
+    code, out, _ = run(capsys, "embed", "text", tmp_path / "caps.csv", "-o", tmp_path / "t.h5",
+                       "--encoder", tiny["bert"])
+    assert code == 0
+    assert "this run: 6 image ids (12 captions) embedded in " in out, out
+    assert "captions/s" in out and read_store(tmp_path / "t.h5").n == 6
+    code, out, _ = run(capsys, "embed", "text", tmp_path / "caps.csv", "-o", tmp_path / "u.h5",
+                       "--encoder", tiny["bert"], "--no-caption-mean")
+    assert code == 0 and "this run: 12 captions embedded in " in out, out
