@@ -15,7 +15,15 @@ from pathlib import Path
 import click
 
 from ._common import check_result_path, load_pair
-from ._options import device_option, emit, json_option, resolve, scheduler_context, seed_option
+from ._options import (
+    device_option,
+    emit,
+    examples,
+    json_option,
+    resolve,
+    scheduler_context,
+    seed_option,
+)
 
 
 def journal_path(output: str) -> Path:
@@ -66,7 +74,9 @@ class _Journal:
         self.fh.close()
 
 
-@click.command("eval")
+@click.command("eval", epilog=examples(
+    "fastcka eval txt.h5 img.h5 -o grid.csv",
+    "fastcka eval txt.h5 img.h5 --methods faq:rbf,local-cka -o grid.csv --resume"))
 @click.argument("src", metavar="SRC")
 @click.argument("tgt", metavar="TGT")
 @click.option("--base", nargs=2, default=None, metavar="BSRC BTGT",

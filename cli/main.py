@@ -111,7 +111,7 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]},
              epilog=examples("fastcka import vectors.npy -o emb.h5::/text",
                              "fastcka --json cka emb.h5::/image emb.h5::/text",
-                             "fastcka match emb.h5::/text emb.h5::/image -o - --format csv"))
+                             "fastcka match emb.h5::/text emb.h5::/image -o matches.csv"))
 @click.version_option(__version__, prog_name="fastcka")
 @click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto",
               show_default=True, help="Where to compute: auto = GPU when CuPy sees one.")

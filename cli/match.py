@@ -37,7 +37,7 @@ DIRECTIONS = ("src-to-tgt", "tgt-to-src")
 
 @click.command("match", epilog=examples(
     "fastcka match txt.h5 img.h5 --seeds 320 --queries 500 --n-init 500",
-    "fastcka match txt.h5 img.h5 --method local-cka -o - --format csv | head"))
+    "fastcka match txt.h5 img.h5 --method local-cka -o matches.csv"))
 @click.argument("src", metavar="SRC")
 @click.argument("tgt", metavar="TGT")
 @split_options

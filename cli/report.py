@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
-from ._options import emit, json_option, resolve
+from ._options import emit, examples, json_option, resolve
 
 
-@click.command("report")
+@click.command("report", epilog=examples(
+    "fastcka report grid.csv -o report/"))
 @click.argument("table", metavar="TABLE", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for report.md and the PNG plots (created).")

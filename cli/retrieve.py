@@ -35,7 +35,7 @@ DIRECTIONS = ("src-to-tgt", "tgt-to-src")
 
 @click.command("retrieve", epilog=examples(
     "fastcka retrieve txt.h5 img.h5 --seeds 320 --queries 500",
-    "fastcka retrieve txt.h5 img.h5 --seed-ids seeds.txt -o ranks.jsonl"))
+    "fastcka retrieve txt.h5 img.h5 --seed-ids seeds.txt -o ranks.csv"))
 @click.argument("src", metavar="SRC")
 @click.argument("tgt", metavar="TGT")
 @split_options
