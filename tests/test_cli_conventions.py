@@ -132,3 +132,25 @@ def test_help_ends_with_examples(capsys, argv):
     assert 1 <= len(examples) <= 3 and all(e.startswith("fastcka ") for e in examples), examples
     if argv:  # each example runs this very subcommand
         assert all(" ".join(argv) in e for e in examples), examples
+
+
+def test_documented_shell_completion_works(tmp_path):
+    """docs/cli.md's completion line gives a script, and completing `fastcka ma` offers match."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    doc = (root / "docs" / "cli.md").read_text()
+    assert 'eval "$(_FASTCKA_COMPLETE=bash_source fastcka)"' in doc
+    assert "NUMBA_NUM_THREADS" in doc and "OMP_NUM_THREADS" in doc
+    env = {**os.environ, "PYTHONPATH": str(root), "_FASTCKA_COMPLETE": "bash_source"}
+    code = "import sys; sys.argv[0] = 'fastcka'; from fastcka.cli.main import main; main()"
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=120, cwd=tmp_path)
+    assert "_fastcka_completion()" in p.stdout, p.stderr
+    env.update(_FASTCKA_COMPLETE="bash_complete", COMP_WORDS="fastcka ma", COMP_CWORD="1")
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=120, cwd=tmp_path)
+    assert "plain,match" in p.stdout.splitlines(), p.stdout + p.stderr
