@@ -667,6 +667,12 @@ class PermutationResult:
     null : (n_permutations,) ndarray
     """
 
+    def __repr__(self) -> str:
+        from ._validation import compact_repr
+
+        return compact_repr(self)
+
+
     statistic: float
     null_mean: float
     null_std: float

@@ -357,6 +357,12 @@ class RetrievalResult:
         (fraction of queries whose true partner is among the top k).
     """
 
+    def __repr__(self) -> str:
+        from ._validation import compact_repr
+
+        return compact_repr(self)
+
+
     s2t_indices: np.ndarray
     s2t_scores: np.ndarray
     t2s_indices: np.ndarray

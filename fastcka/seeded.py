@@ -49,6 +49,12 @@ class SeededMatchResult:
         Fraction of queries matched to their true partner (None when the truth is unknown).
     """
 
+    def __repr__(self) -> str:
+        from ._validation import compact_repr
+
+        return compact_repr(self)
+
+
     query_idx: np.ndarray
     matched_idx: np.ndarray
     true_idx: np.ndarray

@@ -160,6 +160,12 @@ class EmbeddingSet:
         Where it came from (``""`` when built in memory).
     """
 
+    def __repr__(self) -> str:
+        from ._validation import compact_repr
+
+        return compact_repr(self)
+
+
     X: np.ndarray
     ids: np.ndarray
     modality: str = "other"
