@@ -165,9 +165,12 @@ def command(stores, metric, kernel, sigma, threshold, estimator, k, permutations
                     M[a, b] = M[b, a] = pair_value(Xs[a], Xs[b])
         result = dict(meta, names=names, matrix=[[float(v) for v in row] for row in M])
         width = max(len(s) for s in names)
-        lines = [f"{desc}, n = {n}", " " * width + "  " + "  ".join(f"{s[:8]:>8}" for s in names)]
+        cw = [max(8, len(s)) for s in names]  # whole names: columns as wide as their header
+        lines = [f"{desc}, n = {n}",
+                 " " * width + "  " + "  ".join(f"{s:>{w}}" for s, w in zip(names, cw, strict=True))]
         for a, s in enumerate(names):
-            lines.append(f"{s:<{width}}  " + "  ".join(f"{v:8.4f}" for v in M[a]))
+            lines.append(f"{s:<{width}}  " + "  ".join(f"{v:{w}.4f}" for v, w in
+                                                       zip(M[a], cw, strict=True)))
         text = "\n".join(lines)
         if output:
             rows = [{"name": s} | {names[b]: float(M[a, b]) for b in range(len(names))}

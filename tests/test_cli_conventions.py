@@ -154,3 +154,20 @@ def test_documented_shell_completion_works(tmp_path):
     p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                        timeout=120, cwd=tmp_path)
     assert "plain,match" in p.stdout.splitlines(), p.stdout + p.stderr
+
+
+def test_cka_table_keeps_whole_store_names(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 4))
+    specs = []
+    for k, name in enumerate(("efficientnet_lite0_images", "minilm_l6_captions", "e5_small_de")):
+        np.save(tmp_path / f"{k}.npy", X + (k + 1) * rng.standard_normal((30, 4)))
+        spec = f"{tmp_path / 'e.h5'}::/{name}"
+        assert run(["import", tmp_path / f"{k}.npy", "-o", spec], capsys)[0] == 0
+        specs.append(spec)
+    code, out, err = run(["cka", *specs], capsys)
+    assert code == 0, err
+    header = out.splitlines()[1].split()
+    assert header == ["e::efficientnet_lite0_images", "e::minilm_l6_captions", "e::e5_small_de"]
+    M = np.array([[float(v) for v in ln.split()[1:]] for ln in out.splitlines()[2:]])
+    assert np.allclose(np.diag(M), 1.0) and np.allclose(M, M.T)
