@@ -44,6 +44,30 @@ def command(store: str, json_: bool) -> None:
     from fastcka.store import store_info
 
     s = resolve(json_=json_)
+    sets = _sets_of_file(store)
+    if sets is not None:  # a file holding several sets: describe each one
+        infos = [store_info(f"{store}::{g}") for g in sets]
+        text = "\n\n".join(format_info(i) for i in infos)
+        emit_result("info", inputs={"store": store}, outputs={},
+                    results={"spec": str(store), "groups": sets, "sets": infos},
+                    text=f"{store}: {len(sets)} embedding sets\n\n{text}", as_json=s.json,
+                    device="cpu")
+        return
     info = store_info(store)
     emit_result("info", inputs={"store": store}, outputs={}, results=info,
                 text=format_info(info), as_json=s.json, device="cpu")
+
+
+def _sets_of_file(store: str) -> list[str] | None:
+    """The sets of a plain FILE.h5 (no ::/group) holding several sets and none at its root."""
+    from pathlib import Path
+
+    from fastcka.store import list_sets
+
+    if "::" in str(store) or not Path(store).is_file():
+        return None
+    try:
+        sets = list_sets(store)
+    except Exception:  # not a store: store_info gives the one-line error
+        return None
+    return sets if len(sets) > 1 and "/" not in sets else None

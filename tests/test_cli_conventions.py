@@ -171,3 +171,20 @@ def test_cka_table_keeps_whole_store_names(tmp_path, capsys):
     assert header == ["e::efficientnet_lite0_images", "e::minilm_l6_captions", "e::e5_small_de"]
     M = np.array([[float(v) for v in ln.split()[1:]] for ln in out.splitlines()[2:]])
     assert np.allclose(np.diag(M), 1.0) and np.allclose(M, M.T)
+
+
+def test_info_on_a_file_with_several_sets_lists_them(tmp_path, capsys):
+    from fastcka.store import write_store
+
+    rng = np.random.default_rng(0)
+    write_store(f"{tmp_path / 'm.h5'}::/image", rng.standard_normal((7, 3)), None, modality="image")
+    write_store(f"{tmp_path / 'm.h5'}::/text", rng.standard_normal((7, 5)), None, modality="text")
+    code, out, err = run(["info", tmp_path / "m.h5"], capsys)
+    assert code == 0, err
+    assert out.startswith(f"{tmp_path / 'm.h5'}: 2 embedding sets")
+    assert f"{tmp_path / 'm.h5'}::/image" in out and f"{tmp_path / 'm.h5'}::/text" in out
+    code, out, _ = run(["--json", "info", tmp_path / "m.h5"], capsys)
+    doc = _strict(out)
+    assert doc["groups"] == ["/image", "/text"]
+    assert [(s["n"], s["dim"], s["modality"]) for s in doc["sets"]] == [(7, 3, "image"),
+                                                                        (7, 5, "text")]
