@@ -235,5 +235,12 @@ def test_eval_grid_cells_equal_in_process(cluster):
     seen = []
     got = evaluate(S, T, scheduler=cluster, on_row=seen.append, **kw)
     assert len(ref) == len(got) == len(seen) == 12
-    assert _same_rows(got.rows, ref.rows, skip=("seconds",))     # every column but the timing
+    # every discrete column (keys, accuracies, top-k, counts) exactly; the float statistics
+    # (FAQ objective, seed-set CKA) come from multi-threaded Numba/BLAS reductions in-process and
+    # single-threaded ones on the workers, so they are held to 1e-12 relative, not to the last bit
+    floats = ("objective", "seed_cka", "seed_cka_linear")
+    assert _same_rows(got.rows, ref.rows, skip=("seconds", *floats))
+    for g, r in zip(got.rows, ref.rows, strict=True):
+        for c in floats:
+            assert g[c] == pytest.approx(r[c], rel=1e-12, abs=1e-15, nan_ok=True), (c, g, r)
     assert [r["accuracy"] for r in got.rows] == [r["accuracy"] for r in ref.rows]
