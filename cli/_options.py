@@ -29,6 +29,7 @@ class Settings:
     scheduler: str = "none"
     jobs: int | None = None
     cluster_config: str | None = None
+    threads: int | None = None
 
 
 def settings(ctx: click.Context | None = None) -> Settings:
@@ -68,7 +69,41 @@ def resolve(device: str | None = None, json_: bool = False, seed: int | None = N
     return Settings(device=device or s.device, json=bool(json_ or s.json), verbosity=s.verbosity,
                     seed=seed if seed is not None else (s.seed if s.seed is not None else 0),
                     debug=s.debug, started=s.started, scheduler=s.scheduler, jobs=s.jobs,
-                    cluster_config=s.cluster_config)
+                    cluster_config=s.cluster_config, threads=s.threads)
+
+
+# the BLAS/OpenMP variables that --threads sets (read by OpenBLAS, MKL, BLIS, Accelerate, OpenMP
+# when they load, and inherited by Dask worker processes started later)
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                    "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+
+
+def apply_threads(n: int) -> None:
+    """Limit this process (and the processes it starts) to ``n`` CPU threads.
+
+    Numba: ``NUMBA_NUM_THREADS`` before Numba is imported, else ``numba.set_num_threads``
+    (at most the pool Numba started with).  BLAS: the variables of :data:`THREAD_VARIABLES`
+    (effective for libraries not loaded yet and for child processes) and, for the BLAS NumPy
+    has already loaded, ``threadpoolctl`` when it is installed.
+    """
+    import os
+
+    for var in THREAD_VARIABLES:
+        os.environ[var] = str(n)
+    numba = sys.modules.get("numba")
+    if numba is None:
+        os.environ["NUMBA_NUM_THREADS"] = str(n)
+    else:
+        pool = int(numba.config.NUMBA_NUM_THREADS)
+        if n > pool:
+            warn(f"--threads {n}: Numba started with {pool} threads; using {pool}")
+        numba.set_num_threads(min(n, pool))
+    if "numpy" in sys.modules:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            return
+        threadpool_limits(limits=n)
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ from fastcka._progress import set_progress
 from fastcka._version import __version__
 from fastcka.errors import FastckaError, exit_code_for, one_line
 
-from ._options import Settings, examples, settings, setup_logging, warn
+from ._options import Settings, apply_threads, examples, settings, setup_logging, warn
 
 # subcommand -> "module:attribute"; modules are imported only when the subcommand runs, so
 # `fastcka --help` and `fastcka info` never import torch.
@@ -57,8 +57,23 @@ def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
         settings(ctx).debug = True
 
 
+def _set_threads(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+    if value is not None:
+        settings(ctx).threads = value
+        apply_threads(value)
+
+
+def _threads_option(help_: str) -> click.Option:
+    return click.Option(["--threads"], type=click.IntRange(min=1), default=None,
+                        expose_value=False, callback=_set_threads, metavar="N", help=help_)
+
+
+_THREADS_HELP = ("CPU threads for Numba kernels and BLAS (NumPy/SciPy) (default: all cores, or "
+                 "NUMBA_NUM_THREADS / OMP_NUM_THREADS).")
+
+
 def _late_options() -> list[click.Option]:
-    """``-q``, ``-v`` and ``--debug`` for a subcommand: the same as before the subcommand."""
+    """``-q``, ``-v``, ``--debug`` and ``--threads`` for a subcommand: the same as before it."""
     return [
         click.Option(["-q", "--quiet"], count=True, expose_value=False,
                      callback=_adjust_verbosity(-1),
@@ -68,6 +83,7 @@ def _late_options() -> list[click.Option]:
                      callback=_adjust_verbosity(+1), help="More output on stderr (repeatable)."),
         click.Option(["--debug"], is_flag=True, expose_value=False, callback=_set_debug,
                      help="Show full tracebacks on errors."),
+        _threads_option("CPU threads for Numba and BLAS; as before the subcommand."),
     ]
 
 
@@ -120,6 +136,8 @@ class LazyGroup(click.Group):
 @click.option("-v", "--verbose", count=True, help="More output on stderr (repeat for debug logs).")
 @click.option("--seed", type=int, default=None, help="Random seed for every random choice (default 0).")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
+              expose_value=False, callback=_set_threads, help=_THREADS_HELP)
 @click.option("--scheduler", envvar="FASTCKA_SCHEDULER", default="none", show_default=True,
               help="Where independent units run: none (in-process), local[:N] (a Dask "
                    "LocalCluster of N processes), tcp://HOST:PORT (a Dask scheduler) or slurm "
@@ -140,7 +158,8 @@ def cli(ctx: click.Context, device: str, json_: bool, quiet: int, verbose: int, 
     parse_scheduler(scheduler)          # a bad value is a usage error before any work
     verbosity = verbose - quiet
     ctx.obj = Settings(device=device, json=json_, verbosity=verbosity, seed=seed, debug=debug,
-                       scheduler=scheduler, jobs=jobs, cluster_config=cluster_config)
+                       scheduler=scheduler, jobs=jobs, cluster_config=cluster_config,
+                       threads=settings(ctx).threads)
     setup_logging(verbosity)
     set_progress(False if quiet else None)
     warnings.showwarning = _showwarning
