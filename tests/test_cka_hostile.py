@@ -1,7 +1,7 @@
 """CKA on hostile inputs (issue 12, items 9-12): large offsets, outlier dimensions, extreme
 magnitudes, constant inputs.
 
-References are naive n×n computations (tests/_naive.py) on the *same* float64 input centred by
+References are naive n×n computations (tests/reference.py) on the *same* float64 input centred by
 hand in extended precision (``np.longdouble``): subtracting the column mean there is exact up to
 the final rounding, so the reference carries no cancellation; the inputs are scaled by powers of
 ten, so for the magnitude cases the reference is the unscaled data (CKA is scale-invariant).
@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 import pytest
-from _naive import lower_median_nonzero, naive_cka, naive_hsic, naive_kernel, sqd
+from reference import lower_median_nonzero, naive_cka, naive_hsic, naive_kernel, sqd
 
 import fastcka
 

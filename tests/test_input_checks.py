@@ -66,7 +66,7 @@ def test_cka_result_as_h5(tmp_path, capsys):
     B = _store(tmp_path / "b.h5", seed=1)
     code, _, err = run(["cka", tmp_path / "a.h5", tmp_path / "b.h5", "-o", tmp_path / "r.h5"], capsys)
     assert code == 0, err
-    from _naive import naive_cka, naive_kernel
+    from reference import naive_cka, naive_kernel
 
     with h5py.File(tmp_path / "r.h5", "r") as f:
         assert f["value"][0] == pytest.approx(naive_cka(naive_kernel(A.astype(float), "linear"),

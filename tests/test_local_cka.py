@@ -10,27 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _naive import naive_cka, naive_kernel, sqd
+from reference import naive_cka, naive_kernel, naive_local_cka, sqd
 
 import fastcka
 from fastcka.errors import InputError
 from fastcka.kernels import local_cka_cpu as kc
 from fastcka.local_cka import LocalCKAScorer, local_cka
-
-# --------------------------------------------------------------------------------------------
-# naive reference
-# --------------------------------------------------------------------------------------------
-
-
-def naive_local_cka(Sq, Tq, Sb, Tb, kernel, sigma):
-    out = np.empty((Sq.shape[0], Tq.shape[0]))
-    for i in range(Sq.shape[0]):
-        K = naive_kernel(np.vstack([Sq[i:i + 1], Sb]), kernel, sigma, base=Sb)
-        for j in range(Tq.shape[0]):
-            L = naive_kernel(np.vstack([Tq[j:j + 1], Tb]), kernel, sigma, base=Tb)
-            out[i, j] = naive_cka(K, L)
-    return out
-
 
 def make_problem(q_s=7, q_t=6, p=9, ds=5, dt=3, seed=0, offset=3.0):
     rng = np.random.default_rng(seed)

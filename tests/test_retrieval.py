@@ -6,6 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
+from reference import topk_full
 
 import fastcka
 from fastcka.errors import InputError
@@ -74,10 +75,6 @@ def _problem(q=23, p=12, ds=6, dt=4, seed=0, dim_equal=False):
     return S[:q], T[:q], S[q:], T[q:]
 
 
-def _topk_full(S, k):
-    return np.argsort(-S, axis=1, kind="stable")[:, :k]
-
-
 @pytest.mark.parametrize("method,kernel,sigma", [
     ("local-cka", "linear", "paper"), ("local-cka", "rbf", "paper"), ("local-cka", "rbf", "base"),
     ("linreg", "linear", "paper"), ("relative", "linear", "paper"), ("cosine", "linear", "paper"),
@@ -88,8 +85,8 @@ def test_streaming_topk_equals_full(method, kernel, sigma, block):
     S = score_matrix(method, *inp, kernel=kernel, sigma=sigma, device="cpu")
     k = 9  # larger than some blocks: merges across blocks
     r = retrieve(inp, k=k, method=method, kernel=kernel, sigma=sigma, block=block, device="cpu")
-    np.testing.assert_array_equal(r.s2t_indices, _topk_full(S, k))
-    np.testing.assert_array_equal(r.t2s_indices, _topk_full(S.T, k))
+    np.testing.assert_array_equal(r.s2t_indices, topk_full(S, k))
+    np.testing.assert_array_equal(r.t2s_indices, topk_full(S.T, k))
     np.testing.assert_allclose(r.s2t_scores, np.take_along_axis(S, r.s2t_indices, 1), atol=1e-12)
     full = retrieve(S, k=k, device="cpu")
     assert full.accuracy == r.accuracy
@@ -101,12 +98,12 @@ def test_streaming_rectangular_with_ids():
     sc = make_scorer("local-cka", Sq, Tq2, Sb, Tb, kernel="rbf", sigma="base", device="cpu")
     out = topk_stream(sc, 5, block=4)
     S = sc.full()
-    np.testing.assert_array_equal(out["s2t_indices"], _topk_full(S, 5))
-    np.testing.assert_array_equal(out["t2s_indices"], _topk_full(S.T, 5))
+    np.testing.assert_array_equal(out["s2t_indices"], topk_full(S, 5))
+    np.testing.assert_array_equal(out["t2s_indices"], topk_full(S.T, 5))
     ids = np.arange(15).astype(str)
     r = fastcka.retrieve((Sq, Tq2, Sb, Tb), k=5, ks=(1, 5), kernel="rbf", sigma="base",
                          source_ids=ids, target_ids=ids[:11], block=4, device="cpu")
-    want = np.mean([i in _topk_full(S, 1)[i] for i in range(15)])
+    want = np.mean([i in topk_full(S, 1)[i] for i in range(15)])
     assert r.accuracy["source_to_target"][1] == pytest.approx(want)
 
 
@@ -179,9 +176,9 @@ def test_streaming_ties_follow_stable_order(numba_off, monkeypatch):
     S = np.random.default_rng(4).integers(0, 4, size=(13, 11)).astype(float)
     r = retrieve(S, k=5, ks=(1,), source_ids=np.arange(13), target_ids=np.arange(11), block=4,
                  device="cpu")
-    np.testing.assert_array_equal(r.s2t_indices, _topk_full(S, 5))
-    np.testing.assert_array_equal(r.t2s_indices, _topk_full(S.T, 5))
-    np.testing.assert_array_equal(r.s2t_scores, np.take_along_axis(S, _topk_full(S, 5), 1))
+    np.testing.assert_array_equal(r.s2t_indices, topk_full(S, 5))
+    np.testing.assert_array_equal(r.t2s_indices, topk_full(S.T, 5))
+    np.testing.assert_array_equal(r.s2t_scores, np.take_along_axis(S, topk_full(S, 5), 1))
 
 
 def test_streaming_never_scores_more_than_a_block():
@@ -202,5 +199,5 @@ def test_streaming_never_scores_more_than_a_block():
     res = topk_stream(Recording(), 4, block=8)
     assert max(r for r, _ in seen) <= 8 and max(c for _, c in seen) <= 8
     assert len(seen) == 16  # 4 x 4 tiles, each scored once for both directions
-    np.testing.assert_array_equal(res["s2t_indices"], _topk_full(full, 4))
-    np.testing.assert_array_equal(res["t2s_indices"], _topk_full(full.T, 4))
+    np.testing.assert_array_equal(res["s2t_indices"], topk_full(full, 4))
+    np.testing.assert_array_equal(res["t2s_indices"], topk_full(full.T, 4))
