@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from reference import naive_cka, naive_kernel, naive_local_cka, sqd
+from reference import naive_local_cka, sqd
 
 import fastcka
 from fastcka.errors import InputError
 from fastcka.kernels import local_cka_cpu as kc
 from fastcka.local_cka import LocalCKAScorer, local_cka
+
 
 def make_problem(q_s=7, q_t=6, p=9, ds=5, dt=3, seed=0, offset=3.0):
     rng = np.random.default_rng(seed)
