@@ -63,6 +63,13 @@ def seed_option(f):
                         help="Random seed (default: the global --seed, else 0).")(f)
 
 
+def plot_format_option(f):
+    """``--plot-format png|pdf|svg`` on a subcommand that writes plots (default png)."""
+    return click.option("--plot-format", "plot_format", default="png", show_default=True,
+                        type=click.Choice(["png", "pdf", "svg"], case_sensitive=False),
+                        help="File format of the plots.")(f)
+
+
 def resolve(device: str | None = None, json_: bool = False, seed: int | None = None) -> Settings:
     """Merge subcommand-level options over the global ones."""
     s = settings()

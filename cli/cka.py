@@ -14,6 +14,7 @@ import click
 import numpy as np
 
 from fastcka._io import check_outputs
+from fastcka.plots import PLOT_FORMATS
 
 from ._common import check_result_path, emit_result, load_many, write_rows
 from ._options import device_option, examples, json_option, parse_sigma, resolve, seed_option
@@ -27,44 +28,23 @@ def _label(spec: str) -> str:
     return f"{stem}::{group.strip('/')}" if group.strip("/") else stem
 
 
-def _check_plot_path(path: str | None) -> None:
+def _plot_format(path: str | None, fmt: str | None) -> str | None:
+    """The format of the ``--plot`` file: ``--plot-format``, else the file's suffix; a suffix
+    naming another plot format than ``--plot-format`` is refused, as is a missing folder."""
     if path is None:
-        return
+        return None
     p = Path(path)
-    if p.suffix.lower() not in (".png", ".pdf", ".svg"):
-        raise click.BadParameter("the plot file must end in .png, .pdf or .svg",
+    suffix = p.suffix.lower().lstrip(".")
+    if fmt is None and suffix not in PLOT_FORMATS:
+        raise click.BadParameter("the plot file must end in .png, .pdf or .svg (or give "
+                                 "--plot-format)", param_hint="'--plot'")
+    if fmt is not None and suffix in PLOT_FORMATS and suffix != fmt.lower():
+        raise click.BadParameter(f"the file ends in .{suffix} but --plot-format is {fmt}",
                                  param_hint="'--plot'")
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
         raise click.BadParameter(f"folder does not exist: {parent}", param_hint="'--plot'")
-
-
-def plot_matrix(path: str, names: list[str], M: np.ndarray, title: str) -> None:
-    """A labelled heatmap of a square matrix, written atomically (matplotlib, Agg backend)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from fastcka._io import atomic_path
-
-    m = len(names)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * m, 1.0 + 0.8 * m))
-    im = ax.imshow(M, vmin=0.0, vmax=1.0, cmap="viridis")
-    ax.set_xticks(range(m), labels=names, rotation=45, ha="right")
-    ax.set_yticks(range(m), labels=names)
-    for a in range(m):
-        for b in range(m):
-            v = M[a, b]
-            ax.text(b, a, "nan" if not np.isfinite(v) else f"{v:.3f}", ha="center", va="center",
-                    color="white" if np.isfinite(v) and v < 0.6 else "black", fontsize=8)
-    fig.colorbar(im, ax=ax)
-    ax.set_title(title)
-    fig.tight_layout()
-    suffix = Path(path).suffix.lower()
-    with atomic_path(Path(path), suffix=suffix) as tmp:
-        fig.savefig(tmp, format=suffix.lstrip("."), dpi=120)
-    plt.close(fig)
+    return (fmt or suffix).lower()
 
 
 @click.command("cka", epilog=examples(
@@ -87,14 +67,18 @@ def plot_matrix(path: str, names: list[str], M: np.ndarray, title: str) -> None:
 @click.option("--permutations", type=click.IntRange(min=1), default=None,
               help="Permutation test with N permutations (two stores, --metric cka).")
 @click.option("--plot", default=None, type=click.Path(dir_okay=False),
-              help="Draw the pairwise matrix as a heatmap (.png, .pdf or .svg).")
+              help="Draw the pairwise matrix as a heatmap with a colorbar (.png, .pdf or .svg); "
+                   "with --permutations, the permutation null with the observed value.")
+@click.option("--plot-format", "plot_format", default=None,
+              type=click.Choice(PLOT_FORMATS, case_sensitive=False),
+              help="Format of --plot: png, pdf or svg (default: the file's suffix).")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
               help="Write the value or matrix (.csv, .tsv, .json or .h5).")
 @seed_option
 @device_option
 @json_option
-def command(stores, metric, kernel, sigma, threshold, estimator, k, permutations, plot, output,
-            seed, device, json_):
+def command(stores, metric, kernel, sigma, threshold, estimator, k, permutations, plot,
+            plot_format, output, seed, device, json_):
     """Alignment between the embedding stores A, B, ... (rows paired by id)."""
     import fastcka
 
@@ -107,7 +91,7 @@ def command(stores, metric, kernel, sigma, threshold, estimator, k, permutations
     if permutations is not None and (metric != "cka" or len(stores) != 2):
         raise click.UsageError("--permutations needs exactly two stores and --metric cka")
     check_result_path(output)
-    _check_plot_path(plot)
+    plot_format = _plot_format(plot, plot_format)
     check_outputs({"-o": output, "--plot": plot}, stores)
     sets = load_many(list(stores), min_common=4)
     names = [_label(s) for s in stores]
@@ -141,6 +125,7 @@ def command(stores, metric, kernel, sigma, threshold, estimator, k, permutations
                 Xs[0], Xs[1], n_permutations=permutations, rng=st.seed, kernel=kernel, sigma=sig,
                 threshold=threshold, estimator=estimator, device=st.device)
             value = res.statistic
+            perm = res
             result.update(value=value, p_value=res.p_value, null_mean=res.null_mean,
                           null_std=res.null_std, n_permutations=res.n_permutations)
             text = (f"{desc} = {value:.6f}  (n = {n}; permutation test: p = {res.p_value:.4g}, "
@@ -177,6 +162,16 @@ def command(stores, metric, kernel, sigma, threshold, estimator, k, permutations
                     for a, s in enumerate(names)]
             write_rows(output, rows, meta=meta)
     if plot:
-        plot_matrix(plot, names, M, f"{desc}, n = {n}")
+        from fastcka import plots
+
+        if len(sets) == 2 and permutations is not None:
+            fig = plots.permutation_null([{"null": perm.null, "observed": perm.statistic,
+                                           "p_value": perm.p_value,
+                                           "title": f"{names[0]} vs {names[1]}"}],
+                                         statistic=desc)
+        else:
+            label = {"cka": "CKA", "mutual_knn": "mutual k-NN", "cknna": "CKNNA"}[metric]
+            fig = plots.similarity_matrix(M, names, title=f"{desc}, n = {n}", label=label)
+        plots.save(fig, plot, plot_format)
     emit_result("cka", inputs={"stores": list(stores)}, outputs={"output": output, "plot": plot},
                 results=result, text=text, as_json=st.json, device=st.device)

@@ -5,12 +5,22 @@ from __future__ import annotations
 import click
 
 from ._common import print_document, result_document
-from ._options import device_option, dumps, examples, info, json_option, resolve, seed_option
+from ._options import (
+    device_option,
+    dumps,
+    examples,
+    info,
+    json_option,
+    plot_format_option,
+    resolve,
+    seed_option,
+)
 
 
 @click.command("demo", epilog=examples(
     "fastcka demo -o demo-output",
-    "fastcka demo --n 200 --n-init 10 --permutations 50 -o quick-demo"))
+    "fastcka demo --n 200 --n-init 10 --permutations 50 -o quick-demo",
+    "fastcka demo --plot-format pdf -o demo-output"))
 @click.option("-o", "--output", "out_dir", default="demo-output", show_default=True,
               type=click.Path(file_okay=False), help="Output folder for the report and data.")
 @click.option("--n", "n", type=click.IntRange(min=16), default=1000, show_default=True,
@@ -25,16 +35,18 @@ from ._options import device_option, dumps, examples, info, json_option, resolve
               show_default=True, help="Permutations of each CKA permutation test.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Image decoding threads (default min(4, cores)).")
+@plot_format_option
 @device_option
 @seed_option
 @json_option
-def command(out_dir, n, seeds, queries, n_init, n_permutations, workers, device, seed, json_):
+def command(out_dir, n, seeds, queries, n_init, n_permutations, workers, plot_format, device, seed,
+            json_):
     """Run the whole method on built-in synthetic data and write a report to --output.
 
     Renders N deterministic scenes (coloured shapes with template captions), embeds images with
     efficientnet-lite0 and captions with minilm-l6, then reports CKA (linear, rbf, permutation
     p-values), seeded FAQ matching accuracy and local-CKA retrieval top-1/5/10 against chance.
-    Writes report.md, results.json, PNG plots and embeddings.h5.
+    Writes report.md, results.json, plots (--plot-format) and embeddings.h5.
     """
     from fastcka._progress import note_numba_compile
     from fastcka.demo import run_demo, summary
@@ -43,7 +55,7 @@ def command(out_dir, n, seeds, queries, n_init, n_permutations, workers, device,
     note_numba_compile()
     res = run_demo(out_dir, n=n, seeds=seeds, queries=queries, n_init=n_init,
                    n_permutations=n_permutations, seed=s.seed, device=s.device, workers=workers,
-                   show_progress=s.verbosity >= 0, echo=info)
+                   show_progress=s.verbosity >= 0, echo=info, plot_format=plot_format)
     from pathlib import Path
 
     from fastcka._io import atomic_path

@@ -41,14 +41,15 @@ def run_demo(out_dir: str | Path = "demo-output", *, n: int = 1000, seeds: int |
              queries: int | None = None, n_init: int = 50, n_permutations: int = 200,
              seed: int = 0, device: str = "auto", image_encoder: str = "efficientnet-lite0",
              text_encoder: str = "minilm-l6", batch_size: int | None = None, workers: int | None = None,
-             show_progress: bool = True, echo=None) -> dict[str, Any]:
+             show_progress: bool = True, echo=None, plot_format: str = "png") -> dict[str, Any]:
     """Run the demo end to end and write its report; returns the results dict (``results.json``).
 
     Parameters
     ----------
     out_dir : path
         Output folder (created): ``scenes/`` (images + captions), ``embeddings.h5`` (groups
-        ``/image`` and ``/text``), ``results.json``, ``report.md``, ``*.png``.
+        ``/image`` and ``/text``), ``results.json``, ``report.md``, plots (``*.png`` or
+        ``plot_format``).
     n : int
         Number of scenes (>= 16).
     seeds, queries : int, optional
@@ -63,6 +64,8 @@ def run_demo(out_dir: str | Path = "demo-output", *, n: int = 1000, seeds: int |
         For the encoders (torch) and the analysis (NumPy/Numba or CuPy).
     echo : callable, optional
         Progress lines (default: the ``fastcka`` logger at INFO).
+    plot_format : {"png", "pdf", "svg"}
+        File format of the plots.
     """
     import fastcka
     from fastcka.datasets import read_images, read_texts
@@ -71,6 +74,9 @@ def run_demo(out_dir: str | Path = "demo-output", *, n: int = 1000, seeds: int |
     from fastcka.store import align, read_store
 
     say = echo or log.info
+    from .plots import check_format
+
+    fmt = check_format(plot_format)
     if not isinstance(n, (int, np.integer)) or n < 16:
         raise InputError(f"n must be an integer >= 16, got {n!r}")
     d_seeds, d_queries = default_split(int(n))
@@ -167,10 +173,10 @@ def run_demo(out_dir: str | Path = "demo-output", *, n: int = 1000, seeds: int |
         "machine": f"{platform.machine()} {platform.system()}, python {platform.python_version()}",
         "fastcka_version": fastcka.__version__,
     }
-    _plots(out, X_img, X_txt, scenes, ids, cka_res, results)
+    _plots(out, X_img, X_txt, scenes, ids, cka_res, results, fmt)
     with atomic_path(out / "results.json") as tmp:
         tmp.write_text(json.dumps(results, indent=1), encoding="utf-8")
-    atomic_write_text(out / "report.md", _report(results))
+    atomic_write_text(out / "report.md", _report(results, fmt))
     return results
 
 
@@ -193,7 +199,7 @@ def summary(res: dict[str, Any]) -> str:
     ])
 
 
-def _report(res: dict[str, Any]) -> str:
+def _report(res: dict[str, Any], fmt: str = "png") -> str:
     c, m, r = res["cka"], res["seeded_match"], res["retrieval"]
     lines = [
         "# fastcka demo report", "",
@@ -215,7 +221,7 @@ def _report(res: dict[str, Any]) -> str:
     lines += [
         "", f"The smallest p-value {c['linear']['n_permutations']} permutations can give is "
         f"1/{c['linear']['n_permutations'] + 1} = {1 / (c['linear']['n_permutations'] + 1):.4f}.",
-        "", "![kernels](kernels.png)", "", "![permutation test](permutation.png)", "",
+        "", f"![kernels](kernels.{fmt})", "", f"![permutation test](permutation.{fmt})", "",
         "## Recovering the pairing from a few seed pairs", "",
         f"{m['n_seeds']} seed pairs are given; {m['n_queries']} query captions must be matched to "
         "their images.", "",
@@ -229,7 +235,7 @@ def _report(res: dict[str, Any]) -> str:
     for k in KS:
         lines.append(f"| local-CKA retrieval top-{k}, image→text | {r['image_to_text'][str(k)]:.3f} | "
                      f"{r['chance'][str(k)]:.4f} |")
-    lines += ["", "![accuracy](accuracy.png)", "", "![scenes](scenes.png)", "",
+    lines += ["", f"![accuracy](accuracy.{fmt})", "", f"![scenes](scenes.{fmt})", "",
               "## Run", "", "| step | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in res["timings_s"].items()]
     lines += ["", f"{res['machine']}; fastcka {res['fastcka_version']}. Embeddings: "
@@ -238,73 +244,47 @@ def _report(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _savefig(fig, path: Path) -> None:
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-
-
-def _plots(out: Path, X_img, X_txt, scenes, ids, cka_res, res) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _plots(out: Path, X_img, X_txt, scenes, ids, cka_res, res, fmt: str = "png") -> None:
+    from . import plots
     from .cka import gram
 
     by_id = {s.id: s for s in scenes}
     # kernel matrices of up to 150 scenes, ordered by shape then colour (block structure)
     sub = sorted(range(min(150, len(ids))), key=lambda i: (by_id[ids[i]].shape, by_id[ids[i]].color))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
-    for ax, X, title in ((axes[0], X_img, "image (efficientnet-lite0)"),
-                         (axes[1], X_txt, "text (minilm-l6)")):
-        K = np.asarray(gram(X[sub], "linear", center=True, device="cpu"))
-        lim = np.abs(K).max() or 1.0
-        ax.imshow(K, cmap="RdBu_r", vmin=-lim, vmax=lim)
-        ax.set_title(f"centred linear kernel: {title}", fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(f"{len(sub)} scenes ordered by shape, then colour; linear CKA "
-                 f"{res['cka']['linear']['cka']:.3f}", fontsize=10)
-    _savefig(fig, out / "kernels.png")
-    plt.close(fig)
+    enc = res["encoders"]
+    fig = plots.kernel_heatmaps(
+        [np.asarray(gram(X[sub], "linear", center=True, device="cpu")) for X in (X_img, X_txt)],
+        [f"centred linear kernel: image ({enc['image']['name']})",
+         f"centred linear kernel: text ({enc['text']['name']})"],
+        groups=[by_id[ids[i]].shape for i in sub], group_name="scene shape",
+        suptitle=f"{len(sub)} scenes ordered by shape, then colour; linear CKA "
+                 f"{res['cka']['linear']['cka']:.3f}")
+    plots.save(fig, out / f"kernels.{fmt}", fmt)
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-    for ax, k in zip(axes, ("linear", "rbf"), strict=True):
-        ax.hist(cka_res[k]["_null"], bins=30, color="0.6", label="permuted pairs")
-        ax.axvline(cka_res[k]["cka"], color="C3", lw=2, label="observed")
-        ax.set_title(f"{k} CKA: observed vs null (p = {cka_res[k]['p_value']:.4f})", fontsize=9)
-        ax.legend(fontsize=8)
-    _savefig(fig, out / "permutation.png")
-    plt.close(fig)
+    fig = plots.permutation_null(
+        [{"null": cka_res[k]["_null"], "observed": cka_res[k]["cka"],
+          "p_value": cka_res[k]["p_value"], "title": f"{k} CKA"} for k in ("linear", "rbf")],
+        statistic="CKA")
+    plots.save(fig, out / f"permutation.{fmt}", fmt)
 
     r, m = res["retrieval"], res["seeded_match"]
-    labels = ["FAQ match"] + [f"top-{k} t→i" for k in KS] + [f"top-{k} i→t" for k in KS]
-    vals = [m["accuracy"]] + [r["text_to_image"][str(k)] for k in KS] + \
-        [r["image_to_text"][str(k)] for k in KS]
-    chance = [m["chance"]] + [r["chance"][str(k)] for k in KS] * 2
-    fig, ax = plt.subplots(figsize=(8, 3.6))
-    x = np.arange(len(labels))
-    ax.bar(x, vals, color=["C0"] + ["C1"] * 3 + ["C2"] * 3, label="accuracy")
-    ax.scatter(x, chance, marker="_", s=400, color="k", label="chance", zorder=3)
-    ax.set_xticks(x, labels, fontsize=8)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("accuracy")
-    ax.set_title(f"pairing recovery: {m['n_seeds']} seeds, {m['n_queries']} queries", fontsize=9)
-    ax.legend(fontsize=8)
-    _savefig(fig, out / "accuracy.png")
-    plt.close(fig)
+    fig = plots.matching_retrieval(
+        {"FAQ text→image": [m["accuracy"]]},
+        {"text→image": {k: [r["text_to_image"][str(k)]] for k in KS},
+         "image→text": {k: [r["image_to_text"][str(k)]] for k in KS}},
+        chance_matching=m["chance"], chance_retrieval={k: r["chance"][str(k)] for k in KS},
+        title=f"pairing recovery: {m['n_seeds']} seeds, {m['n_queries']} queries (one draw)")
+    plots.save(fig, out / f"accuracy.{fmt}", fmt)
 
     from .scenes import render_scene
 
     show = scenes[:8]
-    fig, axes = plt.subplots(2, 4, figsize=(10, 5.6))
-    for ax, sc in zip(axes.ravel(), show, strict=False):
-        ax.imshow(render_scene(sc, 112))
-        words = sc.caption.split()
-        half = len(words) // 2
-        ax.set_title(" ".join(words[:half]) + "\n" + " ".join(words[half:]), fontsize=7)
-        ax.axis("off")
-    for ax in axes.ravel()[len(show):]:
-        ax.axis("off")
-    _savefig(fig, out / "scenes.png")
-    plt.close(fig)
+    fig = plots.image_grid([render_scene(sc, 112) for sc in show],
+                           [_two_lines(sc.caption) for sc in show])
+    plots.save(fig, out / f"scenes.{fmt}", fmt)
+
+
+def _two_lines(text: str) -> str:
+    words = text.split()
+    half = len(words) // 2
+    return " ".join(words[:half]) + "\n" + " ".join(words[half:])

@@ -1,26 +1,46 @@
-"""Reports of an evaluation table (:mod:`fastcka.evaluate`): a markdown page and PNG plots.
+"""Reports of an evaluation table (:mod:`fastcka.evaluate`) or of a classification: markdown + plots.
 
 :func:`write_report` draws, per direction, matching accuracy against the number of seeds for each
 method (mean over draws, error bars one standard deviation), the top-1/5/10 retrieval curves of
-the score methods and the CKA of the seed sets, and writes ``report.md`` with a table laid out as
-the paper's (methods as rows, seed counts as columns, accuracy mean ± std over draws).
+the score methods and the CKA of the seed sets, and writes ``report.md`` with tables laid out as
+the paper's (methods as rows, seed counts as columns, mean ± std over draws).  Plots are written
+as PNG, PDF or SVG (``plot_format``); the figures themselves come from :mod:`fastcka.plots`.
+
+A classification result adds a confusion matrix (plot + per-class accuracy table).  It is read by
+:func:`read_confusion` from a CSV/TSV in one of two documented layouts:
+
+- **long** (one row per image or per cell): columns ``true`` and ``predicted`` (class names),
+  and optionally ``count`` (default 1 per row); other columns (``id``, scores) are ignored;
+- **wide** (the matrix itself): a header ``true,<class 1>,<class 2>,...`` and one row per true
+  class, ``<class>,<count predicted as class 1>,...``; every class a row and a column.
+
+``fastcka report`` takes such a file as its TABLE (a classification report) or beside an
+evaluation table with ``--confusion FILE``.
 """
 
 from __future__ import annotations
 
+import csv
 import math
 import os
 from pathlib import Path
 
-from ._io import atomic_path, atomic_write_text
+import numpy as np
+
+from ._io import atomic_write_text
 from .errors import InputError
+from .plots import (
+    accuracy_vs_seeds,
+    check_format,
+    confusion_matrix,
+    mean_std,
+    save,
+    seed_cka,
+    topk_curves,
+    variant_label,
+)
 
-__all__ = ["write_report", "markdown_table"]
-
-
-def _label(r: dict) -> str:
-    return r["method"] + (f" {r['kernel']}" if r["kernel"] else "") + \
-        (f" σ={r['sigma']}" if r["sigma"] else "")
+__all__ = ["write_report", "markdown_table", "read_confusion", "is_confusion_table"]
 
 
 def _fmt(m: float, s: float) -> str:
@@ -31,8 +51,8 @@ def markdown_table(summary: list[dict], direction: str, value: str = "accuracy")
     """Methods × seed counts, ``value`` mean ± std over draws, for one direction."""
     rows = [r for r in summary if r["direction"] == direction]
     ks = sorted({r["n_seeds"] for r in rows})
-    labels = list(dict.fromkeys(_label(r) for r in rows))
-    cell = {(_label(r), r["n_seeds"]): _fmt(r[value], r[value + "_std"]) for r in rows}
+    labels = list(dict.fromkeys(variant_label(r) for r in rows))
+    cell = {(variant_label(r), r["n_seeds"]): _fmt(r[value], r[value + "_std"]) for r in rows}
     out = [f"| method | {' | '.join(f'{k} seeds' for k in ks)} |",
            "|---|" + "---|" * len(ks)]
     for lab in labels:
@@ -40,86 +60,145 @@ def markdown_table(summary: list[dict], direction: str, value: str = "accuracy")
     return "\n".join(out)
 
 
-def _save(fig, path: Path) -> None:
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+def _header(path: Path) -> tuple[list[str], list[list[str]]]:
+    if path.suffix.lower() not in (".csv", ".tsv"):
+        raise InputError(f"{path}: a confusion matrix is read from .csv or .tsv")
+    if not path.is_file():
+        raise InputError(f"table not found: {path}")
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh, delimiter="\t" if path.suffix.lower() == ".tsv" else ","))
+    if not rows:
+        raise InputError(f"{path}: empty file")
+    return [h.strip() for h in rows[0]], rows[1:]
 
 
-def write_report(table, out_dir: str | os.PathLike, *, title: str = "fastcka evaluation") -> list[str]:
-    """Write ``report.md`` and PNG plots of ``table`` into ``out_dir``; returns the file names."""
-    import matplotlib
+def is_confusion_table(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a CSV/TSV in one of the confusion layouts of :func:`read_confusion`."""
+    p = Path(path)
+    if p.suffix.lower() not in (".csv", ".tsv") or not p.is_file():
+        return False
+    head, _ = _header(p)
+    return (bool(head) and head[0] == "true") or {"true", "predicted"} <= set(head)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    if not len(table):
+def _count(v: str, path: Path, line: int) -> float:
+    try:
+        c = float(v)
+    except ValueError:
+        raise InputError(f"{path}, line {line}: count {v!r} is not a number") from None
+    if not (math.isfinite(c) and c >= 0):
+        raise InputError(f"{path}, line {line}: count {v!r} must be finite and >= 0")
+    return c
+
+
+def read_confusion(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
+    """Class names (row order) and the count matrix (rows true, columns predicted) of a confusion
+    CSV/TSV in the long (``true``, ``predicted`` [, ``count``]) or wide layout."""
+    p = Path(path)
+    head, body = _header(p)
+    if {"true", "predicted"} <= set(head):
+        it, ip = head.index("true"), head.index("predicted")
+        ic = head.index("count") if "count" in head else None
+        pairs = []
+        for ln, row in enumerate(body, start=2):
+            if not row:
+                continue
+            if len(row) != len(head):
+                raise InputError(f"{p}, line {ln}: {len(row)} fields, the header has {len(head)}")
+            pairs.append((row[it], row[ip], 1.0 if ic is None else _count(row[ic], p, ln)))
+        if not pairs:
+            raise InputError(f"{p}: no rows")
+        classes = sorted({t for t, _, _ in pairs} | {q for _, q, _ in pairs})
+        pos = {c: i for i, c in enumerate(classes)}
+        M = np.zeros((len(classes), len(classes)))
+        for t, q, c in pairs:
+            M[pos[t], pos[q]] += c
+        return classes, M
+    if not head or head[0] != "true":
+        raise InputError(f"{p}: not a confusion matrix (need columns 'true' and 'predicted', "
+                         "or a header 'true,<class>,...')")
+    cols = head[1:]
+    if len(set(cols)) != len(cols):
+        raise InputError(f"{p}: duplicate class in the header")
+    classes, vals = [], []
+    for ln, row in enumerate(body, start=2):
+        if not row:
+            continue
+        if len(row) != len(head):
+            raise InputError(f"{p}, line {ln}: {len(row)} fields, the header has {len(head)}")
+        classes.append(row[0])
+        vals.append([_count(v, p, ln) for v in row[1:]])
+    if sorted(classes) != sorted(cols) or len(set(classes)) != len(classes):
+        raise InputError(f"{p}: the true classes (rows) and predicted classes (columns) differ")
+    order = [cols.index(c) for c in classes]
+    return classes, np.asarray(vals, dtype=np.float64)[:, order]
+
+
+def _confusion_md(classes: list[str], M: np.ndarray, name: str) -> list[str]:
+    tot = M.sum(axis=1)
+    acc = float(np.trace(M) / M.sum()) if M.sum() else math.nan
+    md = ["## Classification", "",
+          f"Top-1 accuracy {acc:.3f} over {int(M.sum())} images, {len(classes)} classes "
+          f"(chance {1 / len(classes):.3f}).", "",
+          "| class | images | accuracy |", "|---|---|---|"]
+    for i, c in enumerate(classes):
+        md.append(f"| {c} | {int(tot[i])} | "
+                  f"{(M[i, i] / tot[i]) if tot[i] else math.nan:.3f} |")
+    return md + ["", f"![confusion matrix]({name})", ""]
+
+
+def write_report(table, out_dir: str | os.PathLike, *, title: str = "fastcka evaluation",
+                 plot_format: str = "png", confusion: str | os.PathLike | None = None
+                 ) -> list[str]:
+    """Write ``report.md`` and the plots of ``table`` (an :class:`~fastcka.evaluate.EvalTable`,
+    or None for a classification-only report) into ``out_dir``; returns the file names.
+
+    ``confusion``: a confusion CSV/TSV (:func:`read_confusion`) drawn as ``confusion.<fmt>``.
+    Inputs are all read and checked before anything is written.
+    """
+    fmt = check_format(plot_format)
+    if table is None and confusion is None:
+        raise InputError("nothing to report: give an evaluation table or a confusion matrix")
+    if table is not None and not len(table):
         raise InputError("the table has no rows to report")
+    conf = read_confusion(confusion) if confusion is not None else None
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = table.summary()
-    dirs = list(dict.fromkeys(r["direction"] for r in summary))
-    files: list[str] = []
+    figures: list[tuple[str, object]] = []
     md = [f"# {title}", ""]
-    meta = table.meta
+    meta = table.meta if table is not None else {}
     if meta:
         md += ["Settings: " + ", ".join(f"{k} = {v}" for k, v in meta.items()), ""]
-    for d in dirs:
-        rows = [r for r in summary if r["direction"] == d]
-        labels = list(dict.fromkeys(_label(r) for r in rows))
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
-        for lab in labels:
-            rs = sorted((r for r in rows if _label(r) == lab), key=lambda r: r["n_seeds"])
-            ax.errorbar([r["n_seeds"] for r in rs], [r["accuracy"] for r in rs],
-                        yerr=[r["accuracy_std"] for r in rs], marker="o", capsize=3, label=lab)
-        ax.set_xscale("log")
-        ax.set_xlabel("number of seeds")
-        ax.set_ylabel("matching accuracy")
-        ax.set_title(f"matching accuracy ({d})")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        name = f"accuracy_{d}.png"
-        _save(fig, out / name)
-        plt.close(fig)
-        files.append(name)
-        fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), sharey=True)
-        for ax, k in zip(axes, ("top1", "top5", "top10"), strict=True):
-            for lab in labels:
-                rs = sorted((r for r in rows if _label(r) == lab), key=lambda r: r["n_seeds"])
-                if all(math.isnan(r[k]) for r in rs):
-                    continue
-                ax.errorbar([r["n_seeds"] for r in rs], [r[k] for r in rs],
-                            yerr=[r[k + "_std"] for r in rs], marker="o", capsize=3, label=lab)
-            ax.set_xscale("log")
-            ax.set_title(f"retrieval {k} ({d})")
-            ax.set_xlabel("number of seeds")
-            ax.grid(alpha=0.3)
-        axes[0].legend(fontsize=7)
-        name = f"topk_{d}.png"
-        _save(fig, out / name)
-        plt.close(fig)
-        files.append(name)
-        md += [f"## {d}", "", "Matching accuracy (mean ± std over query draws):", "",
-               markdown_table(summary, d), "",
-               "Retrieval top-1 (score methods):", "", markdown_table(
-                   [r for r in summary if not math.isnan(r["top1"])], d, "top1"), "",
-               f"![accuracy]({files[-2]})", "", f"![top-k]({files[-1]})", ""]
-    ks_cka = {}
-    for r in summary:
-        ks_cka.setdefault(r["n_seeds"], r["seed_cka"])
-    if ks_cka:
-        fig, ax = plt.subplots(figsize=(5, 3.4))
-        ks = sorted(ks_cka)
-        ax.plot(ks, [ks_cka[k] for k in ks], marker="o")
-        ax.set_xscale("log")
-        ax.set_xlabel("number of seeds")
-        ax.set_ylabel("kernel CKA of the seed sets")
-        ax.grid(alpha=0.3)
-        _save(fig, out / "seed_cka.png")
-        plt.close(fig)
-        files.append("seed_cka.png")
-        md += ["## CKA of the seed sets (rbf, paper σ; draw-averaged)", "",
-               "| seeds | " + " | ".join(map(str, ks)) + " |", "|---|" + "---|" * len(ks),
-               "| CKA | " + " | ".join(f"{ks_cka[k]:.3f}" for k in ks) + " |", "",
-               "![seed CKA](seed_cka.png)", ""]
+    if table is not None:
+        rows = table.rows
+        summary = table.summary()
+        for d in dict.fromkeys(r["direction"] for r in summary):
+            acc, topk = f"accuracy_{d}.{fmt}", f"topk_{d}.{fmt}"
+            figures += [(acc, accuracy_vs_seeds(rows, d)), (topk, topk_curves(rows, d))]
+            md += [f"## {d}", "", "Matching accuracy (mean ± std over query draws):", "",
+                   markdown_table(summary, d), ""]
+            scored = [r for r in summary if not math.isnan(r["top1"])]
+            for k in ("top1", "top5", "top10"):
+                if any(r["direction"] == d for r in scored):
+                    md += [f"Retrieval {k} (score methods):", "", markdown_table(scored, d, k), ""]
+            md += [f"![accuracy]({acc})", "", f"![top-k]({topk})", ""]
+        ks = sorted({int(r["n_seeds"]) for r in rows if r["seed_cka"] == r["seed_cka"]})
+        if ks:
+            name = f"seed_cka.{fmt}"
+            figures.append((name, seed_cka(rows)))
+            md += ["## CKA of the seed sets", "",
+                   "| seeds | " + " | ".join(map(str, ks)) + " |", "|---|" + "---|" * len(ks)]
+            for col, lab in (("seed_cka", "CKA rbf (paper σ)"), ("seed_cka_linear", "CKA linear")):
+                cells = [mean_std(r[col] for r in rows if int(r["n_seeds"]) == k) for k in ks]
+                if any(m == m for m, _ in cells):
+                    md.append(f"| {lab} | " + " | ".join(_fmt(m, s) for m, s in cells) + " |")
+            md += ["", f"![seed CKA]({name})", ""]
+    if conf is not None:
+        classes, M = conf
+        name = f"confusion.{fmt}"
+        figures.append((name, confusion_matrix(M, classes, title=Path(confusion).name)))
+        md += _confusion_md(classes, M, name)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, fig in figures:
+        save(fig, out / name, fmt)
     atomic_write_text(out / "report.md", "\n".join(md))
-    return ["report.md", *files]
+    return ["report.md", *(n for n, _ in figures)]
