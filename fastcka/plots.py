@@ -30,7 +30,7 @@ from .errors import InputError
 
 __all__ = ["PLOT_FORMATS", "check_format", "save", "similarity_matrix", "kernel_heatmaps",
            "permutation_null", "matching_retrieval", "accuracy_vs_seeds", "topk_curves",
-           "seed_cka", "confusion_matrix", "image_grid", "mean_std", "variant_label"]
+           "seed_cka", "recovery_at", "confusion_matrix", "image_grid", "mean_std", "variant_label"]
 
 PLOT_FORMATS = ("png", "pdf", "svg")
 TOPK = ("top1", "top5", "top10")
@@ -56,7 +56,7 @@ def save(fig, path: str | os.PathLike, fmt: str | None = None, *, dpi: int = 120
 def _figure(figsize: tuple[float, float]):
     from matplotlib.figure import Figure
 
-    return Figure(figsize=figsize)
+    return Figure(figsize=figsize, layout="constrained")
 
 
 def _runs(groups: Sequence[Any]) -> list[tuple[int, int, str]]:
@@ -117,7 +117,7 @@ def kernel_heatmaps(kernels: Sequence[Any], titles: Sequence[str], *,
         lim = float(np.nanmax(np.abs(K))) if K.size else 1.0
         lim = lim if lim > 0 and math.isfinite(lim) else 1.0
         im = ax.imshow(K, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
-        fig.colorbar(im, ax=ax, label=label, fraction=0.046, pad=0.04)
+        fig.colorbar(im, ax=ax, label=label, shrink=0.85)
         ax.set_title(title, fontsize=9)
         if runs:
             centres = [(a + b - 1) / 2 for a, b, _ in runs]
@@ -172,40 +172,52 @@ def _bars(ax, labels, vals, errs, chance, color) -> None:
     ax.bar(x, vals, yerr=errs, capsize=4 if errs is not None else 0, color=color,
            label="accuracy")
     ax.scatter(x, chance, marker="_", s=400, color="k", label="chance", zorder=3)
-    ax.set_xticks(x, labels, fontsize=8)
+    wide = len(labels) > 4 or max((len(s) for s in labels), default=0) > 14
+    ax.set_xticks(x, labels, fontsize=7 if wide else 8, rotation=35 if wide else 0,
+                  ha="right" if wide else "center")
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy")
     ax.legend(fontsize=7)
 
 
-def matching_retrieval(matching: Mapping[str, Sequence[float]], retrieval: Mapping[str, Mapping[int, Sequence[float]]],
-                       *, chance_matching: float, chance_retrieval: Mapping[int, float],
-                       title: str = ""):
+def matching_retrieval(matching: Mapping[str, Sequence[float]],
+                       retrieval: Mapping[str, Mapping[int, Sequence[float]]], *,
+                       chance_matching: float, chance_retrieval: Mapping[int, float],
+                       title: str = "", colours: Mapping[str, str] | None = None):
     """Matching and retrieval in separate panels (bars: mean over draws; error bars: standard
     deviation over draws when there are several; chance as a black mark).
 
-    ``matching`` maps a label (``"FAQ text→image"``) to its accuracy per draw; ``retrieval``
-    maps a direction label to ``{k: top-k accuracy per draw}``.
+    ``matching`` maps a label (a method, ``"FAQ text→image"``) to its accuracy per draw;
+    ``retrieval`` maps a label (a method or a direction) to ``{k: top-k accuracy per draw}``.
+    A label in both has the same colour in both panels (``colours`` may fix them).  Without
+    retrieval values only the matching panel is drawn.
     """
-    fig = _figure((4.0 + 1.2 * sum(len(v) for v in retrieval.values()), 3.8))
-    ax_m, ax_r = fig.subplots(1, 2, gridspec_kw={"width_ratios": [max(1, len(matching)), max(
-        1, sum(len(v) for v in retrieval.values()))]})
+    n_r = sum(len(v) for v in retrieval.values())
+    colour = {lab: f"C{i % 10}" for i, lab in enumerate(
+        list(matching) + [d for d in retrieval if d not in matching])} | dict(colours or {})
+    fig = _figure((3.0 + 0.9 * len(matching) + 0.8 * n_r, 4.0))
+    if n_r:
+        ax_m, ax_r = fig.subplots(1, 2, gridspec_kw={"width_ratios": [max(1, len(matching)),
+                                                                      max(1, n_r)]})
+    else:
+        ax_m, ax_r = fig.subplots(), None
     labs = list(matching)
     vals = [np.asarray(matching[k], dtype=np.float64) for k in labs]
     _bars(ax_m, labs, [v.mean() for v in vals], [v.std() for v in vals],
-          [chance_matching] * len(labs), "C0")
+          [chance_matching] * len(labs), [colour[lab] for lab in labs])
     ax_m.set_title("matching", fontsize=9)
-    rl, rv, re, rc, col = [], [], [], [], []
-    for i, (d, by_k) in enumerate(retrieval.items()):
-        for k, v in by_k.items():
-            a = np.asarray(v, dtype=np.float64)
-            rl.append(f"top-{k}\n{d}")
-            rv.append(a.mean())
-            re.append(a.std())
-            rc.append(chance_retrieval[k])
-            col.append(f"C{1 + i}")
-    _bars(ax_r, rl, rv, re, rc, col)
-    ax_r.set_title("retrieval", fontsize=9)
+    if ax_r is not None:
+        rl, rv, re, rc, col = [], [], [], [], []
+        for d, by_k in retrieval.items():
+            for k, v in by_k.items():
+                a = np.asarray(v, dtype=np.float64)
+                rl.append(f"top-{k}\n{d}")
+                rv.append(a.mean())
+                re.append(a.std())
+                rc.append(chance_retrieval[k])
+                col.append(colour[d])
+        _bars(ax_r, rl, rv, re, rc, col)
+        ax_r.set_title("retrieval", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
@@ -240,6 +252,25 @@ def mean_std(values: Iterable[float]) -> tuple[float, float]:
     return (float(v.mean()), float(v.std())) if v.size else (math.nan, math.nan)
 
 
+def _palette(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """One colour per method variant of a table (sorted labels), the same in every figure."""
+    return {lab: f"C{i % 10}" for i, lab in enumerate(sorted({variant_label(r) for r in rows}))}
+
+
+def _seed_axis(ax, ks: Iterable[int]) -> None:
+    """A log axis of seed counts, ticked at the counts themselves."""
+    from matplotlib.ticker import NullFormatter, NullLocator
+
+    ax.set_xscale("log")
+    ks = sorted(set(ks))
+    if ks:
+        ax.set_xticks(ks, labels=[str(k) for k in ks])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("number of seeds")
+    ax.grid(alpha=0.3)
+
+
 def _curves(rows: Sequence[Mapping[str, Any]], col: str) -> dict[str, tuple[list, list, list]]:
     """Per method variant: seed counts, mean and std over draws of ``col`` (NaN-only dropped)."""
     cells: dict[str, dict[int, list[float]]] = {}
@@ -247,7 +278,7 @@ def _curves(rows: Sequence[Mapping[str, Any]], col: str) -> dict[str, tuple[list
         cells.setdefault(variant_label(r), {}).setdefault(int(r["n_seeds"]), []).append(
             float(r[col]))
     out = {}
-    for lab, by_k in cells.items():
+    for lab, by_k in sorted(cells.items()):
         ks = sorted(k for k, v in by_k.items() if any(x == x for x in v))
         if ks:
             ms = [mean_std(by_k[k]) for k in ks]
@@ -255,16 +286,14 @@ def _curves(rows: Sequence[Mapping[str, Any]], col: str) -> dict[str, tuple[list
     return out
 
 
-def _curve_panel(ax, rows, col: str, ylabel: str, title: str) -> int:
+def _curve_panel(ax, rows, col: str, ylabel: str, title: str, colours: Mapping[str, str]) -> int:
     n = 0
     for lab, (ks, m, s) in _curves(rows, col).items():
-        ax.errorbar(ks, m, yerr=s, marker="o", capsize=3, label=lab)
+        ax.errorbar(ks, m, yerr=s, marker="o", capsize=3, label=lab, color=colours[lab])
         n += 1
-    ax.set_xscale("log")
-    ax.set_xlabel("number of seeds")
+    _seed_axis(ax, (int(r["n_seeds"]) for r in rows))
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
     if n:
         ax.legend(fontsize=7)
     return n
@@ -280,7 +309,7 @@ def accuracy_vs_seeds(rows: Sequence[Mapping[str, Any]], direction: str):
     fig = _figure((6.4, 4.2))
     ax = fig.subplots()
     _curve_panel(ax, _direction(rows, direction), "accuracy", "matching accuracy",
-                 f"matching accuracy ({direction})")
+                 f"matching accuracy ({direction})", _palette(rows))
     return fig
 
 
@@ -290,7 +319,8 @@ def topk_curves(rows: Sequence[Mapping[str, Any]], direction: str):
     axes = fig.subplots(1, 3, sharey=True)
     rs = _direction(rows, direction)
     for ax, k in zip(axes, TOPK, strict=True):
-        _curve_panel(ax, rs, k, f"retrieval {k} accuracy", f"retrieval {k} ({direction})")
+        _curve_panel(ax, rs, k, f"retrieval {k} accuracy", f"retrieval {k} ({direction})",
+                     _palette(rows))
     return fig
 
 
@@ -309,13 +339,40 @@ def seed_cka(rows: Sequence[Mapping[str, Any]]):
             ms = [mean_std(by_k[k]) for k in ks]
             ax.errorbar(ks, [m for m, _ in ms], yerr=[s for _, s in ms], marker="o",
                         capsize=3, label=lab)
-    ax.set_xscale("log")
-    ax.set_xlabel("number of seeds")
+    _seed_axis(ax, (int(r["n_seeds"]) for r in rows))
     ax.set_ylabel("CKA of the seed sets")
     ax.set_title("base-set CKA", fontsize=9)
-    ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return fig
+
+
+def recovery_at(rows: Sequence[Mapping[str, Any]], direction: str, n_seeds: int | None = None):
+    """:func:`matching_retrieval` of an evaluation table at one seed count (default the largest)
+    for one direction: every method variant's matching accuracy and the score methods' top-1/5/10,
+    mean over draws with one-standard-deviation error bars, chance from ``n_queries``."""
+    colours = _palette(rows)
+    rs = _direction(rows, direction)
+    if not rs:
+        raise InputError(f"no rows for direction {direction!r}")
+    k = max(int(r["n_seeds"]) for r in rs) if n_seeds is None else int(n_seeds)
+    rs = [r for r in rs if int(r["n_seeds"]) == k]
+    if not rs:
+        raise InputError(f"no rows with {k} seeds for direction {direction!r}")
+    matching: dict[str, list[float]] = {}
+    retrieval: dict[str, dict[int, list[float]]] = {}
+    for r in sorted(rs, key=variant_label):
+        lab = variant_label(r)
+        matching.setdefault(lab, []).append(float(r["accuracy"]))
+        if r["top1"] == r["top1"]:
+            by_k = retrieval.setdefault(lab, {1: [], 5: [], 10: []})
+            for kk in by_k:
+                by_k[kk].append(float(r[f"top{kk}"]))
+    q = min(int(r["n_queries"]) for r in rs)
+    draws = max(len(v) for v in matching.values())
+    return matching_retrieval(matching, retrieval, chance_matching=1.0 / q,
+                              chance_retrieval={kk: min(1.0, kk / q) for kk in (1, 5, 10)},
+                              title=f"{k} seeds, {q} queries, {draws} draws ({direction})",
+                              colours=colours)
 
 
 def confusion_matrix(M: Any, classes: Sequence[str], *, normalize: bool = True, title: str = ""):

@@ -2,7 +2,8 @@
 
 :func:`write_report` draws, per direction, matching accuracy against the number of seeds for each
 method (mean over draws, error bars one standard deviation), the top-1/5/10 retrieval curves of
-the score methods and the CKA of the seed sets, and writes ``report.md`` with tables laid out as
+the score methods, matching and retrieval at the largest seed count in separate panels, and the
+CKA of the seed sets, and writes ``report.md`` with tables laid out as
 the paper's (methods as rows, seed counts as columns, mean ± std over draws).  Plots are written
 as PNG, PDF or SVG (``plot_format``); the figures themselves come from :mod:`fastcka.plots`.
 
@@ -34,6 +35,7 @@ from .plots import (
     check_format,
     confusion_matrix,
     mean_std,
+    recovery_at,
     save,
     seed_cka,
     topk_curves,
@@ -172,15 +174,19 @@ def write_report(table, out_dir: str | os.PathLike, *, title: str = "fastcka eva
         rows = table.rows
         summary = table.summary()
         for d in dict.fromkeys(r["direction"] for r in summary):
-            acc, topk = f"accuracy_{d}.{fmt}", f"topk_{d}.{fmt}"
-            figures += [(acc, accuracy_vs_seeds(rows, d)), (topk, topk_curves(rows, d))]
+            acc, topk, rec = f"accuracy_{d}.{fmt}", f"topk_{d}.{fmt}", f"recovery_{d}.{fmt}"
+            figures += [(acc, accuracy_vs_seeds(rows, d)), (topk, topk_curves(rows, d)),
+                        (rec, recovery_at(rows, d))]
             md += [f"## {d}", "", "Matching accuracy (mean ± std over query draws):", "",
                    markdown_table(summary, d), ""]
             scored = [r for r in summary if not math.isnan(r["top1"])]
             for k in ("top1", "top5", "top10"):
                 if any(r["direction"] == d for r in scored):
                     md += [f"Retrieval {k} (score methods):", "", markdown_table(scored, d, k), ""]
-            md += [f"![accuracy]({acc})", "", f"![top-k]({topk})", ""]
+            kmax = max(int(r["n_seeds"]) for r in rows if r["direction"] == d)
+            md += [f"![accuracy]({acc})", "", f"![top-k]({topk})", "",
+                   f"Matching and retrieval at {kmax} seeds (error bars: std over draws):", "",
+                   f"![recovery]({rec})", ""]
         ks = sorted({int(r["n_seeds"]) for r in rows if r["seed_cka"] == r["seed_cka"]})
         if ks:
             name = f"seed_cka.{fmt}"

@@ -222,6 +222,17 @@ def test_accuracy_vs_seeds_error_bars_are_std_over_draws():
         assert y == pytest.approx([m for m, _ in want.values()])
         assert half == pytest.approx([s for _, s in want.values()])
         assert centre == pytest.approx(y)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["10", "20", "40"]  # the seed counts
+    # a method keeps its colour in every figure of the report
+    top = plots.topk_curves(t.rows, "tgt-to-src").axes[0]
+    rec = plots.recovery_at(t.rows, "tgt-to-src").axes[0]
+    col = {c.get_label(): c.lines[0].get_color() for c in conts}
+    for c in top.containers:
+        if isinstance(c, ErrorbarContainer):
+            assert c.lines[0].get_color() == col[c.get_label()]
+    (bars,) = [c for c in rec.containers if isinstance(c, BarContainer)]
+    for b, tick in zip(bars, rec.get_xticklabels(), strict=True):
+        assert matplotlib.colors.same_color(b.get_facecolor(), col[tick.get_text()])
     # the same numbers as the table's own summary
     s = {(r["method"], r["n_seeds"]): r for r in t.summary() if r["direction"] == "tgt-to-src"}
     x, y, half, _ = errorbar_halfwidths(conts[labels.index("linreg")])
@@ -241,6 +252,36 @@ def test_topk_curves_three_panels_score_methods_only():
             x, y, half, _ = errorbar_halfwidths(c)
             assert len(x) == 3 and y == pytest.approx([m for m, _ in want.values()])
             assert half == pytest.approx([s for _, s in want.values()])
+
+
+def test_recovery_at_largest_seed_count_per_method():
+    t = synthetic_table(2)
+    fig = plots.recovery_at(t.rows, "src-to-tgt")
+    ax_m, ax_r = fig.axes
+    assert "40 seeds, 50 queries, 3 draws" in fig.get_suptitle()
+    (bm,) = [c for c in ax_m.containers if isinstance(c, BarContainer)]
+    (br,) = [c for c in ax_r.containers if isinstance(c, BarContainer)]
+    labels = [t.get_text() for t in ax_m.get_xticklabels()]
+    assert sorted(labels) == sorted(["faq rbf σ=paper", "local-cka linear", "linreg"])
+    _, _, half, _ = errorbar_halfwidths(bm.errorbar)
+    for i, lab in enumerate(labels):
+        m, s = by_hand(t.rows, lab, "src-to-tgt", "accuracy")[40]
+        assert bm[i].get_height() == pytest.approx(m) and half[i] == pytest.approx(s)
+    ticks = [t.get_text() for t in ax_r.get_xticklabels()]
+    assert len(br) == 6 and "faq" not in " ".join(ticks)  # score methods only
+    _, _, half, _ = errorbar_halfwidths(br.errorbar)
+    for i, tick in enumerate(ticks):
+        k, lab = tick.split("\n")
+        m, s = by_hand(t.rows, lab, "src-to-tgt", "top" + k.removeprefix("top-"))[40]
+        assert br[i].get_height() == pytest.approx(m) and half[i] == pytest.approx(s)
+    chance = [p[1] for p in ax_r.collections[-1].get_offsets()]
+    assert sorted(set(np.round(chance, 6))) == [0.02, 0.1, 0.2]  # k / 50 queries
+    # the same colour for a method in both panels
+    lc = {lab: bm[i].get_facecolor() for i, lab in enumerate(labels)}
+    for i, tick in enumerate(ticks):
+        assert br[i].get_facecolor() == lc[tick.split("\n")[1]]
+    only_faq = plots.recovery_at([r for r in t.rows if r["method"] == "faq"], "src-to-tgt", 10)
+    assert len(only_faq.axes) == 1 and "10 seeds" in only_faq.get_suptitle()
 
 
 def test_seed_cka_both_kernels():
@@ -326,7 +367,7 @@ def test_report_plot_formats(tmp_path, capsys, fmt):
                          "--plot-format", fmt, "--json"], capsys)
     assert code == 0, err
     doc = json.loads(so)
-    want = {f"{p}_{d}.{fmt}" for p in ("accuracy", "topk") for d in dirs}
+    want = {f"{p}_{d}.{fmt}" for p in ("accuracy", "topk", "recovery") for d in dirs}
     want |= {f"seed_cka.{fmt}", f"confusion.{fmt}"}
     assert set(doc["files"]) == want | {"report.md"}
     assert set(os.listdir(out)) == want | {"report.md"}
