@@ -12,11 +12,14 @@ A classification result adds a confusion matrix (plot + per-class accuracy table
 
 - **long** (one row per image or per cell): columns ``true`` and ``predicted`` (class names),
   and optionally ``count`` (default 1 per row); other columns (``id``, scores) are ignored;
-- **wide** (the matrix itself): a header ``true,<class 1>,<class 2>,...`` and one row per true
-  class, ``<class>,<count predicted as class 1>,...``; every class a row and a column.
+- **wide** (the matrix itself, as ``fastcka classify -o DIR`` writes ``confusion_<method>.csv``):
+  a header whose first cell starts with ``true`` (``true`` or ``true \\ predicted``) followed by
+  the predicted classes, and one row per true class, ``<class>,<count predicted as class 1>,...``;
+  every class a row and a column.
 
-``fastcka report`` takes such a file as its TABLE (a classification report) or beside an
-evaluation table with ``--confusion FILE``.
+``fastcka report`` takes such a file as its TABLE (a classification report), a folder of
+``confusion_*.csv`` files (the output folder of ``fastcka classify``: one matrix per method), or
+files beside an evaluation table with ``--confusion FILE`` (repeatable).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +46,8 @@ from .plots import (
     variant_label,
 )
 
-__all__ = ["write_report", "markdown_table", "read_confusion", "is_confusion_table"]
+__all__ = ["write_report", "markdown_table", "read_confusion", "is_confusion_table",
+           "confusion_files"]
 
 
 def _fmt(m: float, s: float) -> str:
@@ -80,7 +85,7 @@ def is_confusion_table(path: str | os.PathLike) -> bool:
     if p.suffix.lower() not in (".csv", ".tsv") or not p.is_file():
         return False
     head, _ = _header(p)
-    return (bool(head) and head[0] == "true") or {"true", "predicted"} <= set(head)
+    return (bool(head) and head[0].startswith("true")) or {"true", "predicted"} <= set(head)
 
 
 def _count(v: str, path: Path, line: int) -> float:
@@ -116,7 +121,7 @@ def read_confusion(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
         for t, q, c in pairs:
             M[pos[t], pos[q]] += c
         return classes, M
-    if not head or head[0] != "true":
+    if not head or not head[0].startswith("true"):
         raise InputError(f"{p}: not a confusion matrix (need columns 'true' and 'predicted', "
                          "or a header 'true,<class>,...')")
     cols = head[1:]
@@ -136,11 +141,11 @@ def read_confusion(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     return classes, np.asarray(vals, dtype=np.float64)[:, order]
 
 
-def _confusion_md(classes: list[str], M: np.ndarray, name: str) -> list[str]:
+def _confusion_md(classes: list[str], M: np.ndarray, name: str, label: str) -> list[str]:
     tot = M.sum(axis=1)
     acc = float(np.trace(M) / M.sum()) if M.sum() else math.nan
-    md = ["## Classification", "",
-          f"Top-1 accuracy {acc:.3f} over {int(M.sum())} images, {len(classes)} classes "
+    md = [f"## Classification: {label}", "",
+          f"Accuracy {acc:.3f} over {int(M.sum())} images, {len(classes)} classes "
           f"(chance {1 / len(classes):.3f}).", "",
           "| class | images | accuracy |", "|---|---|---|"]
     for i, c in enumerate(classes):
@@ -149,21 +154,46 @@ def _confusion_md(classes: list[str], M: np.ndarray, name: str) -> list[str]:
     return md + ["", f"![confusion matrix]({name})", ""]
 
 
+def confusion_files(folder: str | os.PathLike) -> list[Path]:
+    """The ``confusion_*.csv`` files of a folder (as ``fastcka classify -o DIR`` writes), sorted."""
+    found = sorted(Path(folder).glob("confusion_*.csv")) + sorted(Path(folder).glob("confusion_*.tsv"))
+    if not found:
+        raise InputError(f"{folder}: a folder holding no confusion_*.csv to report")
+    return found
+
+
+def _names(paths: list[Path], fmt: str) -> list[str]:
+    if len(paths) == 1:
+        return [f"confusion.{fmt}"]
+    stems = [p.stem if p.stem.startswith("confusion") else f"confusion_{p.stem}" for p in paths]
+    if len(set(stems)) < len(stems):
+        stems = [f"confusion_{i + 1}" for i in range(len(paths))]
+    return [f"{st}.{fmt}" for st in stems]
+
+
 def write_report(table, out_dir: str | os.PathLike, *, title: str = "fastcka evaluation",
-                 plot_format: str = "png", confusion: str | os.PathLike | None = None
+                 plot_format: str = "png",
+                 confusion: str | os.PathLike | Sequence[str | os.PathLike] | None = None
                  ) -> list[str]:
     """Write ``report.md`` and the plots of ``table`` (an :class:`~fastcka.evaluate.EvalTable`,
     or None for a classification-only report) into ``out_dir``; returns the file names.
 
-    ``confusion``: a confusion CSV/TSV (:func:`read_confusion`) drawn as ``confusion.<fmt>``.
-    Inputs are all read and checked before anything is written.
+    ``confusion``: one or several confusion CSV/TSV files (:func:`read_confusion`), each drawn
+    (``confusion.<fmt>`` for one, ``confusion_<name>.<fmt>`` for several) with its per-class
+    accuracy table.  Inputs are all read and checked before anything is written.
     """
     fmt = check_format(plot_format)
-    if table is None and confusion is None:
+    if confusion is None:
+        conf_paths: list[Path] = []
+    elif isinstance(confusion, (str, os.PathLike)):
+        conf_paths = [Path(confusion)]
+    else:
+        conf_paths = [Path(c) for c in confusion]
+    if table is None and not conf_paths:
         raise InputError("nothing to report: give an evaluation table or a confusion matrix")
     if table is not None and not len(table):
         raise InputError("the table has no rows to report")
-    conf = read_confusion(confusion) if confusion is not None else None
+    confs = [read_confusion(c) for c in conf_paths]
     out = Path(out_dir)
     figures: list[tuple[str, object]] = []
     md = [f"# {title}", ""]
@@ -198,11 +228,10 @@ def write_report(table, out_dir: str | os.PathLike, *, title: str = "fastcka eva
                 if any(m == m for m, _ in cells):
                     md.append(f"| {lab} | " + " | ".join(_fmt(m, s) for m, s in cells) + " |")
             md += ["", f"![seed CKA]({name})", ""]
-    if conf is not None:
-        classes, M = conf
-        name = f"confusion.{fmt}"
-        figures.append((name, confusion_matrix(M, classes, title=Path(confusion).name)))
-        md += _confusion_md(classes, M, name)
+    for path, (classes, M), name in zip(conf_paths, confs, _names(conf_paths, fmt), strict=True):
+        label = path.stem.removeprefix("confusion_") if path.stem != "confusion" else path.name
+        figures.append((name, confusion_matrix(M, classes, title=label)))
+        md += _confusion_md(classes, M, name, label)
     out.mkdir(parents=True, exist_ok=True)
     for name, fig in figures:
         save(fig, out / name, fmt)

@@ -390,8 +390,51 @@ def test_report_of_a_confusion_table(tmp_path, capsys):
     assert sorted(os.listdir(out)) == ["confusion.png", "report.md"]
     assert_format(out / "confusion.png", "png")
     md = (out / "report.md").read_text()
-    assert f"Top-1 accuracy {np.trace(M) / M.sum():.3f} over 60 images" in md
+    assert md.startswith("# fastcka classification")
+    assert f"Accuracy {np.trace(M) / M.sum():.3f} over 60 images" in md
     assert f"| dog | {int(M[1].sum())} | {M[1, 1] / M[1].sum():.3f} |" in md
+
+
+def test_report_of_a_classify_folder_and_repeated_confusions(tmp_path, capsys):
+    """The folder `fastcka classify -o DIR` writes: one wide confusion_<method>.csv per method
+    under a header 'true \\ predicted,<classes>'; each is drawn with its own table."""
+    classes, M, per_image, _, cells = write_confusions(tmp_path)
+    folder = tmp_path / "cls"
+    folder.mkdir()
+    M2 = M[::-1].copy()
+    for name, mat in (("knn", M), ("local-cka-linear", M2)):
+        (folder / f"confusion_{name}.csv").write_text(
+            "true \\ predicted," + ",".join(classes) + "\n" + "".join(
+                c + "," + ",".join(str(int(v)) for v in row) + "\n"
+                for c, row in zip(classes, mat, strict=True)))
+    (folder / "summary.csv").write_text("method,top1\nknn,0.5\n")
+    out = tmp_path / "rep"
+    code, so, err = run(["report", folder, "-o", out, "--plot-format", "svg"], capsys)
+    assert code == 0, err
+    assert sorted(os.listdir(out)) == ["confusion_knn.svg", "confusion_local-cka-linear.svg",
+                                       "report.md"]
+    md = (out / "report.md").read_text()
+    for name, mat in (("knn", M), ("local-cka-linear", M2)):
+        assert f"## Classification: {name}" in md
+        assert f"Accuracy {np.trace(mat) / mat.sum():.3f} over 60 images" in md
+        assert f"![confusion matrix](confusion_{name}.svg)" in md
+    for f in os.listdir(out):
+        if f.endswith(".svg"):
+            assert_format(out / f, "svg")
+    t = synthetic_table(directions=("src-to-tgt",))
+    t.write(str(tmp_path / "t.csv"))
+    code, so, err = run(["report", tmp_path / "t.csv", "--confusion", per_image, "--confusion",
+                         cells, "-o", tmp_path / "both", "--json"], capsys)
+    assert code == 0, err
+    files = json.loads(so)["files"]
+    assert {"confusion_pred.png", "confusion_cells.png", "accuracy_src-to-tgt.png"} <= set(files)
+    code, _, err = run(["report", tmp_path / "t.csv", "-o", tmp_path / "x"], capsys)
+    assert code == 0, err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = run(["report", empty, "-o", tmp_path / "rep3"], capsys)
+    assert_one_line_error(code, err, "confusion_")
+    assert not (tmp_path / "rep3").exists()
 
 
 def test_report_bad_inputs_write_nothing(tmp_path, capsys):
