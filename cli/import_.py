@@ -17,30 +17,12 @@ import click
 import numpy as np
 
 from fastcka.errors import InputError
+from fastcka.protocol import read_id_file
 
 from ._common import emit_result
 from ._options import examples, json_option, resolve, warn
 
 SUFFIXES = (".npy", ".npz", ".csv", ".tsv", ".pt", ".pth")
-
-
-def read_id_lines(path: str | Path) -> list[str]:
-    """Ids from a text file, one per line (surrounding whitespace stripped; trailing blank lines
-    ignored; a blank line in the middle is an error)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InputError(f"ids file {path} is not UTF-8 text") from None
-    lines = [ln.strip() for ln in text.splitlines()]
-    while lines and not lines[-1]:
-        lines.pop()
-    blank = [i + 1 for i, ln in enumerate(lines) if not ln]
-    if blank:
-        raise InputError(f"ids file {path} has blank line(s) at line {blank[0]}"
-                         + (f" and {len(blank) - 1} more" if len(blank) > 1 else ""))
-    if not lines:
-        raise InputError(f"ids file {path} is empty")
-    return lines
 
 
 def _pick(names: list[str], wanted: str | None, src: Path, what: str = "array") -> str:
@@ -237,7 +219,7 @@ def command(src: Path, store: str, ids_file: Path | None, modality: str, name: s
         raise InputError(f"{src}: embeddings must be a 2-D array (rows x dim), got shape {X.shape}")
     ids = src_ids
     if ids_file is not None:
-        ids = read_id_lines(ids_file)
+        ids = read_id_file(ids_file, "ids file", per_row=True)
         if len(ids) != X.shape[0]:
             raise InputError(f"ids file {ids_file} has {len(ids)} ids but {src} has {X.shape[0]} rows")
     settings = {"source": utf8_text(src.name), **settings}

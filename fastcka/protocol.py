@@ -17,25 +17,71 @@ from .errors import InputError
 
 STRATEGIES = ("random", "kmeans")
 
+# The paper's protocol defaults (METHOD §2), defined here once: the seed pairs and the query pairs
+# of one run, the FAQ restarts, and the seed counts of the evaluation grid.
+N_SEEDS = 320
+N_QUERIES = 500
+N_RESTARTS = 500
+SEED_GRID = (10, 20, 40, 80, 160, 320)
 
-def read_id_file(path: str | os.PathLike, what: str = "id file") -> list[str]:
-    """Ids from a text file, one per line (blank lines and ``#`` comments ignored).
+# The one direction vocabulary (docs/glossary.md): which side holds the source queries.
+DIRECTIONS = ("src-to-tgt", "tgt-to-src")
+# older spellings still accepted where they were public (seeded_match took "text->image")
+DIRECTION_ALIASES = {"text->image": "src-to-tgt", "image->text": "tgt-to-src"}
 
-    Raises :class:`InputError` when the file is missing, empty or repeats an id.
+
+def check_direction(direction: Any, what: str = "direction") -> str:
+    """``direction`` as one of :data:`DIRECTIONS` (an alias of :data:`DIRECTION_ALIASES`
+    mapped); a one-line :class:`InputError` otherwise."""
+    d = DIRECTION_ALIASES.get(direction, direction) if isinstance(direction, str) else None
+    if d not in DIRECTIONS:
+        raise InputError(f"{what} must be one of {', '.join(DIRECTIONS)} (or an alias "
+                         f"{', '.join(DIRECTION_ALIASES)}), got {direction!r}")
+    return d
+
+
+def read_id_file(path: str | os.PathLike, what: str = "id file", *,
+                 per_row: bool = False) -> list[str]:
+    """Ids from a UTF-8 text file, one per line: the one id-file reader of fastcka.
+
+    The rule (``docs/glossary.md``, "id files"): every line is stripped of surrounding
+    whitespace and trailing blank lines are ignored.  Then
+
+    - a **list of ids** (``per_row=False``: ``--seed-ids``, ``--query-ids``, any set of ids
+      looked up by name) ignores blank lines and lines starting with ``#`` anywhere, and must not
+      repeat an id;
+    - a **per-row file** (``per_row=True``: ``import --ids``, where line *i* names row *i*) keeps
+      every line as an id, ``#`` included; a blank line before the last id is an error, because
+      dropping it would shift every later id onto the wrong row.  Uniqueness is checked where the
+      ids are stored.
+
+    Raises :class:`InputError` naming the file when it is missing, not UTF-8, empty, repeats an
+    id (lists) or has a blank line inside (per-row files).
     """
     try:
         with open(path, encoding="utf-8") as fh:
-            ids = [s.strip() for s in fh]
+            lines = [s.strip() for s in fh]
     except FileNotFoundError:
         raise InputError(f"{what} not found: {path}") from None
     except UnicodeDecodeError:
         raise InputError(f"{what} is not UTF-8 text: {path}") from None
-    ids = [s for s in ids if s and not s.startswith("#")]
+    while lines and not lines[-1]:
+        lines.pop()
+    if per_row:
+        blank = [i + 1 for i, ln in enumerate(lines) if not ln]
+        if blank:
+            raise InputError(f"{what} has blank line(s) at line {blank[0]}"
+                             + (f" and {len(blank) - 1} more" if len(blank) > 1 else "")
+                             + f": {path}")
+        ids = lines
+    else:
+        ids = [s for s in lines if s and not s.startswith("#")]
     if not ids:
         raise InputError(f"{what} is empty: {path}")
-    dup = _first_duplicates(ids)
-    if dup:
-        raise InputError(f"{what} repeats id(s) {', '.join(map(repr, dup))}: {path}")
+    if not per_row:
+        dup = _first_duplicates(ids)
+        if dup:
+            raise InputError(f"{what} repeats id(s) {', '.join(map(repr, dup))}: {path}")
     return ids
 
 

@@ -73,6 +73,27 @@ def test_id_files(tmp_path):
         read_id_file(tmp_path / "nope.txt")
 
 
+def test_id_file_rule_lists_and_per_row_files(tmp_path):
+    """The one id-file rule: lists skip blank and # lines; per-row files keep every line."""
+    f = tmp_path / "ids.txt"
+    f.write_text("  a \n\n#b\nc\n\n\n")
+    assert read_id_file(f) == ["a", "c"]
+    with pytest.raises(InputError, match=r"blank line\(s\) at line 2"):
+        read_id_file(f, "ids file", per_row=True)  # a dropped line would shift every later row
+    f.write_text("a\n#b\n c\n\n\n")                 # trailing blank lines are fine in both
+    assert read_id_file(f, per_row=True) == ["a", "#b", "c"]
+    assert read_id_file(f) == ["a", "c"]
+    f.write_text("a\na\n")
+    assert read_id_file(f, per_row=True) == ["a", "a"]  # uniqueness is the store's check there
+    for text in ("", "\n\n", "# only a comment\n"):
+        f.write_text(text)
+        with pytest.raises(InputError, match="is empty"):
+            read_id_file(f)
+    f.write_bytes(b"\xff\xfe\x00a")
+    with pytest.raises(InputError, match="not UTF-8"):
+        read_id_file(f, per_row=True)
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".tsv", ".json", ".h5"])
 def test_write_rows_round_trip(tmp_path, suffix):
     rows = [{"source_id": "a", "target_id": "b", "score": 0.5},

@@ -59,6 +59,18 @@ def test_import_npy_with_ids_file_and_metadata(tmp_path):
     assert es.settings["source"] == "x.npy"
 
 
+def test_import_ids_file_is_per_row_so_hash_lines_are_ids(tmp_path):
+    """import --ids reads with the one id-file rule for per-row files: '#' is part of an id."""
+    X = _data()
+    np.save(tmp_path / "x.npy", X)
+    ids = ["#0"] + [f" r{i} " for i in range(1, 12)]
+    (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n")
+    r = CliRunner().invoke(cli, ["import", str(tmp_path / "x.npy"), "-o", str(tmp_path / "s.h5"),
+                                 "--ids", str(tmp_path / "ids.txt")])
+    assert r.exit_code == 0, r.output
+    assert read_store(tmp_path / "s.h5").ids.tolist() == [i.strip() for i in ids]
+
+
 def test_import_row_numbers_and_float16(tmp_path):
     X = _data().astype(np.float16)
     np.save(tmp_path / "x.npy", X)
