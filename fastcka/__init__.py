@@ -42,6 +42,7 @@ _LAZY = {
     "StoreWriter": "fastcka.store",
     "EmbeddingSet": "fastcka.store",
     "align": "fastcka.store",
+    "align_many": "fastcka.store",
     "iter_store": "fastcka.store",
     "store_info": "fastcka.store",
     "parse_spec": "fastcka.store",

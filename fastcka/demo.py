@@ -23,6 +23,7 @@ import numpy as np
 
 from ._io import atomic_path, atomic_write_text
 from .errors import InputError
+from .protocol import N_QUERIES, N_SEEDS
 
 log = logging.getLogger("fastcka")
 
@@ -31,8 +32,8 @@ KS = (1, 5, 10)
 
 def default_split(n: int) -> tuple[int, int]:
     """The paper's 320 seeds / 500 queries when ``n >= 820``, else ~39 % seeds, the rest queries."""
-    if n >= 820:
-        return 320, 500
+    if n >= N_SEEDS + N_QUERIES:
+        return N_SEEDS, N_QUERIES
     seeds = max(4, int(round(0.39 * n)))
     return seeds, n - seeds
 

@@ -18,10 +18,9 @@ import numpy as np
 from ._validation import as_rng, check_matrix
 from .backend import check_device, get_backend, is_cupy_array
 from .errors import InputError
+from .protocol import DIRECTIONS, N_QUERIES, N_RESTARTS, N_SEEDS, check_direction
 
 __all__ = ["seeded_match", "SeededMatchResult", "DIRECTIONS"]
-
-DIRECTIONS = ("text->image", "image->text")
 
 
 @dataclass
@@ -115,9 +114,9 @@ def _faq(A, B, options):
     return quadratic_assignment(A, B, method="faq", options=options)
 
 
-def seeded_match(S: Any, T: Any, *, seeds: Any = 320, queries: Any = 500, kernel: str = "rbf",
-                 sigma: Any = "paper", n_init: int = 500, maxiter: int = 30, tol: float = 1e-5,
-                 direction: str = "text->image", stretch: bool = False,
+def seeded_match(S: Any, T: Any, *, seeds: Any = N_SEEDS, queries: Any = N_QUERIES,
+                 kernel: str = "rbf", sigma: Any = "paper", n_init: int = N_RESTARTS, maxiter: int = 30, tol: float = 1e-5,
+                 direction: str = "src-to-tgt", stretch: bool = False,
                  seed_strategy: str = "random", rng: Any = 0, device: str = "auto",
                  ids_S: Any = None, ids_T: Any = None, lap: str = "auto",
                  dtype: Any = None, solver: Any = None,
@@ -145,9 +144,11 @@ def seeded_match(S: Any, T: Any, *, seeds: Any = 320, queries: Any = 500, kernel
     n_init : int
         FAQ restarts from random initialisations (the paper: 500), best objective kept.
     maxiter, tol : FAQ stopping rule (the paper: 30, 1e-5).
-    direction : {"text->image", "image->text"}
-        Which side is the source: "text->image" matches each caption (``S`` row) to an image
-        (``T`` row); "image->text" the reverse (``T`` becomes the source).
+    direction : {"src-to-tgt", "tgt-to-src"}
+        Which side is the source: "src-to-tgt" matches each ``S`` row (e.g. a caption) to a
+        ``T`` row (an image); "tgt-to-src" the reverse (``T`` becomes the source).  The older
+        spellings "text->image" / "image->text" are accepted as aliases (the result reports
+        the direction as given).
     stretch : bool
         Divide every feature by its standard deviation (over the seed+query points) first.
     seed_strategy : {"random", "kmeans"}
@@ -178,11 +179,11 @@ def seeded_match(S: Any, T: Any, *, seeds: Any = 320, queries: Any = 500, kernel
     q×q GEMM plus one q×q LAP.
     """
     from .protocol import split_seeds_queries
+    from .store import common_rows
 
     t0 = time.perf_counter()
     device = check_device(device)
-    if direction not in DIRECTIONS:
-        raise InputError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    oriented = check_direction(direction)
     if kernel not in ("rbf", "linear"):
         raise InputError(f"kernel must be 'rbf' or 'linear', got {kernel!r}")
     if not isinstance(n_init, (int, np.integer)) or n_init < 1:
@@ -197,21 +198,19 @@ def seeded_match(S: Any, T: Any, *, seeds: Any = 320, queries: Any = 500, kernel
         if len(ids_S) != len(Sx) or len(ids_T) != len(Tx):
             raise InputError(f"ids_S/ids_T must have one id per row: got {len(ids_S)} ids for "
                              f"{len(Sx)} rows of S and {len(ids_T)} for {len(Tx)} rows of T")
-        pos_T = {v: i for i, v in enumerate(ids_T)}
-        if len(pos_T) != len(ids_T) or len(set(ids_S)) != len(ids_S):
+        if len(set(ids_T)) != len(ids_T) or len(set(ids_S)) != len(ids_S):
             raise InputError("ids_S and ids_T must be unique")
-        common = [i for i, v in enumerate(ids_S) if v in pos_T]
-        if len(common) < 2:
-            raise InputError(f"S and T share only {len(common)} ids")
-        Sx = Sx[common]
-        Tx = Tx[[pos_T[ids_S[i]] for i in common]]
-        ids = [ids_S[i] for i in common]
+        rs, rt = common_rows(ids_S, ids_T)
+        if len(rs) < 2:
+            raise InputError(f"S and T share only {len(rs)} ids")
+        Sx, Tx = Sx[rs], Tx[rt]
+        ids = [ids_S[i] for i in rs]
     else:
         ids = None
         if len(Sx) != len(Tx):
             raise InputError(f"S and T must have the same number of rows (paired samples), got "
                              f"{len(Sx)} and {len(Tx)}; pass ids_S/ids_T to pair them by id")
-    if direction == "image->text":
+    if oriented == "tgt-to-src":
         Sx, Tx = Tx, Sx
     n = len(Sx)
     gen = as_rng(rng)

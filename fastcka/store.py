@@ -58,6 +58,8 @@ __all__ = [
     "StoreError",
     "StoreWriter",
     "align",
+    "align_many",
+    "common_rows",
     "iter_store",
     "list_sets",
     "parse_spec",
@@ -622,9 +624,68 @@ def store_info(spec: str | os.PathLike) -> dict[str, Any]:
     return info
 
 
+def common_rows(*id_lists: Iterable[Any]) -> list[np.ndarray]:
+    """Row indices, one array per id list, of the ids that every list holds.
+
+    The pairing rule of fastcka (the one id intersection every caller uses): ids are compared as
+    strings; the common ids come **in the first list's order**; row ``j`` of every returned array
+    points at the same id.  O(total length) with hash maps.
+    """
+    lists = [[str(v) for v in ids] for ids in id_lists]
+    if not lists:
+        return []
+    common = set(lists[0])
+    for other in lists[1:]:
+        common &= set(other)
+    first = [i for i, v in enumerate(lists[0]) if v in common]
+    out = [np.asarray(first, dtype=np.intp)]
+    for other in lists[1:]:
+        pos = {v: i for i, v in enumerate(other)}
+        out.append(np.fromiter((pos[lists[0][i]] for i in first), dtype=np.intp,
+                               count=len(first)))
+    return out
+
+
+def align_many(sets: Sequence[EmbeddingSet | str | os.PathLike], *, min_common: int = 0,
+               names: Sequence[str] | None = None, nonfinite: str = "error",
+               copy: bool = False) -> list[EmbeddingSet]:
+    """Restrict embedding sets to the ids all of them share, paired row by row.
+
+    Parameters
+    ----------
+    sets : sequence of EmbeddingSet or store spec
+        Specs are read with :func:`read_store` (``nonfinite`` passed on).
+    min_common : int
+        Fewer common ids is an :class:`~fastcka.errors.InputError` naming the sets.
+    names : sequence of str, optional
+        How the error names the sets (default: their specs).
+    copy : bool
+        Copy a set whose rows are already exactly the common ids (by default it is returned as
+        it is).
+
+    Returns
+    -------
+    list of EmbeddingSet
+        Equal ``ids`` in every set: the common ids, **in the first set's row order**
+        (:func:`common_rows`).  May be empty when ``min_common`` is 0.
+    """
+    from .errors import InputError
+
+    sets = [s if isinstance(s, EmbeddingSet) else read_store(s, nonfinite=nonfinite)
+            for s in sets]
+    rows = common_rows(*(s.ids.tolist() for s in sets))
+    n = len(rows[0]) if rows else 0
+    if n < min_common:
+        shown = names if names is not None else [s.spec or "(in memory)" for s in sets]
+        raise InputError(f"only {n} ids are common to {', '.join(map(str, shown))}; need at "
+                         f"least {min_common}")
+    return [s.take(r) if copy or not np.array_equal(r, np.arange(s.n)) else s
+            for s, r in zip(sets, rows, strict=True)]
+
+
 def align(a: EmbeddingSet | str | os.PathLike, b: EmbeddingSet | str | os.PathLike
           ) -> tuple[EmbeddingSet, EmbeddingSet]:
-    """Restrict two sets to their common ids, paired row by row.
+    """Restrict two sets to their common ids, paired row by row (:func:`align_many` of two).
 
     Parameters
     ----------
@@ -633,26 +694,11 @@ def align(a: EmbeddingSet | str | os.PathLike, b: EmbeddingSet | str | os.PathLi
     Returns
     -------
     (a2, b2) : EmbeddingSet
-        ``a2.ids == b2.ids``: the ids present in both, **in a's row order**.  May be empty;
-        callers decide how many common ids they need.
-
-    Notes
-    -----
-    O((n_a + n_b) log) time via a hash map; copies the selected rows.
+        ``a2.ids == b2.ids``: the ids present in both, **in a's row order**; copies.  May be
+        empty; callers decide how many common ids they need.
     """
-    if not isinstance(a, EmbeddingSet):
-        a = read_store(a)
-    if not isinstance(b, EmbeddingSet):
-        b = read_store(b)
-    pos_b = {k: i for i, k in enumerate(b.ids.tolist())}
-    ia, ib = [], []
-    for i, k in enumerate(a.ids.tolist()):
-        j = pos_b.get(k)
-        if j is not None:
-            ia.append(i)
-            ib.append(j)
-    ia_arr, ib_arr = np.asarray(ia, dtype=np.int64), np.asarray(ib, dtype=np.int64)
-    return a.take(ia_arr), b.take(ib_arr)
+    a2, b2 = align_many([a, b], copy=True)
+    return a2, b2
 
 
 # --------------------------------------------------------------------------------------------

@@ -179,6 +179,29 @@ def test_align_intersection_in_a_order():
     assert a3.ids.tolist() == ["b", "a", "d", "c"] == b3.ids.tolist()
 
 
+def test_align_many_three_sets_against_naive_intersection(tmp_path):
+    from fastcka.errors import InputError
+    from fastcka.store import EmbeddingSet, align_many
+
+    rng = np.random.default_rng(1)
+    idl = [["c", "a", "x", "b", "d", "e"], ["b", "y", "a", "d", "c", "e"], ["e", "d", "z", "a", "c"]]
+    sets = [EmbeddingSet(rng.standard_normal((len(i), 2 + k)).astype(np.float32), np.array(i))
+            for k, i in enumerate(idl)]
+    write_store(tmp_path / "s.h5", sets[2].X, idl[2])
+    out = align_many([sets[0], sets[1], str(tmp_path / "s.h5")])  # sets and specs mixed
+    want = [i for i in idl[0] if all(i in other for other in idl[1:])]  # naive reference
+    assert want == ["c", "a", "d", "e"]
+    for es, ids, got in zip(sets, idl, out, strict=True):
+        assert got.ids.tolist() == want
+        for k, key in enumerate(want):
+            assert np.array_equal(got.X[k], es.X[ids.index(key)])
+    with pytest.raises(InputError, match=r"only 4 ids are common to A, B, C; need at least 5"):
+        align_many(sets, min_common=5, names=["A", "B", "C"])
+    same = align_many([sets[0], sets[0]])  # already paired: returned as they are, unless copy
+    assert same[0] is sets[0] and align_many([sets[0]], copy=True)[0] is not sets[0]
+    assert [s.n for s in align_many([sets[0], EmbeddingSet(np.zeros((1, 1)), ["q"])])] == [0, 0]
+
+
 def test_align_specs_and_empty(tmp_path):
     X, ids = _data(n=8)
     write_store(tmp_path / "f.h5::/a", X, ids)
