@@ -11,7 +11,7 @@ import click
 import numpy as np
 
 from fastcka._table import write_rows  # noqa: F401  (re-exported for the subcommands)
-from fastcka.errors import InputError
+from fastcka.protocol import N_QUERIES, N_SEEDS
 
 from ._options import dumps, settings, warn
 
@@ -81,32 +81,22 @@ def print_document(doc: dict[str, Any], text: str | None, as_json: bool) -> None
 
 
 def load_many(specs: Sequence[str], *, min_common: int = 4, nonfinite: str = "error"):
-    """Read stores and keep the rows whose ids all of them share, in the first store's order.
+    """Read stores and keep the rows whose ids all of them share, in the first store's order
+    (:func:`fastcka.store.align_many`).
 
     Warns (stderr) with the number of rows each store loses; fewer than ``min_common`` common ids
-    is an :class:`InputError`.
+    is an :class:`~fastcka.errors.InputError`.
     """
     from fastcka._progress import note_numba_compile
-    from fastcka.store import read_store
+    from fastcka.store import align_many, read_store
 
     note_numba_compile()  # every computing subcommand loads its stores here
     sets = [read_store(s, nonfinite=nonfinite) for s in specs]
-    common = set(map(str, sets[0].ids))
-    for es in sets[1:]:
-        common &= set(map(str, es.ids))
-    order = [i for i in map(str, sets[0].ids) if i in common]
-    if len(order) < min_common:
-        raise InputError(f"only {len(order)} ids are common to {', '.join(specs)}; need at least "
-                         f"{min_common}")
-    out = []
-    for spec, es in zip(specs, sets, strict=True):
-        dropped = es.n - len(order)
-        if dropped:
-            warn(f"{spec}: {dropped} of {es.n} rows have no partner by id and are dropped "
-                 f"({len(order)} paired)")
-        pos = {s: i for i, s in enumerate(map(str, es.ids))}
-        idx = np.fromiter((pos[s] for s in order), dtype=np.intp, count=len(order))
-        out.append(subset(es, idx))
+    out = align_many(sets, min_common=min_common, names=specs)
+    for spec, es, kept in zip(specs, sets, out, strict=True):
+        if kept.n < es.n:
+            warn(f"{spec}: {es.n - kept.n} of {es.n} rows have no partner by id and are dropped "
+                 f"({kept.n} paired)")
     return out
 
 
@@ -116,25 +106,16 @@ def load_pair(src: str, tgt: str, *, min_common: int = 4, nonfinite: str = "erro
     return s, t
 
 
-def subset(es: Any, idx: np.ndarray) -> Any:
-    """An EmbeddingSet restricted to rows ``idx`` (same metadata)."""
-    import dataclasses
-
-    if np.array_equal(idx, np.arange(es.n)):
-        return es
-    return dataclasses.replace(es, X=es.X[idx], ids=np.asarray(es.ids)[idx])
-
-
 def split_options(f):
     """``--seeds/--seed-ids/--queries/--query-ids/--seed-strategy`` shared by match and retrieve."""
     opts = [
         click.option("--seeds", "n_seeds", type=click.IntRange(min=1), default=None,
-                     help="Number of seed (known) pairs drawn with --seed (default 320)."),
+                     help=f"Number of seed (known) pairs drawn with --seed (default {N_SEEDS})."),
         click.option("--seed-ids", type=click.Path(dir_okay=False), default=None,
                      help="File of seed ids, one per line (exactly reproducible runs)."),
         click.option("--queries", "n_queries", type=click.IntRange(min=1), default=None,
                      help="Number of query pairs drawn among the non-seeds (default: all the rest, "
-                          "at most 500)."),
+                          f"at most {N_QUERIES})."),
         click.option("--query-ids", type=click.Path(dir_okay=False), default=None,
                      help="File of query ids, one per line."),
         click.option("--seed-strategy", type=click.Choice(["random", "kmeans"]), default="random",
@@ -149,33 +130,21 @@ def split_options(f):
 def choose_split(ids: Sequence[str], *, n_seeds: int | None, seed_ids: str | None,
                  n_queries: int | None, query_ids: str | None, seed: int,
                  seed_strategy: str = "random", features: np.ndarray | None = None,
-                 min_seeds: int = 1, default_seeds: int = 320,
-                 default_queries: int = 500) -> tuple[np.ndarray, np.ndarray]:
-    """Seed and query rows from the CLI options (explicit id files win over counts)."""
-    from fastcka.protocol import ids_to_indices, read_id_file, split_seeds_queries
+                 min_seeds: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Seed and query rows from the CLI options (:func:`fastcka.evaluate.draw_split`; explicit
+    id files, read by :func:`fastcka.protocol.read_id_file`, win over counts)."""
+    from fastcka.evaluate import draw_split
+    from fastcka.protocol import read_id_file
 
     if n_seeds is not None and seed_ids is not None:
         raise click.UsageError("give either --seeds or --seed-ids, not both")
     if n_queries is not None and query_ids is not None:
         raise click.UsageError("give either --queries or --query-ids, not both")
-    n = len(ids)
-    seed_idx = query_idx = None
-    if seed_ids is not None:
-        seed_idx = ids_to_indices(ids, read_id_file(seed_ids, "--seed-ids file"), "seed ids")
-    if query_ids is not None:
-        query_idx = ids_to_indices(ids, read_id_file(query_ids, "--query-ids file"), "query ids")
-    if seed_idx is None and n_seeds is None:
-        n_seeds = min(default_seeds, max(n - 1, 0))
-        if query_idx is None and n_queries is None:
-            n_seeds = min(default_seeds, n // 2)
-    if query_idx is None and n_queries is None:
-        taken = seed_idx.size if seed_idx is not None else n_seeds
-        n_queries = min(default_queries, n - taken)
-        if n_queries < 1:
-            raise InputError(f"no pairs left for queries: {n} pairs, {taken} seeds")
-    return split_seeds_queries(n, n_seeds=n_seeds, n_queries=n_queries, seed_idx=seed_idx,
-                               query_idx=query_idx, rng=seed, strategy=seed_strategy,
-                               features=features, min_seeds=min_seeds)
+    return draw_split(
+        ids, n_seeds=n_seeds, n_queries=n_queries, rng=seed, seed_strategy=seed_strategy,
+        seed_ids=None if seed_ids is None else read_id_file(seed_ids, "--seed-ids file"),
+        query_ids=None if query_ids is None else read_id_file(query_ids, "--query-ids file"),
+        features=features, min_seeds=min_seeds)
 
 
 def check_result_path(path: str | None) -> None:

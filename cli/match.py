@@ -11,12 +11,13 @@ matcher; every source query is matched to one target query:
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import click
-import numpy as np
 
 from fastcka._io import check_outputs
+from fastcka.protocol import DIRECTIONS
 
 from ._common import check_result_path, emit_result, load_split, split_options, write_rows
 from ._options import (
@@ -32,7 +33,6 @@ from ._options import (
 )
 
 METHODS = ("faq", "local-cka", "linreg", "relative", "cosine")
-DIRECTIONS = ("src-to-tgt", "tgt-to-src")
 
 
 @click.command("match", epilog=examples(
@@ -87,31 +87,15 @@ def command(src, tgt, n_seeds, seed_ids, n_queries, query_ids, seed_strategy, me
     ids = [str(x) for x in a.ids]
     q = int(query_idx.size)
     info(f"{method}: {seed_idx.size} seeds, {q} queries ({a.spec} -> {b.spec})")
-    objective = None
-    all_obj = None
-    if method == "faq":
-        from fastcka.seeded import seeded_match
+    from fastcka.evaluate import match_run
 
-        with scheduler_context(s) as ex:
-            res = seeded_match(a.X, b.X, seeds=seed_idx, queries=query_idx, kernel=kernel,
-                               sigma=sigma_v, n_init=n_init, maxiter=maxiter, tol=tol,
-                               stretch=stretch, rng=s.seed, device=s.device, lap=lap,
-                               scheduler=ex)
-        matched = res.matched_idx
-        scores = res.scores
-        objective = res.objective
-        all_obj = res.all_objectives
-    else:
-        from fastcka.retrieval import match_scores, score_matrix
-
-        Sb, Tb = a.X[seed_idx], b.X[seed_idx]
-        Sq, Tq = a.X[query_idx], b.X[query_idx]
-        S = np.asarray(_host(score_matrix(method, Sq, Tq, Sb, Tb, kernel=kernel, sigma=sigma_v,
-                                          device=s.device)))
-        col = match_scores(S)
-        matched = np.where(col >= 0, query_idx[np.maximum(col, 0)], -1)
-        scores = np.where(col >= 0, S[np.arange(q), np.maximum(col, 0)], np.nan)
-    accuracy = float(np.mean(matched == query_idx))
+    # only FAQ's restarts are distributed: a score method never starts a cluster
+    with scheduler_context(s) if method == "faq" else contextlib.nullcontext() as ex:
+        res = match_run(a.X, b.X, seed_idx, query_idx, method=method, kernel=kernel,
+                        sigma=sigma_v, n_init=n_init, maxiter=maxiter, tol=tol, stretch=stretch,
+                        rng=s.seed, device=s.device, lap=lap, scheduler=ex)
+    matched, scores, objective, all_obj = res.matched, res.scores, res.objective, res.all_objectives
+    accuracy = res.accuracy
     seconds = time.perf_counter() - t0
     result = {
         "method": method,
@@ -147,6 +131,3 @@ def command(src, tgt, n_seeds, seed_ids, n_queries, query_ids, seed_strategy, me
                 outputs={"output": output}, results=result, text=text, as_json=s.json,
                 device=s.device, seconds=seconds)
 
-
-def _host(a):
-    return a.get() if type(a).__module__.startswith("cupy") else a

@@ -12,6 +12,7 @@ import numpy as np
 
 from fastcka._io import check_outputs
 from fastcka.parallel import parse_scheduler
+from fastcka.protocol import DIRECTIONS
 
 from ._common import check_result_path, emit_result, load_split, split_options, write_rows
 from ._options import (
@@ -30,7 +31,6 @@ from ._shard import fingerprint, parse_shard, shard_option, shard_range, write_p
 # a full q x q score matrix (needed for the assignment) is built up to this many queries;
 # above it retrieval streams blocks and the matching accuracy is not computed
 FULL_MATRIX_MAX_QUERIES = 5000
-DIRECTIONS = ("src-to-tgt", "tgt-to-src")
 
 
 @click.command("retrieve", epilog=examples(
@@ -69,7 +69,8 @@ def command(src, tgt, n_seeds, seed_ids, n_queries, query_ids, seed_strategy, me
 
     Default: text (SRC) ranks images (TGT); --direction tgt-to-src swaps the roles.
     """
-    from fastcka.retrieval import _BLOCK, retrieve, row_blocks, rows_units, score_matrix
+    from fastcka.evaluate import query_scores
+    from fastcka.retrieval import _BLOCK, retrieve, row_blocks, rows_units
 
     s = resolve(device, json_, seed)
     sigma_v = parse_sigma(sigma, ("paper", "base"))
@@ -111,13 +112,8 @@ def command(src, tgt, n_seeds, seed_ids, n_queries, query_ids, seed_strategy, me
     distributed = parse_scheduler(s.scheduler)[0] != "none"
     if part is None and not distributed:        # in-process: the library's own calls
         if full:
-            if q <= block:
-                S = score_matrix(method, Sq, Tq, Sb, Tb, kernel=kernel, sigma=sigma_v,
-                                 device=s.device)
-            else:
-                S = np.asarray(_host(rows_units("scores", method, Sq, Tq, Sb, Tb,
-                                                [(0, q)], kernel=kernel, sigma=sigma_v,
-                                                device=s.device, block=block)[0]))
+            S = query_scores(method, Sq, Tq, Sb, Tb, kernel=kernel, sigma=sigma_v,
+                             device=s.device, block=block)
             return finish(ctx, qids, {"scores": S}, output, s.json)
         res = retrieve((Sq, Tq, Sb, Tb), k=kmax, method=method, kernel=kernel, sigma=sigma_v,
                        device=s.device, block=block)
@@ -182,22 +178,13 @@ def finish(ctx: dict, qids, data: dict, output, as_json: bool) -> None:
 
     ``data``: ``{"scores": S}`` (the full q x q matrix) or ``{"result": top-k lists}``.
     """
-    from fastcka.retrieval import (
-        DEFAULT_KS,
-        match_scores,
-        matching_accuracy,
-        retrieve,
-        topk_accuracy,
-    )
+    from fastcka.evaluate import rank_queries
+    from fastcka.retrieval import DEFAULT_KS, topk_accuracy
 
     k, base = ctx["k"], ctx["base"]
-    kmax = max(k, 10)
     col_ind = match_acc = None
     if "scores" in data:
-        S = data["scores"]
-        res = retrieve(S, k=kmax, device=ctx["device"])
-        col_ind = match_scores(S)
-        match_acc = matching_accuracy(col_ind)
+        res, col_ind, match_acc = rank_queries(data["scores"], k=k, device=ctx["device"])
         acc = res.accuracy
     else:
         res = data["result"]
@@ -257,6 +244,3 @@ def merge(heads: list[dict], output: str | None, as_json: bool) -> None:
                                                           for p in parts]))}
     finish(ctx, qids, data, output, as_json)
 
-
-def _host(a):
-    return a.get() if type(a).__module__.startswith("cupy") else a

@@ -41,14 +41,23 @@ from typing import Any
 import numpy as np
 
 from ._callable_module import make_module_callable
+from ._eval_table import (  # noqa: F401  (_same_rows re-exported for the tests)
+    COLUMNS,
+    KEY,
+    EvalTable,
+    _normalise,
+    _same_rows,
+    read_table,
+)
 from ._validation import check_matrix
 from .errors import InputError
+from .protocol import DIRECTIONS, N_QUERIES, N_RESTARTS, SEED_GRID
 
 __all__ = ["evaluate", "EvalTable", "Cell", "plan", "prepare", "evaluate_cell", "parse_methods",
+           "draw_split", "match_run", "MatchRun", "query_scores", "rank_queries",
            "read_table", "COLUMNS", "METHOD_CHOICES", "DIRECTIONS"]
 
-DIRECTIONS = ("src-to-tgt", "tgt-to-src")
-DEFAULT_SEEDS = (10, 20, 40, 80, 160, 320)
+DEFAULT_SEEDS = SEED_GRID
 # method token -> list of (method, kernel, sigma) variants
 METHOD_CHOICES: dict[str, list[tuple[str, str, str]]] = {
     "faq": [("faq", "rbf", "paper"), ("faq", "linear", "")],
@@ -63,13 +72,6 @@ METHOD_CHOICES: dict[str, list[tuple[str, str, str]]] = {
     "relative": [("relative", "", "")],
     "cosine": [("cosine", "", "")],
 }
-# the table's columns: name -> type ("s" string, "i" int, "f" float; NaN = not applicable)
-COLUMNS: dict[str, str] = {
-    "method": "s", "kernel": "s", "sigma": "s", "n_seeds": "i", "draw": "i", "direction": "s",
-    "accuracy": "f", "top1": "f", "top5": "f", "top10": "f", "objective": "f",
-    "seed_cka": "f", "seed_cka_linear": "f", "n_queries": "i", "n_init": "i", "seconds": "f",
-}
-KEY = ("method", "kernel", "sigma", "n_seeds", "draw", "direction")
 
 
 @dataclass(frozen=True)
@@ -189,12 +191,12 @@ def _pair(S: Any, T: Any, ids_S: Any, ids_T: Any, what: str) -> tuple[np.ndarray
         return Sx, Tx
     if ids_S is None or ids_T is None:
         raise InputError(f"{what}: give ids for both sides, or neither")
-    ids_S = [str(i) for i in ids_S]
-    pos = {str(v): i for i, v in enumerate(ids_T)}
-    common = [i for i, v in enumerate(ids_S) if v in pos]
-    if len(common) < 2:
-        raise InputError(f"{what}: source and target share {len(common)} ids")
-    return Sx[common], Tx[[pos[ids_S[i]] for i in common]]
+    from .store import common_rows
+
+    rs, rt = common_rows(ids_S, ids_T)
+    if len(rs) < 2:
+        raise InputError(f"{what}: source and target share {len(rs)} ids")
+    return Sx[rs], Tx[rt]
 
 
 def _query_rows(n: int, pool: np.ndarray, q: int, d: int) -> np.ndarray:
@@ -203,9 +205,9 @@ def _query_rows(n: int, pool: np.ndarray, q: int, d: int) -> np.ndarray:
     return gen.permutation(pool)[:q].astype(np.intp)
 
 
-def prepare(S: Any, T: Any, *, seeds: Any = DEFAULT_SEEDS, queries: int = 500, draws: Any = 3,
+def prepare(S: Any, T: Any, *, seeds: Any = DEFAULT_SEEDS, queries: int = N_QUERIES, draws: Any = 3,
             base: tuple | None = None, seed_strategy: str = "random", stretch: bool = False,
-            n_init: int = 500, maxiter: int = 30, tol: float = 1e-5, rng: int = 0,
+            n_init: int = N_RESTARTS, maxiter: int = 30, tol: float = 1e-5, rng: int = 0,
             device: str = "auto", ids_S: Any = None, ids_T: Any = None, lap: str = "auto",
             solver: Any = None) -> Prepared:
     """Pair the data and draw every base and query set of the grid (see the module notes)."""
@@ -266,6 +268,122 @@ def _stretch(X: np.ndarray) -> np.ndarray:
     return X / np.where(sd > 0, sd, 1.0)
 
 
+def _host(a: Any) -> np.ndarray:
+    return a.get() if type(a).__module__.startswith("cupy") else np.asarray(a)
+
+
+# --------------------------------------------------------------------------------------------
+# one run: what `fastcka match` and `fastcka retrieve` compute alone, and each grid cell reuses
+# --------------------------------------------------------------------------------------------
+
+def draw_split(ids: Sequence[str], *, n_seeds: int | None = None,
+               seed_ids: Sequence[str] | None = None, n_queries: int | None = None,
+               query_ids: Sequence[str] | None = None, rng: int = 0,
+               seed_strategy: str = "random", features: np.ndarray | None = None,
+               min_seeds: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Seed and query rows of one run among the paired rows ``ids`` (explicit ids win).
+
+    Defaults (the paper's protocol, :data:`fastcka.protocol.N_SEEDS` /
+    :data:`~fastcka.protocol.N_QUERIES`): 320 seeds (at most n − 1; at most n // 2 when the
+    queries are not fixed either) and 500 queries among the rest (at most all of them).
+    ``rng`` seeds :func:`fastcka.protocol.split_seeds_queries`; with ``rng = 0`` the split is
+    the one of draw 0 of :func:`evaluate` whose largest seed count is ``n_seeds``.
+    """
+    from .protocol import N_QUERIES, N_SEEDS, ids_to_indices, split_seeds_queries
+
+    n = len(ids)
+    seed_idx = query_idx = None
+    if seed_ids is not None:
+        seed_idx = ids_to_indices(ids, seed_ids, "seed ids")
+    if query_ids is not None:
+        query_idx = ids_to_indices(ids, query_ids, "query ids")
+    if seed_idx is None and n_seeds is None:
+        n_seeds = min(N_SEEDS, max(n - 1, 0))
+        if query_idx is None and n_queries is None:
+            n_seeds = min(N_SEEDS, n // 2)
+    if query_idx is None and n_queries is None:
+        taken = seed_idx.size if seed_idx is not None else n_seeds
+        n_queries = min(N_QUERIES, n - taken)
+        if n_queries < 1:
+            raise InputError(f"no pairs left for queries: {n} pairs, {taken} seeds")
+    return split_seeds_queries(n, n_seeds=n_seeds, n_queries=n_queries, seed_idx=seed_idx,
+                               query_idx=query_idx, rng=rng, strategy=seed_strategy,
+                               features=features, min_seeds=min_seeds)
+
+
+@dataclass
+class MatchRun:
+    """The outcome of :func:`match_run`: every source query matched to one target query.
+
+    ``matched`` holds target rows (``-1`` when left unmatched), ``scores`` each query's score
+    (FAQ: its contribution to the objective; else the score of the assigned pair), ``scores_qq``
+    the q × q score matrix of a score method (None for FAQ).
+    """
+
+    matched: np.ndarray
+    scores: np.ndarray
+    accuracy: float
+    objective: float | None = None
+    all_objectives: np.ndarray | None = None
+    scores_qq: np.ndarray | None = None
+
+
+def match_run(S: Any, T: Any, seed_idx: np.ndarray, query_idx: np.ndarray, *,
+              method: str = "faq", kernel: str = "rbf", sigma: Any = "paper",
+              n_init: int = N_RESTARTS, maxiter: int = 30, tol: float = 1e-5, stretch: bool = False,
+              rng: int = 0, device: str = "auto", lap: str = "auto", solver: Any = None,
+              scheduler: Any = None) -> MatchRun:
+    """Match the query rows of ``S`` to those of ``T`` given the seed rows (rows paired).
+
+    ``method="faq"``: :func:`fastcka.seeded_match` (``stretch`` applies here, over the seed +
+    query points; ``rng`` drives the target shuffle and the restarts).  Else the q × q matrix
+    of :func:`fastcka.retrieval.score_matrix` on the queries with the seeds as base, and a
+    maximising linear assignment on it (``stretch`` is then the caller's: :func:`evaluate_cell`
+    stretches its points first).
+    """
+    from .retrieval import match_scores, score_matrix
+
+    if method == "faq":
+        from .seeded import seeded_match
+
+        res = seeded_match(S, T, seeds=seed_idx, queries=query_idx, kernel=kernel, sigma=sigma,
+                           n_init=n_init, maxiter=maxiter, tol=tol, stretch=stretch, rng=rng,
+                           device=device, lap=lap, solver=solver, scheduler=scheduler)
+        return MatchRun(res.matched_idx, res.scores, float(np.mean(res.matched_idx == query_idx)),
+                        res.objective, res.all_objectives)
+    q = int(query_idx.size)
+    Sc = _host(score_matrix(method, S[query_idx], T[query_idx], S[seed_idx], T[seed_idx],
+                            kernel=kernel, sigma=sigma, device=device))
+    col = match_scores(Sc)
+    matched = np.where(col >= 0, query_idx[np.maximum(col, 0)], -1)
+    scores = np.where(col >= 0, Sc[np.arange(q), np.maximum(col, 0)], np.nan)
+    return MatchRun(matched, scores, float(np.mean(matched == query_idx)), scores_qq=Sc)
+
+
+def query_scores(method: str, Sq: Any, Tq: Any, Sb: Any, Tb: Any, *, kernel: str = "linear",
+                 sigma: Any = "paper", device: str = "auto", block: int | None = None):
+    """The q × q score matrix of the queries (what ``fastcka retrieve`` ranks), built in row
+    blocks of ``block`` queries when there are more (:func:`fastcka.retrieval.rows_units`)."""
+    from .retrieval import _BLOCK, rows_units, score_matrix
+
+    block = block or _BLOCK
+    q = len(Sq)
+    if q <= block:
+        return score_matrix(method, Sq, Tq, Sb, Tb, kernel=kernel, sigma=sigma, device=device)
+    return _host(rows_units("scores", method, Sq, Tq, Sb, Tb, [(0, q)], kernel=kernel,
+                            sigma=sigma, device=device, block=block)[0])
+
+
+def rank_queries(scores: Any, *, k: int = 10, device: str = "auto"):
+    """Retrieval (top-``max(k, 10)`` both ways) and the maximising assignment of a q × q score
+    matrix: ``(RetrievalResult, col_ind, matching accuracy)`` (row i's partner is column i)."""
+    from .retrieval import match_scores, matching_accuracy, retrieve
+
+    res = retrieve(scores, k=max(k, 10), device=device)
+    col = match_scores(scores)
+    return res, col, matching_accuracy(col)
+
+
 def cell_points(prep: Prepared, cell: Cell) -> tuple[np.ndarray, np.ndarray, int]:
     """The cell's source and target points ``[base ; queries]`` (in its direction) and k."""
     b = prep.base[cell.n_seeds]
@@ -278,9 +396,10 @@ def cell_points(prep: Prepared, cell: Cell) -> tuple[np.ndarray, np.ndarray, int
 
 
 def evaluate_cell(prep: Prepared, cell: Cell) -> dict[str, Any]:
-    """One row of the table: run ``cell`` on the prepared draws."""
+    """One row of the table: run ``cell`` on the prepared draws (:func:`match_run` on the
+    cell's points; top-k retrieval of the score methods' q × q scores)."""
     from .cka import cka
-    from .retrieval import match_scores, retrieve, score_matrix
+    from .retrieval import retrieve
 
     t0 = time.perf_counter()
     X, Y, k = cell_points(prep, cell)
@@ -289,13 +408,12 @@ def evaluate_cell(prep: Prepared, cell: Cell) -> dict[str, Any]:
     row.update(asdict(cell))
     row["n_queries"] = q
     row["n_init"] = prep.n_init if cell.method == "faq" else 0
+    seeds, queries = np.arange(k), np.arange(k, k + q)
     if cell.method == "faq":
-        from .seeded import seeded_match
-
-        res = seeded_match(X, Y, seeds=np.arange(k), queries=np.arange(k, k + q),
-                           kernel=cell.kernel, sigma=cell.sigma or "paper", n_init=prep.n_init,
-                           maxiter=prep.maxiter, tol=prep.tol, stretch=prep.stretch,
-                           rng=cell.draw, device=prep.device, lap=prep.lap, solver=prep.solver)
+        res = match_run(X, Y, seeds, queries, kernel=cell.kernel, sigma=cell.sigma or "paper",
+                        n_init=prep.n_init, maxiter=prep.maxiter, tol=prep.tol,
+                        stretch=prep.stretch, rng=cell.draw, device=prep.device, lap=prep.lap,
+                        solver=prep.solver)
         row["accuracy"] = float(res.accuracy)
         row["objective"] = float(res.objective)
     else:
@@ -304,15 +422,12 @@ def evaluate_cell(prep: Prepared, cell: Cell) -> dict[str, Any]:
         if cell.method == "cosine" and X.shape[1] != Y.shape[1]:
             raise InputError(f"method 'cosine' needs source and target of the same dimension, got "
                              f"{X.shape[1]} and {Y.shape[1]}")
-        Sc = np.asarray(score_matrix(cell.method, X[k:], Y[k:], X[:k], Y[:k],
-                                     kernel=cell.kernel or "linear", sigma=cell.sigma or "paper",
-                                     device=prep.device))
-        Sc = Sc.get() if type(Sc).__module__.startswith("cupy") else Sc
-        r = retrieve(Sc, k=10)
-        acc = r.accuracy["source_to_target"]
+        res = match_run(X, Y, seeds, queries, method=cell.method,
+                        kernel=cell.kernel or "linear", sigma=cell.sigma or "paper",
+                        device=prep.device)
+        acc = retrieve(res.scores_qq, k=10).accuracy["source_to_target"]
         row.update(top1=acc[1], top5=acc[5], top10=acc[10])
-        col = match_scores(Sc)
-        row["accuracy"] = float(np.mean(col == np.arange(q)))
+        row["accuracy"] = float(res.accuracy)
     if prep.stretch and cell.method == "faq":
         X, Y = _stretch(X), _stretch(Y)
     if k >= 4:
@@ -322,112 +437,14 @@ def evaluate_cell(prep: Prepared, cell: Cell) -> dict[str, Any]:
     return row
 
 
-# --------------------------------------------------------------------------------------------
-# the table
-# --------------------------------------------------------------------------------------------
-
-def _normalise(row: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for c, t in COLUMNS.items():
-        v = row.get(c)
-        if t == "s":
-            out[c] = "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
-        elif t == "i":
-            out[c] = int(v)
-        else:
-            out[c] = math.nan if v is None or v == "" else float(v)
-    return out
-
-
-class EvalTable:
-    """A tidy table, one row per grid cell (columns: :data:`COLUMNS`), plus its metadata."""
-
-    def __init__(self, rows: Sequence[dict[str, Any]], meta: dict[str, Any] | None = None):
-        self.rows = [_normalise(r) for r in rows]
-        self.meta = dict(meta or {})
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __iter__(self):
-        return iter(self.rows)
-
-    def column(self, name: str) -> np.ndarray:
-        return np.asarray([r[name] for r in self.rows])
-
-    def keys(self) -> list[tuple]:
-        return [tuple(r[c] for c in KEY) for r in self.rows]
-
-    def sorted(self) -> EvalTable:
-        return EvalTable(sorted(self.rows, key=lambda r: tuple(r[c] for c in KEY)), self.meta)
-
-    def select(self, **where: Any) -> EvalTable:
-        return EvalTable([r for r in self.rows if all(r[k] == v for k, v in where.items())],
-                         self.meta)
-
-    def summary(self) -> list[dict[str, Any]]:
-        """Mean and standard deviation over draws per (method, kernel, sigma, n_seeds, direction)."""
-        groups: dict[tuple, list[dict]] = {}
-        for r in self.rows:
-            groups.setdefault(tuple(r[c] for c in KEY if c != "draw"), []).append(r)
-        out = []
-        for key, rs in groups.items():
-            s = dict(zip([c for c in KEY if c != "draw"], key, strict=True))
-            s["draws"] = len(rs)
-            for c in ("accuracy", "top1", "top5", "top10", "objective", "seed_cka", "seconds"):
-                v = np.asarray([r[c] for r in rs], dtype=np.float64)
-                s[c] = float(v.mean()) if v.size and not np.isnan(v).all() else math.nan
-                s[c + "_std"] = float(v.std()) if v.size and not np.isnan(v).all() else math.nan
-            out.append(s)
-        return out
-
-    def write(self, path: str) -> None:
-        """Write atomically as .csv/.tsv/.json/.h5 (by suffix)."""
-        from ._table import write_rows
-
-        write_rows(path, self.rows, meta=self.meta)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, EvalTable) and _same_rows(self.rows, other.rows)
-
-    def __repr__(self) -> str:
-        return f"EvalTable({len(self.rows)} rows)"
-
-
-def _same_rows(a: list[dict], b: list[dict], skip: tuple[str, ...] = ()) -> bool:
-    if len(a) != len(b):
-        return False
-    for r, s in zip(a, b, strict=True):
-        for c in COLUMNS:
-            if c in skip:
-                continue
-            x, y = r[c], s[c]
-            if isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y):
-                continue
-            if x != y:
-                return False
-    return True
-
-
-def read_table(path: str) -> EvalTable:
-    """Read a table written by :meth:`EvalTable.write` (CSV, TSV, JSON or HDF5)."""
-    from ._table import read_rows
-
-    rows, meta = read_rows(path)
-    missing = [c for c in KEY if rows and c not in rows[0]]
-    if missing:
-        raise InputError(f"{path}: not an evaluation table (no column {missing[0]!r})")
-    return EvalTable(rows, meta)
-
-
 def _cell_task(prep: Prepared, cell: Cell) -> dict[str, Any]:
     return evaluate_cell(prep, cell)
 
 
 def evaluate(S: Any, T: Any, *, methods: Any = ("faq", "local-cka", "linreg", "relative"),
-             seeds: Any = DEFAULT_SEEDS, queries: int = 500, draws: Any = 3,
+             seeds: Any = DEFAULT_SEEDS, queries: int = N_QUERIES, draws: Any = 3,
              directions: Any = ("src-to-tgt",), base: tuple | None = None,
-             seed_strategy: str = "random", stretch: bool = False, n_init: int = 500,
+             seed_strategy: str = "random", stretch: bool = False, n_init: int = N_RESTARTS,
              maxiter: int = 30, tol: float = 1e-5, rng: int = 0, device: str = "auto",
              ids_S: Any = None, ids_T: Any = None, lap: str = "auto", solver: Any = None,
              done: Iterable[dict[str, Any]] = (),

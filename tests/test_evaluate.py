@@ -186,6 +186,37 @@ def test_cli_eval_matches_library_and_match(stores, capsys):
     assert (cell["accuracy"], cell["objective"]) == (m["accuracy"], m["objective"])
 
 
+def test_cli_eval_cells_equal_match_and_retrieve_alone_both_directions(stores, capsys):
+    """Each eval cell (draw 0, largest seed count) is what `match` / `retrieve` compute alone:
+    both are thin calls of the same fastcka.evaluate functions, in either direction."""
+    d, X, Y = stores
+    out = d / "r.json"
+    code, _, err = run(["eval", d / "a.h5", d / "b.h5", "--methods", "faq:rbf,local-cka:linear",
+                        "--seeds", "8,20", "--queries", 30, "--draws", 1, "--n-init", 3,
+                        "--direction", "both", "-o", out], capsys)
+    assert code == 0, err
+    t = read_table(str(out))
+    for direction in ("src-to-tgt", "tgt-to-src"):
+        common = [d / "a.h5", d / "b.h5", "--seeds", 20, "--queries", 30, "--direction",
+                  direction, "--json"]
+        cell = t.select(method="faq", n_seeds=20, direction=direction).rows[0]
+        code, so, err = run(["match", *common, "--n-init", 3], capsys)
+        assert code == 0, err
+        m = json.loads(so)
+        assert (cell["accuracy"], cell["objective"]) == (m["accuracy"], m["objective"])
+        cell = t.select(method="local-cka", n_seeds=20, direction=direction).rows[0]
+        code, so, err = run(["match", *common, "--method", "local-cka", "--kernel", "linear"],
+                            capsys)
+        assert code == 0, err
+        assert json.loads(so)["accuracy"] == cell["accuracy"]
+        code, so, err = run(["retrieve", *common, "--method", "local-cka", "--kernel", "linear"],
+                            capsys)
+        assert code == 0, err
+        r = json.loads(so)
+        assert (r["top1"], r["top5"], r["top10"]) == (cell["top1"], cell["top5"], cell["top10"])
+        assert r["matching_accuracy"] == cell["accuracy"]
+
+
 def _same(a, b):
     from fastcka.evaluate import _same_rows
 
