@@ -161,7 +161,8 @@ def _sap_batch(C, sign, V, cols):  # pragma: no cover
     return ok
 
 
-def lap_batch(C: np.ndarray, maximize: bool = False, v0: np.ndarray | None = None):
+def lap_batch(C: np.ndarray, maximize: bool = False, v0: np.ndarray | None = None, *,
+              checked: bool = False):
     """Solve k dense n×n assignment problems exactly.
 
     Parameters
@@ -173,6 +174,11 @@ def lap_batch(C: np.ndarray, maximize: bool = False, v0: np.ndarray | None = Non
     v0 : (k, n) float64, optional
         Initial column duals (warm start) in the *minimisation* of ``±C``; e.g. the ``v`` returned
         for a nearby cost matrix.
+    checked : bool
+        The caller guarantees ``C`` is a finite C-contiguous (k, n, n) float32/float64 array and
+        ``v0`` (if given) a C-contiguous (k, n) float64 array it gives up (updated in place and
+        returned as ``v``): no check, no copy.  For solvers that call this in a loop on arrays
+        they built (FAQ's Frank–Wolfe directions), where the checks cost ~7 % of the run.
 
     Returns
     -------
@@ -186,6 +192,8 @@ def lap_batch(C: np.ndarray, maximize: bool = False, v0: np.ndarray | None = Non
     Time: O(n²) per row insertion in the worst case (O(n³) per problem), much less when warm;
     memory: O(n) per problem besides ``C``.  Problems run in parallel over Numba threads.
     """
+    if checked:
+        return _solve(C, maximize, np.zeros(C.shape[:2]) if v0 is None else v0)
     C = np.asarray(C)
     single = C.ndim == 2
     if single:
@@ -199,11 +207,18 @@ def lap_batch(C: np.ndarray, maximize: bool = False, v0: np.ndarray | None = Non
     if not np.isfinite(C).all():
         raise ValueError("C contains NaN or Inf")
     V = np.zeros((k, n)) if v0 is None else np.array(v0, dtype=np.float64, copy=True).reshape(k, n)
+    cols, V = _solve(C, maximize, V)
+    if single:
+        return cols[0], V[0]
+    return cols, V
+
+
+def _solve(C: np.ndarray, maximize: bool, V: np.ndarray):
+    """The solve of :func:`lap_batch` on checked arrays (``V`` updated in place)."""
+    k, n, _ = C.shape
     cols = np.empty((k, n), np.int64)
     if n:
         ok = _sap_batch(C, -1.0 if maximize else 1.0, V, cols)
         if not ok.all():  # pragma: no cover - cannot happen with finite dense costs
             raise ValueError("cost matrix is infeasible")
-    if single:
-        return cols[0], V[0]
     return cols, V

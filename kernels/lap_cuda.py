@@ -348,16 +348,23 @@ def lap_batch_cuda(C: np.ndarray, maximize: bool = False, v0: np.ndarray | None 
     return cols, v
 
 
-def lap_batch_device(G, maximize: bool = False, v0=None, auction: bool | dict = False):
+def lap_batch_device(G, maximize: bool = False, v0=None, auction: bool | dict = False, *,
+                     checked: bool = False):
     """As :func:`lap_batch_cuda` for CuPy arrays, without leaving the device.
 
-    Returns ``(cols, v)`` as CuPy arrays (``v0`` is not modified).
+    Returns ``(cols, v)`` as CuPy arrays (``v0`` is not modified).  ``checked=True``: the caller
+    guarantees a C-contiguous ``G`` and gives up ``v0`` (a C-contiguous (k, n) float64 CuPy
+    array, then updated in place and returned as ``v``): no copy.
     """
     import cupy as cp
 
-    G = cp.ascontiguousarray(G)
+    if not checked:
+        G = cp.ascontiguousarray(G)
     k, n = G.shape[0], G.shape[1]
-    V = cp.zeros((k, n), dtype=cp.float64) if v0 is None else cp.array(v0, dtype=cp.float64)
+    if v0 is None:
+        V = cp.zeros((k, n), dtype=cp.float64)
+    else:
+        V = v0 if checked else cp.array(v0, dtype=cp.float64)
     dG, dV = cuda.as_cuda_array(G), cuda.as_cuda_array(V)
     if auction and G.size:
         _auction_warm_start(dG, maximize, dV, float(G.max() - G.min()), auction)
