@@ -19,18 +19,19 @@ import numpy as np
 from qap_symmetric import SHARED, centred_rbf
 
 from fastcka import qap
+from fastcka.qap._problem import DenseProblem, _lmul, _rmul
 
 emb = SHARED / "embeddings"
 A = centred_rbf(np.load(emb / "flickr8k_caption_minilm_l6_mean5.npy")[:820])
 B = centred_rbf(np.load(emb / "flickr8k_image_efficientnet_lite0.npy")[:820])
 seeds = np.column_stack([np.arange(320), np.arange(320)])
-new = qap._apply_M
+new = DenseProblem.apply
 def old(pr, P, transpose=False):
     if transpose:
-        return qap._lmul(pr, pr.A22T, qap._rmul(pr, P, pr.B22))
-    return qap._lmul(pr, pr.A22, qap._rmul(pr, P, pr.B22T))
+        return _lmul(pr.xp, pr.A22T, _rmul(pr.xp, P, pr.B22))
+    return _lmul(pr.xp, pr.A22, _rmul(pr.xp, P, pr.B22T))
 def run(f, k):
-    qap._apply_M = f
+    DenseProblem.apply = f
     o = dict(maximize=True, partial_match=seeds, P0="randomized", maxiter=30, tol=1e-5,
              rng=np.random.default_rng(0), shuffle_input=False, n_init=k)
     t = time.perf_counter()

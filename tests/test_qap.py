@@ -53,6 +53,12 @@ def test_explicit_P0_matches_scipy():
     ref = scipy_qap(A, B, options=dict(P0=P0, maximize=True, rng=np.random.default_rng(1)))
     res = quadratic_assignment(A, B, options=dict(P0=P0, maximize=True, rng=np.random.default_rng(1)))
     assert res.fun >= ref.fun - 1e-9 * abs(ref.fun)
+    # SciPy's LAP in the loop: the same iterates from the same P0, so SciPy's answer
+    res = quadratic_assignment(A, B, options=dict(P0=P0, maximize=True, lap="scipy",
+                                                  rng=np.random.default_rng(1)))
+    np.testing.assert_array_equal(res.col_ind, ref.col_ind)
+    assert res.nit == ref.nit
+    assert res.fun == pytest.approx(ref.fun, rel=1e-12)
 
 
 def test_randomized_restarts_batch_equals_sequential_scipy_calls():
@@ -192,6 +198,42 @@ def test_two_opt_padding_and_unknown_option_warning():
     assert len(res.col_ind) == 6 and len(set(res.col_ind)) == 6
 
 
+@pytest.mark.parametrize("padding", ["naive", "adopted"])
+@pytest.mark.parametrize("a_smaller", [True, False])
+@pytest.mark.parametrize("maximize", [True, False])
+def test_two_opt_padded_pairs_match_scipy_on_the_padded_pair(padding, a_smaller, maximize):
+    # reference: pad by hand, SciPy's 2-opt on the padded pair (same rng), map back; the
+    # objective is ours on the caller's matrices over the matched pairs
+    rng = np.random.default_rng(3)
+    nb, na = 11, 8
+    G = (rng.random((nb, nb)) < 0.4).astype(float)
+    G = np.triu(G, 1)
+    G = G + G.T
+    keep = rng.permutation(nb)[:na]                  # A = induced subgraph of B on `keep`
+    A, B = G[keep][:, keep], G
+    seeds = np.stack([np.arange(3), keep[:3]], 1)
+    if not a_smaller:
+        A, B = B, A
+        seeds = seeds[:, ::-1]
+        seeds = seeds[np.argsort(seeds[:, 0])]       # sorted rows: SciPy places them right
+    Ap, Bp = _naive_pad(A, B, padding)
+    for pm, guess in ((None, None), (seeds, None), (None, seeds)):
+        opts = dict(maximize=maximize, partial_match=pm, partial_guess=guess)
+        res = quadratic_assignment(A, B, "2opt", options=dict(opts, padding=padding,
+                                                               rng=np.random.default_rng(5)))
+        ref = scipy_qap(Ap, Bp, "2opt", options=dict(opts, rng=np.random.default_rng(5)))
+        ref_col = ref.col_ind[:len(A)].copy()
+        ref_col[ref_col >= len(B)] = -1
+        np.testing.assert_array_equal(res.col_ind, ref_col)
+        assert res.nit == ref.nit
+        m = res.col_ind >= 0
+        rows, cols = np.flatnonzero(m), res.col_ind[m]
+        assert len(rows) == min(na, nb)
+        assert res.fun == np.sum(A[np.ix_(rows, rows)] * B[np.ix_(cols, cols)])
+        if padding == "naive":                        # isolated padding nodes add nothing
+            assert res.fun == ref.fun
+
+
 @pytest.mark.parametrize("A,B,opts,msg", [
     (np.zeros((3, 4)), np.zeros((3, 3)), {}, "`A` must be square"),
     (np.zeros((3, 3)), np.zeros((4, 4)), {}, "must be of equal size"),
@@ -322,7 +364,7 @@ def test_auction_lap_needs_the_gpu():
 
 def test_seed_dominated_restarts_full_steps_match_scipy(monkeypatch):
     # many seeds: every restart takes the full step t = 1 (the fast update path); same answers
-    import fastcka.qap as qap_mod
+    import fastcka.qap._frank_wolfe as fw_mod
 
     rng = np.random.default_rng(21)
     n, m = 70, 40
@@ -336,8 +378,8 @@ def test_seed_dominated_restarts_full_steps_match_scipy(monkeypatch):
     g = np.random.default_rng(5)
     refs = [scipy_qap(A, B, options=dict(opts, rng=g)).fun for _ in range(6)]
     seen = []
-    orig = qap_mod._step_sizes
-    monkeypatch.setattr(qap_mod, "_step_sizes", lambda a, b, s: seen.append(orig(a, b, s)) or seen[-1])
+    orig = fw_mod._step_sizes
+    monkeypatch.setattr(fw_mod, "_step_sizes", lambda a, b, s: seen.append(orig(a, b, s)) or seen[-1])
     res = quadratic_assignment(A, B, options=dict(opts, rng=np.random.default_rng(5), n_init=6,
                                                   lap="jv"))
     assert (seen[0] == 1.0).all()          # the case this test is about
@@ -563,6 +605,7 @@ def test_centred_kernels_take_the_symmetric_path_and_match_scipy():
 def test_truly_asymmetric_inputs_keep_the_general_path():
     from fastcka import qap as q
     from fastcka.backend import NUMPY_BACKEND
+    from fastcka.qap._problem import near_symmetric
 
     rng = np.random.default_rng(6)
     n = 30
@@ -573,7 +616,7 @@ def test_truly_asymmetric_inputs_keep_the_general_path():
     pr = q._build_problem(NUMPY_BACKEND, A, B, None, ident, ident, 0, np.float64, False)
     assert not pr.symmetric
     np.testing.assert_array_equal(pr.A22, A)  # untouched
-    assert q._near_symmetric(np, B) and not q._near_symmetric(np, A)
+    assert near_symmetric(np, B) and not near_symmetric(np, A)
 
 
 @pytest.mark.parametrize("transpose", [False, True])
@@ -588,7 +631,7 @@ def test_apply_M_stacked_gemm_matches_per_restart_products(transpose):
     ident = np.arange(n)
     pr = q._build_problem(NUMPY_BACKEND, A, B, None, ident, ident, m, np.float64, False)
     P = rng.random((k, n - m, n - m))
-    got = q._apply_M(pr, P, transpose=transpose)
+    got = pr.apply(P, transpose=transpose)
     A22, B22 = A[m:, m:], B[m:, m:]
     for r in range(k):
         ref = A22.T @ P[r] @ B22 if transpose else A22 @ P[r] @ B22.T

@@ -22,12 +22,8 @@ direction) and one vector of step sizes and stop flags: two transfers of O(k n')
 
 References
 ----------
-J. T. Vogelstein, J. M. Conroy, V. Lyzinski, L. J. Podrazik, S. G. Kratzer, E. T. Harley,
-D. E. Fishkind, R. J. Vogelstein, C. E. Priebe, "Fast approximate quadratic programming for graph
-matching", PLoS ONE 10 (2015) e0121002, doi:10.1371/journal.pone.0121002.
-
-D. E. Fishkind, S. Adali, H. G. Patsolic, L. Meng, D. Singh, V. Lyzinski, C. E. Priebe,
-"Seeded graph matching", Pattern Recognition 87 (2019) 203–215, doi:10.1016/j.patcog.2018.09.014.
+Vogelstein et al. 2015, PLoS ONE 10 e0121002, doi:10.1371/journal.pone.0121002 (FAQ).
+Fishkind et al. 2019, Pattern Recognition 87 203–215, doi:10.1016/j.patcog.2018.09.014 (seeds).
 """
 
 from __future__ import annotations
