@@ -28,22 +28,22 @@ def _label(spec: str) -> str:
     return f"{stem}::{group.strip('/')}" if group.strip("/") else stem
 
 
-def _plot_format(path: str | None, fmt: str | None) -> str | None:
-    """The format of the ``--plot`` file: ``--plot-format``, else the file's suffix; a suffix
-    naming another plot format than ``--plot-format`` is refused, as is a missing folder."""
+def _plot_format(path: str | None, fmt: str | None, hint: str = "'--plot'") -> str | None:
+    """The format of a plot file: ``--plot-format``, else the file's suffix; a suffix naming
+    another plot format than ``--plot-format`` is refused, as is a missing folder."""
     if path is None:
         return None
     p = Path(path)
     suffix = p.suffix.lower().lstrip(".")
     if fmt is None and suffix not in PLOT_FORMATS:
         raise click.BadParameter("the plot file must end in .png, .pdf or .svg (or give "
-                                 "--plot-format)", param_hint="'--plot'")
+                                 "--plot-format)", param_hint=hint)
     if fmt is not None and suffix in PLOT_FORMATS and suffix != fmt.lower():
         raise click.BadParameter(f"the file ends in .{suffix} but --plot-format is {fmt}",
-                                 param_hint="'--plot'")
+                                 param_hint=hint)
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
-        raise click.BadParameter(f"folder does not exist: {parent}", param_hint="'--plot'")
+        raise click.BadParameter(f"folder does not exist: {parent}", param_hint=hint)
     return (fmt or suffix).lower()
 
 
@@ -69,16 +69,21 @@ def _plot_format(path: str | None, fmt: str | None) -> str | None:
 @click.option("--plot", default=None, type=click.Path(dir_okay=False),
               help="Draw the pairwise matrix as a heatmap with a colorbar (.png, .pdf or .svg); "
                    "with --permutations, the permutation null with the observed value.")
+@click.option("--plot-kernels", default=None, type=click.Path(dir_okay=False),
+              help="Draw the centred kernel matrices (--kernel, --sigma) of the stores side by "
+                   "side, each with a colorbar, on at most 300 common rows (drawn with --seed); "
+                   "ordered and block-labelled by class when the first store has labels.")
 @click.option("--plot-format", "plot_format", default=None,
               type=click.Choice(PLOT_FORMATS, case_sensitive=False),
-              help="Format of --plot: png, pdf or svg (default: the file's suffix).")
+              help="Format of --plot and --plot-kernels: png, pdf or svg (default: the file's "
+                   "suffix).")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
               help="Write the value or matrix (.csv, .tsv, .json or .h5).")
 @seed_option
 @device_option
 @json_option
 def command(stores, metric, kernel, sigma, threshold, estimator, k, permutations, plot,
-            plot_format, output, seed, device, json_):
+            plot_kernels, plot_format, output, seed, device, json_):
     """Alignment between the embedding stores A, B, ... (rows paired by id)."""
     import fastcka
 
@@ -91,8 +96,9 @@ def command(stores, metric, kernel, sigma, threshold, estimator, k, permutations
     if permutations is not None and (metric != "cka" or len(stores) != 2):
         raise click.UsageError("--permutations needs exactly two stores and --metric cka")
     check_result_path(output)
+    kernels_format = _plot_format(plot_kernels, plot_format, "'--plot-kernels'")
     plot_format = _plot_format(plot, plot_format)
-    check_outputs({"-o": output, "--plot": plot}, stores)
+    check_outputs({"-o": output, "--plot": plot, "--plot-kernels": plot_kernels}, stores)
     sets = load_many(list(stores), min_common=4)
     names = [_label(s) for s in stores]
     if len(set(names)) < len(names):
@@ -173,5 +179,13 @@ def command(stores, metric, kernel, sigma, threshold, estimator, k, permutations
             label = {"cka": "CKA", "mutual_knn": "mutual k-NN", "cknna": "CKNNA"}[metric]
             fig = plots.similarity_matrix(M, names, title=f"{desc}, n = {n}", label=label)
         plots.save(fig, plot, plot_format)
-    emit_result("cka", inputs={"stores": list(stores)}, outputs={"output": output, "plot": plot},
+    if plot_kernels:
+        from fastcka import plots
+
+        fig, _ = plots.kernel_figure(Xs, names, kernel=kernel, sigma=sig, threshold=threshold,
+                                     groups=getattr(sets[0], "labels", None), rng=st.seed,
+                                     device=st.device)
+        plots.save(fig, plot_kernels, kernels_format)
+    emit_result("cka", inputs={"stores": list(stores)},
+                outputs={"output": output, "plot": plot, "plot_kernels": plot_kernels},
                 results=result, text=text, as_json=st.json, device=st.device)

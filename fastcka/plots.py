@@ -6,7 +6,8 @@ CLI (``fastcka cka --plot``, ``fastcka demo``, ``fastcka report``) only calls th
 
 - :func:`similarity_matrix`: a pairwise CKA (or k-NN) matrix with a colorbar and every value.
 - :func:`kernel_heatmaps`: (centred) kernel matrices side by side, each with its colorbar, rows
-  ordered by group with the groups labelled on both axes and separated by lines.
+  ordered by group with the groups labelled on both axes and separated by lines;
+  :func:`kernel_figure` computes them from representations (``fastcka cka --plot-kernels``).
 - :func:`permutation_null`: the permutation null of a statistic (histogram with labelled axes)
   and the observed value marked, one panel per test.
 - :func:`matching_retrieval`: matching accuracy and retrieval top-k in separate panels, chance
@@ -29,6 +30,7 @@ import numpy as np
 from .errors import InputError
 
 __all__ = ["PLOT_FORMATS", "check_format", "save", "similarity_matrix", "kernel_heatmaps",
+           "kernel_figure",
            "permutation_null", "matching_retrieval", "accuracy_vs_seeds", "topk_curves",
            "seed_cka", "recovery_at", "confusion_matrix", "image_grid", "mean_std", "variant_label"]
 
@@ -136,6 +138,41 @@ def kernel_heatmaps(kernels: Sequence[Any], titles: Sequence[str], *,
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     return fig
+
+
+def kernel_figure(Xs: Sequence[Any], names: Sequence[str], *, kernel: str = "linear",
+                  sigma: Any = "paper", threshold: float = 1.0, groups: Sequence[Any] | None = None,
+                  group_name: str = "class", max_rows: int = 300, rng: int = 0,
+                  device: str = "cpu"):
+    """The centred kernel matrices ``H K H`` of paired representations, side by side
+    (:func:`kernel_heatmaps`).  Rows are the same in every panel: at most ``max_rows`` of them
+    (drawn with ``rng`` when there are more), ordered by ``groups`` (stable) when given, whose
+    blocks are then labelled.  Returns ``(figure, rows)`` with the row indices drawn, in order.
+    """
+    from .cka import gram
+
+    n = int(np.asarray(Xs[0]).shape[0])
+    if any(int(np.asarray(X).shape[0]) != n for X in Xs):
+        raise InputError("the representations must have the same rows (pair them by id first)")
+    rows = np.arange(n)
+    if n > max_rows:
+        rows = np.sort(np.random.default_rng(rng).choice(n, size=max_rows, replace=False))
+    if groups is not None:
+        g = np.asarray([str(v) for v in groups])
+        if g.shape[0] != n:
+            raise InputError(f"need one group label per row: {g.shape[0]} labels for {n} rows")
+        rows = rows[np.argsort(g[rows], kind="stable")]
+    Ks = []
+    for X in Xs:
+        K = gram(np.asarray(X)[rows], kernel, sigma=sigma, threshold=threshold, center=True,
+                 device=device)
+        Ks.append(K.get() if type(K).__module__.startswith("cupy") else np.asarray(K))
+    fig = kernel_heatmaps(Ks, [f"centred {kernel} kernel: {nm}" for nm in names],
+                          groups=None if groups is None else [str(groups[i]) for i in rows],
+                          group_name=group_name,
+                          suptitle=f"{len(rows)} of {n} rows" + (
+                              f", ordered by {group_name}" if groups is not None else ""))
+    return fig, rows
 
 
 def permutation_null(tests: Sequence[Mapping[str, Any]], *, statistic: str = "CKA",

@@ -106,6 +106,45 @@ def test_kernel_heatmaps_block_labels_and_colorbars():
         plots.kernel_heatmaps([K1], ["x"], groups=groups[:-1])
 
 
+def naive_centred(X, kernel="linear"):
+    X = np.asarray(X, float)
+    n = len(X)
+    if kernel == "linear":
+        K = X @ X.T
+    else:
+        D = ((X[:, None, :] - X[None, :, :]) ** 2).sum(-1)
+        off = D[~np.eye(n, dtype=bool)]
+        s2 = np.sort(off[off > 0])[(off[off > 0].size - 1) // 2]  # lower median (the paper's σ²)
+        K = np.exp(-D / (2 * s2))
+    H = np.eye(n) - 1.0 / n
+    return H @ K @ H
+
+
+def test_kernel_figure_orders_rows_by_class_and_subsamples():
+    rng = np.random.default_rng(4)
+    X, Y = rng.standard_normal((40, 5)), rng.standard_normal((40, 3))
+    labels = rng.choice(["bird", "cat", "ant"], size=40)
+    fig, rows = plots.kernel_figure([X, Y], ["img", "txt"], groups=labels, max_rows=25, rng=2)
+    assert len(rows) == 25 and len(set(rows.tolist())) == 25
+    got = [str(labels[i]) for i in rows]
+    assert got == sorted(got)  # ordered by class
+    cbs = colorbars(fig)
+    assert len(cbs) == 2 and len(fig.axes) == 4
+    for (ax, _), Z, nm in zip(cbs, (X, Y), ("img", "txt"), strict=True):
+        np.testing.assert_allclose(ax.images[0].get_array(), naive_centred(Z[rows]), atol=1e-10)
+        assert ax.get_title() == f"centred linear kernel: {nm}"
+        want = [c for c in ("ant", "bird", "cat") if c in got]
+        assert [t.get_text() for t in ax.get_xticklabels()] == want
+        assert ax.get_xlabel() == "class"
+    fig, rows = plots.kernel_figure([X, Y], ["a", "b"], kernel="rbf")
+    assert rows.tolist() == list(range(40))  # all rows, in their order
+    ax = colorbars(fig)[0][0]
+    np.testing.assert_allclose(ax.images[0].get_array(), naive_centred(X, "rbf"), atol=1e-10)
+    assert ax.get_xlabel() == "sample"
+    with pytest.raises(InputError, match="same rows"):
+        plots.kernel_figure([X, Y[:30]], ["a", "b"])
+
+
 # ---------------------------------------------------------------------------------------------
 # permutation null
 # ---------------------------------------------------------------------------------------------
@@ -478,6 +517,18 @@ def test_cka_plot_formats(two_stores, capsys, fmt):
                         "--plot-format", fmt], capsys)
     assert code == 0, err
     assert_format(bare, fmt)
+
+
+def test_cka_plot_kernels(two_stores, capsys):
+    d, X, Y = two_stores
+    out = d / "k.svg"
+    code, so, err = run(["cka", d / "a.h5", d / "b.h5", "--plot-kernels", out, "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(so)["outputs"]["plot_kernels"] == str(out)
+    assert_format(out, "svg")
+    code, _, err = run(["cka", d / "a.h5", d / "b.h5", "--plot-kernels", d / "k.gif"], capsys)
+    assert_one_line_error(code, err, "--plot-kernels")
+    assert not (d / "k.gif").exists()
 
 
 def test_cka_permutation_plot_is_the_null(two_stores, capsys, monkeypatch):
