@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import config
+from .backend import to_host
 from .errors import InputError
 
 NBINS = 4096
@@ -119,9 +121,10 @@ def block64(xp, X, a, b, aff=None):
     return B
 
 
-def sqnorms(xp, X, step=8192, aff=None):
+def sqnorms(xp, X, step=None, aff=None):
     """Squared row norms in float64, converting float32 input one row chunk at a time."""
     n = int(X.shape[0])
+    step = int(config.CKA_CHUNK_ROWS if step is None else step)
     out = xp.empty(n, dtype=xp.float64)
     for a in range(0, n, step):
         B = block64(xp, X, a, min(n, a + step), aff)
@@ -155,7 +158,7 @@ class DistanceTiler:
         return self.ops.sqdist(G, self.sq[i0:i1], self.sq[j0:j1], REL_TOL, diag)
 
 
-def _sample_pairs(Xs, n, s, xp, rng, affs=None):
+def _sample_pairs(Xs, n, s, xp, rng, affs=None, chunk=2 ** 22):
     """Squared distances of ``s`` random pairs i != j (direct form) for each input."""
     i = rng.integers(0, n, size=s)
     j = rng.integers(0, n - 1, size=s)
@@ -164,7 +167,7 @@ def _sample_pairs(Xs, n, s, xp, rng, affs=None):
     for k, X in enumerate(Xs):
         sc = affs[k][1] if affs is not None else 1.0
         vals = []
-        step = max(256, (2 ** 22 if xp is np else 2 ** 25) // max(1, int(X.shape[1])))
+        step = max(256, int(chunk) // max(1, int(X.shape[1])))
         for a in range(0, s, step):
             ii = xp.asarray(i[a:a + step])
             jj = xp.asarray(j[a:a + step])
@@ -172,16 +175,12 @@ def _sample_pairs(Xs, n, s, xp, rng, affs=None):
             if sc != 1.0:
                 diff *= sc
             vals.append((diff * diff).sum(axis=1))
-        out.append(np.sort(np.asarray(_to_host(xp.concatenate(vals)))))
+        out.append(np.sort(np.asarray(to_host(xp.concatenate(vals)))))
     return out
 
 
-def _to_host(a):
-    return a.get() if hasattr(a, "get") else a
-
-
 def sqdist_order_stats(Xs, requests, *, xp=np, ops=None, tile=2048, cap=None,
-                       sample_size=None, rng=0, progress=None, affs=None):
+                       sample_size=None, sample_chunk=2 ** 22, rng=0, progress=None, affs=None):
     """Exact paper / kornblith median squared distances of several inputs, sharing passes.
 
     Parameters
@@ -192,6 +191,7 @@ def sqdist_order_stats(Xs, requests, *, xp=np, ops=None, tile=2048, cap=None,
     tile : int, tile edge
     cap : int, most values collected per rank (default: 2**24 on CPU)
     sample_size : int, pairs sampled for the first window (default 2**17)
+    sample_chunk : int, float64 elements of one chunk of sampled-pair differences
     affs : list of ``(mu, s)`` per input (:func:`affine`), or None: the tiles centre and scale
         the rows; the results are then the order statistics of the scaled distances (``s²·d``)
 
@@ -228,7 +228,7 @@ def sqdist_order_stats(Xs, requests, *, xp=np, ops=None, tile=2048, cap=None,
             _set_window(tg, 0.0, 1.0)
     else:
         s = int(min(M, sample_size or 2 ** 17))
-        samples = _sample_pairs(Xs, n, s, xp, np.random.default_rng(rng), affs)
+        samples = _sample_pairs(Xs, n, s, xp, np.random.default_rng(rng), affs, sample_chunk)
         sd = 0.5 / math.sqrt(s)
         eps = max(cap / (4.0 * M), 1e-9)
         delta = min(0.5, max(8 * eps, 12 * sd))
@@ -283,7 +283,7 @@ def sqdist_order_stats(Xs, requests, *, xp=np, ops=None, tile=2048, cap=None,
                                                            tg.nbins, tg.clo, tg.chi)
                     if tg is next(t for t in active if t.chan == k):
                         zeros[k] += nz
-                    tg.hist += np.asarray(_to_host(h), dtype=np.int64)
+                    tg.hist += np.asarray(to_host(h), dtype=np.int64)
                     tg.n_le += nle
                     tg.vmin, tg.vmax = min(tg.vmin, vmin), max(tg.vmax, vmax)
                     if nco and not tg.overflow:
@@ -330,7 +330,7 @@ def _advance(tg: _Target, n: int, M: int, z: int, cap: int, xp) -> None:
         vals = tg.buf[: tg.n_coll]
         kth = r - tg.n_le
         vals.partition(kth)  # in place: no extra copy
-        tg.value = float(_to_host(vals[kth]))
+        tg.value = float(to_host(vals[kth]))
         tg.buf = None
         return
     if tg.vmin == tg.vmax:  # every window value equal

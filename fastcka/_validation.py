@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .backend import to_host
 from .errors import InputError
 
 
@@ -21,8 +22,8 @@ def as_rng(seed: Any) -> np.random.Generator:
 def check_matrix(a: Any, name: str, *, xp: Any = np, min_rows: int = 1, finite: bool = True,
                  dtype: Any = None) -> Any:
     """Validate a 2-D numeric array with at least ``min_rows`` rows and finite values."""
-    if xp is np and type(a).__module__.startswith("cupy"):
-        a = a.get()
+    if xp is np:
+        a = to_host(a)  # a CuPy input of a CPU call
     try:
         arr = xp.asarray(a) if dtype is None else xp.asarray(a, dtype=dtype)
     except (TypeError, ValueError) as exc:

@@ -12,6 +12,12 @@ Environment kill switches
 ``FASTCKA_DISABLE_NUMBA=1``
     CPU code uses its plain NumPy fallbacks instead of the Numba kernels.
 
+Kernels
+-------
+:meth:`Backend.ops` gives the op set of one kernel family on the call's engine
+(:attr:`Backend.engine`: ``"cupy"``, ``"numba"`` or ``"numpy"``), from the registry of
+:mod:`fastcka.kernels`; library code asks once per request and never branches on the engine.
+
 ``import fastcka`` never imports CuPy (nor torch): CuPy is imported the first time a GPU is
 considered.
 """
@@ -26,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from .errors import GPUUnavailableError, InputError
+from .kernels._arrays import is_cupy_array  # noqa: F401  (the one CuPy-array test)
 
 DEVICES = ("auto", "cpu", "gpu")
 
@@ -71,9 +78,9 @@ def reset_gpu_probe() -> None:
     _probe_gpu.cache_clear()
 
 
-def is_cupy_array(a: Any) -> bool:
-    """True for a CuPy ndarray, without importing CuPy."""
-    return type(a).__module__.startswith("cupy")
+def to_host(a: Any) -> Any:
+    """``a`` on the host: a CuPy array copied to a NumPy array, anything else unchanged."""
+    return a.get() if is_cupy_array(a) else a
 
 
 def check_device(device: str) -> str:
@@ -105,19 +112,31 @@ class Backend:
     def device(self) -> str:
         return "gpu" if self.is_gpu else "cpu"
 
+    @property
+    def engine(self) -> str:
+        """The kernel engine of this call: "cupy", "numba", or "numpy" (``FASTCKA_DISABLE_NUMBA``).
+
+        Read at every call, so the kill switch takes effect without a new backend object.
+        """
+        if self.is_gpu:
+            return "cupy"
+        return "numba" if numba_enabled() else "numpy"
+
+    def ops(self, family: str) -> Any:
+        """The op set of kernel family ``family`` on this call's engine (:mod:`fastcka.kernels`)."""
+        from . import kernels
+
+        return kernels.ops(family, self.engine)
+
     def asarray(self, a: Any, dtype: Any = None) -> Any:
         """``a`` as an array of this backend (host→device or device→host copy when needed)."""
         if self.is_gpu:
             return self.xp.asarray(a, dtype=dtype)
-        if is_cupy_array(a):
-            a = a.get()
-        return np.asarray(a, dtype=dtype)
+        return np.asarray(to_host(a), dtype=dtype)
 
     def to_host(self, a: Any) -> np.ndarray:
         """``a`` as a NumPy array (device→host copy on GPU)."""
-        if is_cupy_array(a):
-            return a.get()
-        return np.asarray(a)
+        return np.asarray(to_host(a))
 
     def scalar(self, a: Any) -> float:
         """A 0-d array or scalar as a Python float (synchronises on GPU)."""

@@ -25,14 +25,24 @@ from typing import Any
 
 import numpy as np
 
-from ._progress import progress
+from . import config
+from ._local_cka import LocalCKAScorer
+from ._local_cka_helpers import check_inputs, check_kernel_sigma
+from ._topk import (  # noqa: F401  (public names of this module)
+    _block,
+    merge_topk_parts,
+    row_blocks,
+    score_rows,
+    topk_rows,
+    topk_stream,
+)
+from ._validation import check_matrix
 from .backend import get_backend, is_cupy_array
 from .errors import InputError
-from .local_cka import LocalCKAScorer, check_inputs, check_kernel_sigma
 
 METHODS = ("local-cka", "linreg", "relative", "cosine")
 DEFAULT_KS = (1, 5, 10)
-_BLOCK = 2048
+_BLOCK = config.RETRIEVAL_BLOCK  # the default block (read at call time: config)
 
 
 def _check_method(method: str) -> str:
@@ -137,166 +147,8 @@ def score_matrix(method: str, Sq, Tq, Sb, Tb, *, kernel: str = "linear", sigma: 
 
 
 # --------------------------------------------------------------------------------------------
-# streaming top-k
-# --------------------------------------------------------------------------------------------
-
-def _merge_topk(xp, run_v, run_i, blk, offset, k):
-    """Merge a block's best ``k`` per row into the running (values, indices) of each row."""
-    kk = min(k, blk.shape[1])
-    if kk < blk.shape[1]:
-        part = xp.argpartition(-blk, kk - 1, axis=1)[:, :kk]
-    else:
-        part = xp.broadcast_to(xp.arange(blk.shape[1])[None, :], blk.shape)
-    vals = xp.take_along_axis(blk, part, axis=1)
-    cand_v = xp.concatenate([run_v, vals], axis=1)
-    cand_i = xp.concatenate([run_i, part + offset], axis=1)
-    if cand_v.shape[1] > k:
-        sel = xp.argpartition(-cand_v, k - 1, axis=1)[:, :k]
-        cand_v = xp.take_along_axis(cand_v, sel, axis=1)
-        cand_i = xp.take_along_axis(cand_i, sel, axis=1)
-    return cand_v, cand_i
-
-
-def _sort_desc(xp, v, i):
-    order = xp.argsort(-v, axis=1)
-    return xp.take_along_axis(v, order, axis=1), xp.take_along_axis(i, order, axis=1)
-
-
-def topk_stream(scorer, k: int, *, block: int = _BLOCK, directions=("s2t", "t2s")):
-    """Top-k in both directions by streaming score blocks.
-
-    Parameters
-    ----------
-    scorer : object with ``shape`` and ``block(rows, cols)``
-    k : int
-        Neighbours kept per query (clipped to the other side's size).
-    block : int
-        Rows and columns per block.
-
-    Returns
-    -------
-    dict with ``s2t_indices`` (q_s, k), ``s2t_scores``, ``t2s_indices`` (q_t, k),
-    ``t2s_scores``: backend arrays, each row sorted by decreasing score.
-
-    Notes
-    -----
-    Memory O(block^2 + (q_s + q_t) k) besides the scorer's factors; the q_s x q_t matrix is
-    never formed (unless it fits in one block).  Ties at the k-th place are broken arbitrarily.
-    """
-    xp = scorer.bk.xp
-    qs, qt = scorer.shape
-    ks, kt = min(k, qt), min(k, qs)
-    if not scorer.bk.is_gpu:
-        return _topk_stream_cpu(scorer, ks, kt, block, directions)
-    out: dict[str, Any] = {}
-    rv = xp.full((qs, 0), -xp.inf)
-    ri = xp.zeros((qs, 0), dtype=np.int64)
-    cv = xp.full((qt, 0), -xp.inf)
-    ci = xp.zeros((qt, 0), dtype=np.int64)
-    row_v = []
-    row_acc: dict[int, tuple[Any, Any]] = {}
-    for i0 in progress(range(0, qs, block), desc="retrieval blocks", unit="block"):
-        rows = slice(i0, min(qs, i0 + block))
-        acc_v, acc_i = rv[rows], ri[rows]
-        for j0 in range(0, qt, block):
-            cols = slice(j0, min(qt, j0 + block))
-            S = scorer.block(rows, cols)
-            if "s2t" in directions:
-                acc_v, acc_i = _merge_topk(xp, acc_v, acc_i, S, j0, ks)
-            if "t2s" in directions:
-                cur_v, cur_i = row_acc.get(j0, (cv[cols], ci[cols]))
-                row_acc[j0] = _merge_topk(xp, cur_v, cur_i, S.T, i0, kt)
-        row_v.append((acc_v, acc_i))
-    if "s2t" in directions:
-        v = xp.concatenate([a for a, _ in row_v], axis=0)
-        i = xp.concatenate([b for _, b in row_v], axis=0)
-        out["s2t_scores"], out["s2t_indices"] = _sort_desc(xp, v, i)
-    if "t2s" in directions:
-        keys = sorted(row_acc)
-        v = xp.concatenate([row_acc[j][0] for j in keys], axis=0)
-        i = xp.concatenate([row_acc[j][1] for j in keys], axis=0)
-        out["t2s_scores"], out["t2s_indices"] = _sort_desc(xp, v, i)
-    return out
-
-
-def _topk_stream_cpu(scorer, ks, kt, block, directions, row_range=None):
-    """CPU streaming: one-pass Numba merges of each block into sorted top-k lists.
-
-    ``row_range=(r0, r1)`` (r0 a multiple of ``block``) streams only those source rows: the
-    s2t lists of rows r0..r1-1 and every target's top-k among them (see :func:`topk_rows`).
-    """
-    from .backend import numba_enabled
-    from .kernels import local_cka_cpu as kc
-
-    qs, qt = scorer.shape
-    r0, r1 = (0, qs) if row_range is None else row_range
-    nb = numba_enabled()
-    rv, ri = np.full((r1 - r0, ks), -np.inf), np.full((r1 - r0, ks), -1, dtype=np.int64)
-    cv, ci = np.full((qt, kt), -np.inf), np.full((qt, kt), -1, dtype=np.int64)
-    for i0 in progress(range(r0, r1, block), desc="retrieval blocks", unit="block"):
-        rows = slice(i0 - r0, min(r1, i0 + block) - r0)
-        srows = slice(i0, min(r1, i0 + block))
-        for j0 in range(0, qt, block):
-            cols = slice(j0, min(qt, j0 + block))
-            S = np.ascontiguousarray(scorer.block(srows, cols))
-            if "s2t" in directions:
-                kc.topk_update_rows(S, j0, rv[rows], ri[rows], use_numba=nb)
-            if "t2s" in directions:
-                kc.topk_update_cols(S, i0, cv[cols], ci[cols], use_numba=nb)
-    out: dict[str, Any] = {}
-    if "s2t" in directions:
-        out["s2t_scores"], out["s2t_indices"] = rv, ri
-    if "t2s" in directions:
-        out["t2s_scores"], out["t2s_indices"] = cv, ci
-    return out
-
-
-# --------------------------------------------------------------------------------------------
 # units of work: blocks of source queries (fastcka.parallel, --shard)
 # --------------------------------------------------------------------------------------------
-
-def row_blocks(q: int, block: int = _BLOCK) -> list[tuple[int, int]]:
-    """The ``(r0, r1)`` row ranges of the streaming blocks of ``q`` source queries."""
-    return [(i, min(q, i + block)) for i in range(0, q, block)]
-
-
-def topk_rows(scorer, k: int, r0: int, r1: int, *, block: int = _BLOCK) -> dict:
-    """The part of :func:`topk_stream` (CPU) that source rows ``r0..r1-1`` contribute.
-
-    ``s2t_*``: the finished lists of those rows; ``t2s_*``: every target's top-k among them.
-    ``r0`` must start a block; :func:`merge_topk_parts` puts the parts of consecutive ranges
-    together exactly (the lists are ordered by decreasing score, then increasing index, as
-    the in-process stream orders them).
-    """
-    qs, qt = scorer.shape
-    return _topk_stream_cpu(scorer, min(k, qt), min(k, qs), block, ("s2t", "t2s"), (r0, r1))
-
-
-def merge_topk_parts(parts: list[dict]) -> dict:
-    """Exact merge of :func:`topk_rows` parts given in row order: the :func:`topk_stream` dict."""
-    s2t_v = np.concatenate([p["s2t_scores"] for p in parts], axis=0)
-    s2t_i = np.concatenate([p["s2t_indices"] for p in parts], axis=0)
-    kt = parts[0]["t2s_scores"].shape[1]
-    cand_v = np.concatenate([p["t2s_scores"] for p in parts], axis=1)
-    cand_i = np.concatenate([p["t2s_indices"] for p in parts], axis=1)
-    # earlier parts hold smaller source indices: a stable sort on -score keeps ties in index
-    # order, as the stream's merge does
-    order = np.argsort(-cand_v, axis=1, kind="stable")[:, :kt]
-    return {"s2t_scores": s2t_v, "s2t_indices": s2t_i,
-            "t2s_scores": np.take_along_axis(cand_v, order, axis=1),
-            "t2s_indices": np.take_along_axis(cand_i, order, axis=1)}
-
-
-def score_rows(scorer, r0: int, r1: int, *, block: int = _BLOCK):
-    """Rows ``r0..r1-1`` of the score matrix, computed block row by block row (host float64).
-
-    The rows of a block are one ``block(rows, :)`` call whoever computes them, so rows put
-    together from any split into whole blocks are the same numbers.
-    """
-    return np.concatenate([scorer.output(scorer.block(slice(i, min(r1, i + block))))
-                           for i in range(r0, r1, block)], axis=0) if r1 > r0 else \
-        np.empty((0, scorer.shape[1]))
-
 
 _SCORERS: dict[str, Any] = {}      # one scorer per worker process, reused by its tasks
 
@@ -319,7 +171,7 @@ def _rows_task(inputs, what, r0, r1, k, block):
 
 
 def rows_units(what: str, method: str, Sq, Tq, Sb, Tb, ranges, *, kernel="linear",
-               sigma="paper", device="cpu", k: int = 10, block: int = _BLOCK, scheduler=None):
+               sigma="paper", device="cpu", k: int = 10, block: int | None = None, scheduler=None):
     """Run the row-range units ``ranges`` (whole blocks) where ``scheduler`` says.
 
     ``what="scores"``: the score rows of each range; ``"topk"``: the :func:`topk_rows` parts.
@@ -329,6 +181,7 @@ def rows_units(what: str, method: str, Sq, Tq, Sb, Tb, ranges, *, kernel="linear
 
     from .parallel import executor
 
+    block = _block(block)
     inputs = (uuid.uuid4().hex, method, Sq, Tq, Sb, Tb, kernel, sigma, device)
     try:
         with executor(scheduler) as ex:
@@ -410,7 +263,7 @@ def topk_accuracy(indices: np.ndarray, ks, *, query_keys=None, cand_keys=None) -
 
 def retrieve(scores_or_inputs, *, k: int = 10, ks=DEFAULT_KS, method: str = "local-cka",
              kernel: str = "linear", sigma: Any = "paper", device: str = "auto",
-             source_ids=None, target_ids=None, block: int = _BLOCK,
+             source_ids=None, target_ids=None, block: int | None = None,
              scheduler: Any = None) -> RetrievalResult:
     """Top-k retrieval in both directions, with top-k accuracies.
 
@@ -440,6 +293,33 @@ def retrieve(scores_or_inputs, *, k: int = 10, ks=DEFAULT_KS, method: str = "loc
         ``top1``/``top5``/``top10`` are source → target (e.g. text → image); both directions
         are in ``accuracy``.
     """
+    k, ks, block = _check_options(k, ks, block)
+    inputs = isinstance(scores_or_inputs, (tuple, list))
+    if inputs:
+        if len(scores_or_inputs) != 4:
+            raise InputError("scores_or_inputs must be a score matrix or a tuple (Sq, Tq, Sb, Tb)")
+        check_kernel_sigma(kernel, sigma)
+        scorer = make_scorer(method, *scores_or_inputs, kernel=kernel, sigma=sigma,
+                             device=device)
+    else:
+        bk = get_backend(scores_or_inputs, device=device)
+        S = check_matrix(scores_or_inputs, "scores", xp=bk.xp, dtype=np.float64)
+        scorer = MatrixScorer(S, bk, is_cupy_array(scores_or_inputs))
+    qs, qt = scorer.shape
+    source_ids, target_ids = _check_ids(source_ids, target_ids, qs, qt)
+    if scheduler in (None, "none") or not inputs:
+        return rank(scorer, k=k, ks=ks, source_ids=source_ids, target_ids=target_ids,
+                    block=block)
+    if scorer.bk.device != "cpu":
+        raise InputError("retrieval on a Dask scheduler runs on CPU workers: use "
+                         "device='cpu' (or no scheduler on a GPU)")
+    res = merge_topk_parts(rows_units("topk", method, *scores_or_inputs, row_blocks(qs, block),
+                                      kernel=kernel, sigma=sigma, device="cpu", k=max(k, *ks),
+                                      block=block, scheduler=scheduler))
+    return _result(scorer.bk, res, k, ks, source_ids, target_ids)
+
+
+def _check_options(k, ks, block) -> tuple[int, tuple[int, ...], int]:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise InputError(f"k must be a positive integer, got {k!r}")
     try:
@@ -448,22 +328,13 @@ def retrieve(scores_or_inputs, *, k: int = 10, ks=DEFAULT_KS, method: str = "loc
         raise InputError(f"ks must be a sequence of positive integers, got {ks!r}") from None
     if not ks or min(ks) < 1:
         raise InputError(f"ks must be positive integers, got {ks!r}")
+    block = _block(block)
     if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or block < 1:
         raise InputError(f"block must be a positive integer, got {block!r}")
-    kmax = max(int(k), *ks)
-    if isinstance(scores_or_inputs, (tuple, list)):
-        if len(scores_or_inputs) != 4:
-            raise InputError("scores_or_inputs must be a score matrix or a tuple (Sq, Tq, Sb, Tb)")
-        check_kernel_sigma(kernel, sigma)
-        scorer = make_scorer(method, *scores_or_inputs, kernel=kernel, sigma=sigma,
-                             device=device)
-    else:
-        from ._validation import check_matrix
+    return int(k), ks, int(block)
 
-        bk = get_backend(scores_or_inputs, device=device)
-        S = check_matrix(scores_or_inputs, "scores", xp=bk.xp, dtype=np.float64)
-        scorer = MatrixScorer(S, bk, is_cupy_array(scores_or_inputs))
-    qs, qt = scorer.shape
+
+def _check_ids(source_ids, target_ids, qs: int, qt: int):
     if (source_ids is None) != (target_ids is None):
         raise InputError("give both source_ids and target_ids, or neither")
     if source_ids is None and qs != qt:
@@ -474,16 +345,22 @@ def retrieve(scores_or_inputs, *, k: int = 10, ks=DEFAULT_KS, method: str = "loc
         if source_ids.shape != (qs,) or target_ids.shape != (qt,):
             raise InputError(f"source_ids/target_ids must have {qs} and {qt} entries, got "
                              f"{source_ids.shape} and {target_ids.shape}")
-    if scheduler in (None, "none") or not isinstance(scores_or_inputs, (tuple, list)):
-        res = topk_stream(scorer, kmax, block=block)
-    else:
-        if scorer.bk.is_gpu:
-            raise InputError("retrieval on a Dask scheduler runs on CPU workers: use "
-                             "device='cpu' (or no scheduler on a GPU)")
-        res = merge_topk_parts(rows_units("topk", method, *scores_or_inputs, row_blocks(qs, block),
-                                          kernel=kernel, sigma=sigma, device="cpu", k=kmax,
-                                          block=block, scheduler=scheduler))
-    bk = scorer.bk
+    return source_ids, target_ids
+
+
+def rank(scorer, *, k: int = 10, ks=DEFAULT_KS, source_ids=None, target_ids=None,
+         block: int | None = None) -> RetrievalResult:
+    """:func:`retrieve` of a scorer whose inputs are already checked (no second validation).
+
+    For inner calls: e.g. ``rank(MatrixScorer(S, backend, False), k=10)`` on a score matrix
+    the library just computed with :func:`score_matrix`.  ``ks`` a tuple of ints; ids, when
+    given, NumPy arrays of the scorer's row / column counts.
+    """
+    res = topk_stream(scorer, max(int(k), *ks), block=block)
+    return _result(scorer.bk, res, k, ks, source_ids, target_ids)
+
+
+def _result(bk, res: dict, k: int, ks, source_ids, target_ids) -> RetrievalResult:
     host = {key: bk.to_host(v) for key, v in res.items()}
     acc = {
         "source_to_target": topk_accuracy(host["s2t_indices"], ks, query_keys=source_ids,
@@ -509,11 +386,13 @@ def match_scores(scores) -> np.ndarray:
         The target matched to each source row; ``-1`` for rows left unmatched when
         ``q_s > q_t``.  Maximises the total score (scipy ``linear_sum_assignment``).
     """
+    return assign(check_matrix(scores, "scores", dtype=np.float64))
+
+
+def assign(S: np.ndarray) -> np.ndarray:
+    """:func:`match_scores` of an already-checked float64 host matrix (no second validation)."""
     from scipy.optimize import linear_sum_assignment
 
-    from ._validation import check_matrix
-
-    S = check_matrix(scores, "scores", dtype=np.float64)
     rows, cols = linear_sum_assignment(S, maximize=True)
     out = np.full(S.shape[0], -1, dtype=np.int64)
     out[rows] = cols

@@ -1,9 +1,76 @@
-"""Compute kernels (installed as ``fastcka.kernels``).
+"""Compute kernels (installed as ``fastcka.kernels``) and their registry.
 
-- ``*_cpu.py``: Numba CPU kernels (parallel), with NumPy fallbacks.
+- ``*_cpu.py``: Numba CPU kernels (parallel), each with a plain NumPy twin.
 - ``*_cuda.py``: Numba CUDA kernels, written so that ``NUMBA_ENABLE_CUDASIM=1`` runs them on the
   CPU (tests use the simulator on small sizes; a real GPU runs them natively).
-- ``*_cupy.py``: CuPy raw/elementwise/reduction kernels for the GPU path.
+- ``*_cupy.py``: the GPU op sets: CuPy raw/elementwise kernels and array code (written against
+  the array module of their inputs where it can be, so CPU tests run the same code on NumPy).
 
-Kernels import nothing from the library.  Nothing heavy is imported here.
+The registry
+------------
+The library asks for the operations of one request once, by family and engine::
+
+    ops = fastcka.kernels.ops("local_cka", "numba")   # or "numpy", "cupy"
+    D = ops.sqdist_exact(A, B)
+
+Every engine of one family offers the same names with the same semantics (the twins); the library
+never branches on the engine.  The engine of a request comes from its backend
+(:attr:`fastcka.backend.Backend.engine`): ``"cupy"`` on a GPU, ``"numba"`` on the CPU, or
+``"numpy"`` under ``FASTCKA_DISABLE_NUMBA=1``.
+
+Adding a kernel family: write the twins, give each module a zero-argument factory returning the
+op set (any object with the family's attributes), and add one line per engine to ``_REGISTRY``
+(or call :func:`register`).  An engine a family lacks raises ``KeyError`` naming what exists.
+
+Kernels import nothing from the library.  Nothing heavy is imported here: a module loads the
+first time one of its op sets is asked for.
 """
+
+from __future__ import annotations
+
+import functools
+import importlib
+from typing import Any
+
+ENGINES = ("numba", "numpy", "cupy")
+
+#: (family, engine) -> "module:factory" (module relative to this package)
+_REGISTRY: dict[tuple[str, str], str] = {
+    ("cka", "numba"): "cka_cpu:numba_ops",
+    ("cka", "numpy"): "cka_cpu:numpy_ops",
+    ("cka", "cupy"): "cka_cupy:get_ops",
+    ("local_cka", "numba"): "local_cka_cpu:numba_ops",
+    ("local_cka", "numpy"): "local_cka_cpu:numpy_ops",
+    ("local_cka", "cupy"): "local_cka_cupy:local_cka_ops",
+    ("topk", "numba"): "local_cka_cpu:numba_topk_ops",
+    ("topk", "numpy"): "local_cka_cpu:numpy_topk_ops",
+    ("topk", "cupy"): "local_cka_cupy:topk_ops",
+}
+
+
+def register(family: str, engine: str, target: str) -> None:
+    """Make ``ops(family, engine)`` load ``target`` (``"module:factory"``, module relative)."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    _REGISTRY[(family, engine)] = target
+    ops.cache_clear()
+
+
+def families() -> dict[str, list[str]]:
+    """Each registered family and its engines."""
+    out: dict[str, list[str]] = {}
+    for fam, eng in _REGISTRY:
+        out.setdefault(fam, []).append(eng)
+    return out
+
+
+@functools.cache
+def ops(family: str, engine: str) -> Any:
+    """The op set of kernel family ``family`` on ``engine`` ("numba", "numpy" or "cupy")."""
+    try:
+        target = _REGISTRY[(family, engine)]
+    except KeyError:
+        raise KeyError(f"no kernel family {family!r} on engine {engine!r}; registered: "
+                       f"{families()}") from None
+    module, factory = target.split(":")
+    return getattr(importlib.import_module(f".{module}", __name__), factory)()

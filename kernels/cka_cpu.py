@@ -424,3 +424,13 @@ def get_ops(use_numba: bool = True) -> _Ops:
     if use_numba and NUMBA_OPS is not None:
         return NUMBA_OPS
     return NUMPY_OPS
+
+
+def numba_ops() -> _Ops:
+    """Registry factory (``fastcka.kernels.ops("cka", "numba")``): NumPy twins without Numba."""
+    return get_ops(True)
+
+
+def numpy_ops() -> _Ops:
+    """Registry factory (``fastcka.kernels.ops("cka", "numpy")``)."""
+    return NUMPY_OPS

@@ -314,3 +314,52 @@ def topk_update_cols(S, row0: int, vals, idx, *, use_numba: bool = True) -> None
         _topk_cols_nb(np.ascontiguousarray(S), int(row0), vals, idx)
     else:
         topk_update_rows_numpy(np.ascontiguousarray(S.T), row0, vals, idx)
+
+
+# --------------------------------------------------------------------------------------------
+# op sets of the registry (fastcka.kernels.ops("local_cka" | "topk", "numba" | "numpy"))
+# --------------------------------------------------------------------------------------------
+
+class _LocalOps:
+    """``sqdist_exact(A, B)``, ``lower_median_merge(base_sorted, Q)``, ``rbf_base_stats(D, a)``."""
+
+    def __init__(self, name: str, use_numba: bool):
+        self.name, self.use_numba = name, use_numba
+
+    def sqdist_exact(self, A, B):
+        return sqdist_exact(A, B, use_numba=self.use_numba)
+
+    def lower_median_merge(self, base_sorted, Q):
+        return lower_median_merge(base_sorted, Q, use_numba=self.use_numba)
+
+    def rbf_base_stats(self, D, alphas):
+        return rbf_base_stats(D, alphas, use_numba=self.use_numba)
+
+
+class _TopkOps:
+    """``update_rows(S, col0, vals, idx)`` / ``update_cols(S, row0, vals, idx)``, in place."""
+
+    def __init__(self, name: str, use_numba: bool):
+        self.name, self.use_numba = name, use_numba
+
+    def update_rows(self, S, col0, vals, idx):
+        topk_update_rows(S, col0, vals, idx, use_numba=self.use_numba)
+
+    def update_cols(self, S, row0, vals, idx):
+        topk_update_cols(S, row0, vals, idx, use_numba=self.use_numba)
+
+
+def numba_ops() -> _LocalOps:
+    return _LocalOps("numba", True)
+
+
+def numpy_ops() -> _LocalOps:
+    return _LocalOps("numpy", False)
+
+
+def numba_topk_ops() -> _TopkOps:
+    return _TopkOps("numba", True)
+
+
+def numpy_topk_ops() -> _TopkOps:
+    return _TopkOps("numpy", False)

@@ -22,6 +22,8 @@ import math
 import numpy as np
 from numba import cuda  # module level: the simulator swaps this name when CUDASIM is on
 
+from ._arrays import array_module
+
 _KERNELS = None
 
 THREADS = 128
@@ -98,14 +100,6 @@ def _simulated() -> bool:
     return bool(getattr(config, "ENABLE_CUDASIM", False))
 
 
-def _xp_of(a):
-    if type(a).__module__.startswith("cupy"):
-        import cupy
-
-        return cupy
-    return np
-
-
 def lower_median_sorted(base_sorted, qsorted, counts):
     """Per-row lower median of ``base_sorted`` joined with ``qsorted[i, :counts[i]]``.
 
@@ -120,7 +114,7 @@ def lower_median_sorted(base_sorted, qsorted, counts):
     (q,) float64 on the inputs' device (``nan`` where the union is empty).
     """
     median_merge_kernel, _ = _build()
-    xp = _xp_of(qsorted)
+    xp = array_module(qsorted)
     q = qsorted.shape[0]
     out = xp.empty(q, dtype=np.float64)
     if q == 0:
@@ -133,7 +127,7 @@ def lower_median_sorted(base_sorted, qsorted, counts):
 def rbf_base_stats(D, alphas):
     """``(R, T, S2)`` of ``exp(-alpha D)`` for each alpha; ``D`` symmetric with zero diagonal."""
     _, rbf_rowsum_kernel = _build()
-    xp = _xp_of(D)
+    xp = array_module(D)
     p, m = D.shape[0], alphas.shape[0]
     R = xp.empty((m, p), dtype=np.float64)
     R2 = xp.empty((m, p), dtype=np.float64)

@@ -5,6 +5,9 @@
   numba is imported, hence at the top of conftest.
 - ``backend``: parametrised over the array backends usable on this machine.
 - ``shared_data``: ``../shared/data`` (tests skip with a reason where it is absent).
+- ``small_config``: every tile, chunk and block of :mod:`fastcka.config` shrunk to a few rows, so
+  that edge tiles, multi-pass median selection and multi-block top-k merges run on test sizes;
+  ``tunables`` runs a test once with the defaults and once with ``small_config``.
 """
 
 from __future__ import annotations
@@ -70,3 +73,38 @@ def reference_embeddings(shared_data):
             pytest.skip(f"reference embedding file absent: {f}")
     ids = files[0].read_text().split()
     return ids, np.load(files[1]), np.load(files[2])
+
+
+#: the tunables of fastcka.config shrunk by ``small_config`` (odd sizes: ragged edge tiles)
+SMALL_CONFIG = {
+    "CKA_TILE": {"cpu": 29, "gpu": 29},
+    "MEDIAN_CAP": {"cpu": 300, "gpu": 300},
+    "MEDIAN_SAMPLE": {"cpu": 200, "gpu": 200},
+    "MEDIAN_SAMPLE_CHUNK": {"cpu": 2 ** 10, "gpu": 2 ** 10},
+    "CKA_CHUNK_ROWS": 17,
+    "GRAM_CENTER_ROWS": 7,
+    "KNN_BLOCK": 13,
+    "LOCAL_CHUNK_ELEMS": 37,
+    "RETRIEVAL_BLOCK": 5,
+}
+
+
+@pytest.fixture
+def small_config(monkeypatch):
+    """Shrink the tiles, chunks and blocks of :mod:`fastcka.config` for one test."""
+    from fastcka import config
+
+    for name, value in SMALL_CONFIG.items():
+        assert hasattr(config, name), name
+        monkeypatch.setattr(config, name, value)
+    return config
+
+
+@pytest.fixture(params=["default", "small"])
+def tunables(request):
+    """Runs a test with the default tunables and again under ``small_config``."""
+    if request.param == "small":
+        return request.getfixturevalue("small_config")
+    from fastcka import config
+
+    return config

@@ -23,7 +23,7 @@ from fastcka import _median
 from fastcka.errors import InputError
 from fastcka.kernels import cka_cpu
 
-ckam = importlib.import_module("fastcka.cka")
+ckam = importlib.import_module("fastcka._cka")
 
 
 # ---------------------------------------------------------------- naive references (float64)
@@ -42,15 +42,6 @@ def engine(request, monkeypatch):
     else:
         monkeypatch.delenv("FASTCKA_DISABLE_NUMBA", raising=False)
     return request.param
-
-
-@pytest.fixture
-def small_tiles(monkeypatch):
-    """Tiles, collect capacity and sample shrunk so edge tiles and multi-pass selection run."""
-    monkeypatch.setitem(ckam.CONFIG, "tile_cpu", 29)
-    monkeypatch.setitem(ckam.CONFIG, "cap_cpu", 300)
-    monkeypatch.setitem(ckam.CONFIG, "sample_cpu", 200)
-    monkeypatch.setitem(ckam.CONFIG, "chunk_rows", 17)
 
 
 # ---------------------------------------------------------------- published values
@@ -73,7 +64,7 @@ def test_kornblith_golden_values():
 @pytest.mark.parametrize("tiles", ["dense", "tiled"])
 def test_cka_hsic_match_naive(engine, kernel, sigma, estimator, tiles, request):
     if tiles == "tiled":
-        request.getfixturevalue("small_tiles")
+        request.getfixturevalue("small_config")
     X, Y = pair(97, dtype=np.float32)  # float32 inputs, float64 accumulation
     thr = 0.8
     K = naive_kernel(X, kernel, sigma, thr)
@@ -88,7 +79,7 @@ def test_cka_hsic_match_naive(engine, kernel, sigma, estimator, tiles, request):
 
 
 @pytest.mark.parametrize("estimator", ["biased", "unbiased"])
-def test_linear_feature_space_equals_gram_path(monkeypatch, small_tiles, estimator):
+def test_linear_feature_space_equals_gram_path(monkeypatch, small_config, estimator):
     X, Y = pair(61, p=5, q=4, seed=3)
     X = X + 40.0  # large means: the centred feature form must not lose precision
     ref = naive_cka(X @ X.T, Y @ Y.T, estimator == "unbiased")
@@ -103,7 +94,7 @@ def test_linear_feature_space_equals_gram_path(monkeypatch, small_tiles, estimat
     assert feat == pytest.approx(naive_cka(Xc @ Xc.T, Y @ Y.T, estimator == "unbiased"), rel=1e-9)
 
 
-def test_gram_matches_naive(engine):
+def test_gram_matches_naive(engine, tunables):
     X, _ = pair(31)
     for kernel, sigma in [("linear", "paper"), ("rbf", "paper"), ("rbf", "kornblith"), ("rbf", 1.7)]:
         K = naive_kernel(X, kernel, sigma, 1.0)
@@ -209,7 +200,7 @@ def test_invariances(kernel, estimator):
 
 # ---------------------------------------------------------------- matrix, kNN metrics, test
 
-def test_cka_matrix_matches_pairs(small_tiles):
+def test_cka_matrix_matches_pairs(small_config):
     rng = np.random.default_rng(2)
     Xs = [rng.normal(size=(50, d)) for d in (3, 8, 5)]
     Xs[2] = Xs[2] + Xs[0] @ rng.normal(size=(3, 5))
@@ -224,7 +215,7 @@ def test_cka_matrix_matches_pairs(small_tiles):
                     assert M[a, b] == pytest.approx(ref, rel=1e-9)
 
 
-def test_mutual_knn_matches_naive():
+def test_mutual_knn_matches_naive(tunables):
     X, Y = pair(60, seed=4)
     for k in (1, 5, 10):
         a, _ = naive_knn_sets(X, k)
@@ -234,7 +225,7 @@ def test_mutual_knn_matches_naive():
     assert fastcka.mutual_knn(X, 2 * X, k=5, device="cpu") == pytest.approx(1.0)
 
 
-def test_cknna_matches_naive_definition():
+def test_cknna_matches_naive_definition(tunables):
     X, Y = pair(50, seed=6)
     k = 8
     ref = naive_cknna(X, Y, k)

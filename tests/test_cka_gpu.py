@@ -11,7 +11,7 @@ import fastcka
 from fastcka import _median
 from fastcka.kernels import cka_cpu
 
-ckam = importlib.import_module("fastcka.cka")
+ckam = importlib.import_module("fastcka._cka")
 pytestmark = pytest.mark.gpu
 
 
@@ -24,10 +24,10 @@ def pair(n, p=24, q=16, seed=0):
 
 @pytest.fixture
 def shrunk(monkeypatch):
-    for dev in ("cpu", "gpu"):
-        monkeypatch.setitem(ckam.CONFIG, f"tile_{dev}", 97)
-        monkeypatch.setitem(ckam.CONFIG, f"cap_{dev}", 2000)
-        monkeypatch.setitem(ckam.CONFIG, f"sample_{dev}", 500)
+    from fastcka import config
+
+    for name, value in (("CKA_TILE", 97), ("MEDIAN_CAP", 2000), ("MEDIAN_SAMPLE", 500)):
+        monkeypatch.setattr(config, name, {"cpu": value, "gpu": value})
 
 
 @pytest.mark.parametrize("kernel,sigma", [("linear", "paper"), ("rbf", "paper"),

@@ -23,18 +23,13 @@ SCRIPT = textwrap.dedent(r"""
     except Exception as exc:  # no libNVVM / NVRTC here
         print("SKIP", type(exc).__name__, str(exc).splitlines()[0][:200])
         sys.exit(0)
-    from fastcka.kernels import auction_cuda, cka_cuda, lap_cuda, local_cka_cuda
+    from fastcka.kernels import auction_cuda, lap_cuda, local_cka_cuda
 
     f64, i64, i8, i32 = t.float64, t.int64, t.int8, t.int32
     def arr(dt, nd, layout="C"):
         return t.Array(dt, nd, layout)
 
     jobs = []
-    pair_stats, sqdist = cka_cuda._kernels()
-    jobs.append(("cka_cuda.pair_stats", pair_stats,
-                 (arr(f64, 2), arr(f64, 2), i64, i64, f64, f64, arr(f64, 1), arr(f64, 1),
-                  arr(f64, 1))))
-    jobs.append(("cka_cuda.sqdist", sqdist, (arr(f64, 2), arr(f64, 2))))
     for tpb in sorted({lap_cuda._threads_for(n) for n in (8, 300, 5000)}):
         for cdt in (f64, t.float32):
             jobs.append((f"lap_cuda.sap[tpb={tpb},{cdt}]", lap_cuda._kernel(tpb),

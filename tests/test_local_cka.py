@@ -32,7 +32,7 @@ MODES = [("linear", "paper"), ("rbf", "paper"), ("rbf", "base"), ("rbf", 1.7), (
 
 @pytest.mark.parametrize("kernel,sigma", MODES)
 @pytest.mark.parametrize("dims", [(5, 3), (12, 20), (3, 3)])
-def test_matches_naive_reference(kernel, sigma, dims):
+def test_matches_naive_reference(kernel, sigma, dims, tunables):
     Sq, Tq, Sb, Tb = make_problem(ds=dims[0], dt=dims[1], seed=sum(dims))
     got = local_cka(Sq, Tq, Sb, Tb, kernel=kernel, sigma=sigma, device="cpu")
     ref = naive_local_cka(Sq, Tq, Sb, Tb, kernel, sigma)

@@ -92,6 +92,17 @@ def test_streaming_topk_equals_full(method, kernel, sigma, block):
     assert full.accuracy == r.accuracy
 
 
+@pytest.mark.parametrize("method,kernel,sigma", [("local-cka", "rbf", "paper"),
+                                                 ("local-cka", "rbf", 0.9), ("linreg", "linear", "paper")])
+def test_default_block_under_small_config_equals_full_sort(method, kernel, sigma, small_config):
+    inp = _problem(q=19, seed=11)
+    S = score_matrix(method, *inp, kernel=kernel, sigma=sigma, device="cpu")
+    r = retrieve(inp, k=8, method=method, kernel=kernel, sigma=sigma, device="cpu")  # blocks of 5
+    np.testing.assert_array_equal(r.s2t_indices, topk_full(S, 8))
+    np.testing.assert_array_equal(r.t2s_indices, topk_full(S.T, 8))
+    np.testing.assert_allclose(r.s2t_scores, np.take_along_axis(S, r.s2t_indices, 1), atol=1e-12)
+
+
 def test_streaming_rectangular_with_ids():
     Sq, Tq, Sb, Tb = _problem(q=15)
     Tq2 = Tq[:11]

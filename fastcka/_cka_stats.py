@@ -1,0 +1,123 @@
+"""Sufficient statistics of CKA/HSIC: tile-by-tile kernel sums and the linear feature form.
+
+:func:`kernel_stats` accumulates ``Σ K_a∘K_b``, the row sums and the diagonals of m kernels over
+the upper block triangle of the n×n grid (one GEMM per input and tile, then one fused kernel of
+the ``"cka"`` kernel family); :func:`linear_feature_stats` gives the same statistics for the
+linear kernel from column-centred features in ``O(n·(Σp)²)``.  Every sum is float64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _median, config
+from .backend import Backend
+
+
+def _affs(be: Backend, Xs: list) -> list:
+    """The centre and scale of each input (:func:`fastcka._median.affine`), once per input."""
+    return [_median.affine(be.xp, X) for X in Xs]
+
+
+@dataclass
+class _Stats:
+    """Sufficient statistics of m symmetric kernels: ``S[a, b] = Σ K_a∘K_b``, row sums, diagonals.
+
+    ``centered_features`` marks the linear feature-space form (kernels of column-centred features,
+    whose row sums are 0): HSIC formulas are unchanged.  ``unit[a]``: input ``a``'s kernel was
+    formed from rows scaled by ``s`` (:func:`fastcka._median.affine`); its true kernel is
+    ``unit[a] ×`` the one summed here (``1/s²`` linear, 1 RBF).
+    """
+
+    n: int
+    S: np.ndarray
+    rows: np.ndarray
+    diags: np.ndarray
+    unit: list | None = None
+
+    def hsic(self, a: int, b: int, estimator: str) -> float:
+        n = self.n
+        S = float(self.S[a, b])
+        ra, rb = self.rows[a], self.rows[b]
+        if estimator == "biased":
+            sa, sb = float(ra.sum()), float(rb.sum())
+            return (S - 2.0 / n * float(ra @ rb) + sa * sb / (n * n)) / ((n - 1) ** 2)
+        da, db = self.diags[a], self.diags[b]
+        tr = S - float(da @ db)
+        ua, ub = ra - da, rb - db
+        sa, sb = float(ua.sum()), float(ub.sum())
+        val = tr + sa * sb / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * float(ua @ ub)
+        return val / (n * (n - 3))
+
+
+def _kernel_stats(be: Backend, Xs: list, kinds: list[int], gammas: list[float],
+                  progress=None, affs=None) -> _Stats:
+    """Tile-by-tile sums of m kernels (Gram path) of the rows centred and scaled by ``affs``
+    (``gammas`` in the scaled units)."""
+    xp = be.xp
+    ops = be.ops("cka")
+    n = int(Xs[0].shape[0])
+    m = len(Xs)
+    tile = config.CKA_TILE[be.device]
+    affs = _affs(be, Xs) if affs is None else affs
+    sq = xp.stack([_median.sqnorms(xp, X, aff=aff) for X, aff in zip(Xs, affs, strict=True)])
+    S = np.zeros((m, m))
+    rows = xp.zeros((m, n))
+    diags = xp.zeros((m, n))
+    tiles = list(_median.upper_tiles(n, tile))
+    it = progress(tiles, total=len(tiles), desc="kernel sums") if progress else tiles
+    flat = xp.empty(m * min(tile, n) * min(tile, n))  # one buffer for every tile shape
+    for i0, i1, j0, j1, diag in it:
+        bi, bj = i1 - i0, j1 - j0
+        Gs = flat[: m * bi * bj].reshape(m, bi, bj)
+        for a, X in enumerate(Xs):  # float64 GEMM on float64 row blocks (float32 converted here)
+            A = _median.block64(xp, X, i0, i1, affs[a])
+            B = A if diag else _median.block64(xp, X, j0, j1, affs[a])
+            xp.matmul(A, B.T, out=Gs[a])
+        St, r, c, d = ops.kernel_stats(Gs, xp.ascontiguousarray(sq[:, i0:i1]),
+                                       xp.ascontiguousarray(sq[:, j0:j1]), kinds, gammas,
+                                       _median.REL_TOL, diag)
+        S += (1.0 if diag else 2.0) * be.to_host(St)
+        rows[:, i0:i1] += r
+        if diag:
+            diags[:, i0:i1] = d
+        else:
+            rows[:, j0:j1] += c
+    unit = [1.0 / (aff[1] * aff[1]) if k == 0 else 1.0 for aff, k in zip(affs, kinds, strict=True)]
+    return _Stats(n, S, be.to_host(rows).astype(np.float64), be.to_host(diags).astype(np.float64),
+                  unit)
+
+
+def _linear_feature_stats(be: Backend, Xs: list) -> _Stats:
+    """Linear-kernel statistics in feature space from column-centred features (float64).
+
+    ``S[a, b] = ‖X_aᵀ X_b‖²_F`` with centred features, row sums 0, diagonals ``‖x_i‖²``:
+    ``O(n · (Σ p)²)`` time, ``O((Σ p)²)`` memory.
+    """
+    xp = be.xp
+    n = int(Xs[0].shape[0])
+    dims = [int(X.shape[1]) for X in Xs]
+    offs = np.concatenate([[0], np.cumsum(dims)])
+    affs = _affs(be, Xs)
+    C = xp.zeros((int(offs[-1]), int(offs[-1])))
+    diags = xp.zeros((len(Xs), n))
+    step = int(config.CKA_CHUNK_ROWS)
+    Z = xp.empty((min(step, n), int(offs[-1])))
+    for r0 in range(0, n, step):
+        r1 = min(n, r0 + step)
+        Zc = Z[: r1 - r0]
+        for a, X in enumerate(Xs):
+            Zc[:, offs[a]:offs[a + 1]] = _median.block64(xp, X, r0, r1, affs[a])
+            blk = Zc[:, offs[a]:offs[a + 1]]
+            diags[a, r0:r1] = (blk * blk).sum(axis=1)
+        C += xp.dot(Zc.T, Zc)  # syrk on BLAS backends
+    m = len(Xs)
+    S = np.zeros((m, m))
+    for a in range(m):
+        for b in range(a, m):
+            blk = C[offs[a]:offs[a + 1], offs[b]:offs[b + 1]]
+            S[a, b] = S[b, a] = be.scalar((blk * blk).sum())
+    return _Stats(n, S, np.zeros((m, n)), be.to_host(diags).astype(np.float64),
+                  [1.0 / (aff[1] * aff[1]) for aff in affs])

@@ -1,0 +1,45 @@
+"""Tunables of the library: tile sizes, memory budgets, batch sizes and size thresholds.
+
+One place for every number that trades memory for speed.  None changes a result beyond
+floating-point round-off (the exact order statistics and top-k lists are exact whatever the
+tiles); they only set how the work is cut.  Per-device values are dicts keyed by
+:attr:`fastcka.backend.Backend.device` (``"cpu"`` / ``"gpu"``).
+
+Values are read when a call runs, so a test (the ``small_config`` fixture of
+``tests/conftest.py``) or a user may change them at run time, e.g.
+``fastcka.config.CKA_TILE["cpu"] = 1024``.
+"""
+
+from __future__ import annotations
+
+# --- CKA engine (fastcka._cka, fastcka._median) -----------------------------------------------
+#: edge of one n×n kernel tile
+CKA_TILE = {"cpu": 2048, "gpu": 16384}
+#: most squared distances collected per median rank (float64 values)
+MEDIAN_CAP = {"cpu": 2 ** 24, "gpu": 2 ** 27}
+#: random pairs sampled to place the first median window
+MEDIAN_SAMPLE = {"cpu": 2 ** 18, "gpu": 2 ** 21}
+#: float64 elements of one sampled-pair difference chunk
+MEDIAN_SAMPLE_CHUNK = {"cpu": 2 ** 22, "gpu": 2 ** 25}
+#: rows of one chunk of the feature-space linear path and of the squared-norm pass
+CKA_CHUNK_ROWS = 8192
+#: largest Σp of the feature-space linear path ((Σp)² float64: 512 MiB)
+CKA_MAX_FEATURE_DIM = 8192
+#: rows of one block when an n×n Gram matrix is centred in place
+GRAM_CENTER_ROWS = 1024
+#: rows of one similarity block of the mutual k-NN search
+KNN_BLOCK = 2048
+
+# --- local CKA and retrieval (fastcka.local_cka, fastcka.retrieval) ----------------------------
+#: float64 elements of one temporary chunk of the local-CKA factors (2**22: 32 MiB)
+LOCAL_CHUNK_ELEMS = 1 << 22
+#: rows and columns of one streamed block of scores
+RETRIEVAL_BLOCK = 2048
+
+# --- seeded graph matching (fastcka.qap) ------------------------------------------------------
+#: bytes the batched Frank–Wolfe restarts may hold at once
+QAP_BATCH_BUDGET = {"cpu": 512 << 20, "gpu": 8 << 30}
+#: lap="auto" on the CPU takes the warm-started JV solver from this many free nodes ...
+LAP_JV_MIN_FREE = 256
+#: ... or from this many when several restarts run as one batch
+LAP_JV_MIN_FREE_BATCHED = 64
