@@ -31,7 +31,7 @@ from .errors import InputError
 
 __all__ = ["PLOT_FORMATS", "check_format", "save", "similarity_matrix", "kernel_heatmaps",
            "kernel_figure",
-           "permutation_null", "matching_retrieval", "accuracy_vs_seeds", "topk_curves",
+           "permutation_null", "matching_retrieval", "rank_curves", "accuracy_vs_seeds", "topk_curves",
            "seed_cka", "recovery_at", "confusion_matrix", "image_grid", "mean_std", "variant_label"]
 
 PLOT_FORMATS = ("png", "pdf", "svg")
@@ -226,23 +226,28 @@ def matching_retrieval(matching: Mapping[str, Sequence[float]],
 
     ``matching`` maps a label (a method, ``"FAQ text→image"``) to its accuracy per draw;
     ``retrieval`` maps a label (a method or a direction) to ``{k: top-k accuracy per draw}``.
-    A label in both has the same colour in both panels (``colours`` may fix them).  Without
-    retrieval values only the matching panel is drawn.
+    A label in both has the same colour in both panels (``colours`` may fix them).  A side
+    without values gets no panel.
     """
     n_r = sum(len(v) for v in retrieval.values())
+    if not matching and not n_r:
+        raise InputError("nothing to plot: no matching and no retrieval values")
     colour = {lab: f"C{i % 10}" for i, lab in enumerate(
         list(matching) + [d for d in retrieval if d not in matching])} | dict(colours or {})
     fig = _figure((3.0 + 0.9 * len(matching) + 0.8 * n_r, 4.0))
-    if n_r:
+    if n_r and matching:
         ax_m, ax_r = fig.subplots(1, 2, gridspec_kw={"width_ratios": [max(1, len(matching)),
                                                                       max(1, n_r)]})
-    else:
+    elif matching:
         ax_m, ax_r = fig.subplots(), None
-    labs = list(matching)
-    vals = [np.asarray(matching[k], dtype=np.float64) for k in labs]
-    _bars(ax_m, labs, [v.mean() for v in vals], [v.std() for v in vals],
-          [chance_matching] * len(labs), [colour[lab] for lab in labs])
-    ax_m.set_title("matching", fontsize=9)
+    else:
+        ax_m, ax_r = None, fig.subplots()
+    if ax_m is not None:
+        labs = list(matching)
+        vals = [np.asarray(matching[k], dtype=np.float64) for k in labs]
+        _bars(ax_m, labs, [v.mean() for v in vals], [v.std() for v in vals],
+              [chance_matching] * len(labs), [colour[lab] for lab in labs])
+        ax_m.set_title("matching", fontsize=9)
     if ax_r is not None:
         rl, rv, re, rc, col = [], [], [], [], []
         for d, by_k in retrieval.items():
@@ -257,6 +262,34 @@ def matching_retrieval(matching: Mapping[str, Sequence[float]],
         ax_r.set_title("retrieval", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def rank_curves(ranks: Mapping[str, Sequence[Sequence[int]]], *, k_max: int, n_candidates: int,
+                title: str = ""):
+    """Retrieval accuracy against k (1..``k_max``): the fraction of queries whose true partner
+    ranks within the top k, one curve per label, mean over draws (one rank list per draw) with
+    one-standard-deviation error bars; chance k / ``n_candidates`` dashed.  A rank of 0 means
+    the partner was not among the listed candidates."""
+    if not ranks:
+        raise InputError("nothing to plot: no rank lists")
+    ks = np.arange(1, int(k_max) + 1)
+    fig = _figure((5.6, 3.8))
+    ax = fig.subplots()
+    for i, (lab, draws) in enumerate(ranks.items()):
+        acc = np.array([[np.mean((r >= 1) & (r <= k)) for k in ks]
+                        for r in (np.asarray(d) for d in draws)])
+        err = acc.std(axis=0) if len(acc) > 1 else None
+        ax.errorbar(ks, acc.mean(axis=0), yerr=err, marker="o", ms=3, capsize=3 if err is not None
+                    else 0, label=lab, color=f"C{i % 10}")
+    ax.plot(ks, np.minimum(1.0, ks / n_candidates), ls="--", color="k", lw=1, label="chance")
+    ax.set_xlabel("k (candidates listed)")
+    ax.set_ylabel("top-k retrieval accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
     return fig
 
 

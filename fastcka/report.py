@@ -47,7 +47,7 @@ from .plots import (
 )
 
 __all__ = ["write_report", "markdown_table", "read_confusion", "is_confusion_table",
-           "confusion_files"]
+           "confusion_files", "read_query_result", "load_inputs"]
 
 
 def _fmt(m: float, s: float) -> str:
@@ -171,16 +171,127 @@ def _names(paths: list[Path], fmt: str) -> list[str]:
     return [f"{st}.{fmt}" for st in stems]
 
 
+def read_query_result(path: str | os.PathLike) -> dict | None:
+    """The per-query output of ``fastcka match -o`` (columns ``correct``, ``matched_id``) or
+    ``fastcka retrieve -o`` (``rank_of_true``, ``target_ids``) as a dict (``kind``, ``label``,
+    ``n_queries`` and ``accuracy`` or ``ranks`` + ``k_max``), or None for another table.
+
+    The label names the run: method, kernel and direction from the settings a .json/.h5 output
+    carries (so outputs of the same run with other ``--seed`` draws share it and become error
+    bars), else the file's name.
+    """
+    from ._table import read_rows
+
+    p = Path(path)
+    rows, meta = read_rows(p)
+    if not rows:
+        return None
+    head = rows[0]
+    if "rank_of_true" in head:
+        kind = "retrieve"
+    elif "correct" in head and "matched_id" in head:
+        kind = "match"
+    else:
+        return None
+    if meta.get("method"):
+        label = " ".join(str(v) for v in (meta["method"], meta.get("kernel"), meta.get("direction"))
+                         if v)
+    else:
+        label = p.stem
+    out: dict = {"path": str(p), "kind": kind, "label": label, "n_queries": len(rows)}
+    if kind == "match":
+        bad = [r["correct"] for r in rows if not isinstance(r["correct"], (bool, np.bool_))]
+        if bad:
+            raise InputError(f"{p}: column 'correct' holds {bad[0]!r}, not True/False")
+        out["accuracy"] = float(np.mean([bool(r["correct"]) for r in rows]))
+    else:
+        try:
+            ranks = np.asarray([int(r["rank_of_true"]) for r in rows])
+        except (TypeError, ValueError):
+            raise InputError(f"{p}: column 'rank_of_true' must hold integers") from None
+        listed = [len(t.split(";")) if isinstance(t, str) else len(t or [])
+                  for t in (r.get("target_ids") for r in rows)]
+        out["ranks"] = ranks
+        out["k_max"] = max(max(listed, default=0), int(ranks.max(initial=0)))
+        if out["k_max"] < 1:
+            raise InputError(f"{p}: no candidates listed per query")
+    return out
+
+
+def load_inputs(paths: Sequence[str | os.PathLike]):
+    """Sort the inputs of ``fastcka report``: (evaluation table or None, confusion files,
+    match/retrieve outputs).  A folder is the output of ``fastcka classify``."""
+    from .evaluate import read_table
+
+    table, confusions, queries = None, [], []
+    for p in map(Path, paths):
+        if p.is_dir():
+            confusions += confusion_files(p)
+        elif is_confusion_table(p):
+            confusions.append(p)
+        elif p.suffix.lower() in (".csv", ".tsv", ".json", ".h5", ".hdf5") and p.is_file() and (
+                q := read_query_result(p)) is not None:
+            queries.append(q)
+        else:
+            if table is not None:
+                raise InputError(f"{p}: give at most one evaluation table")
+            table = read_table(str(p))
+    return table, confusions, queries
+
+
+def _queries_section(queries: list[dict], fmt: str):
+    """Figures and markdown of match/retrieve outputs (same label = draws of one run)."""
+    from .plots import matching_retrieval, rank_curves
+
+    runs: dict[str, list[dict]] = {}
+    for q in queries:
+        runs.setdefault(q["label"], []).append(q)
+    kinds = {lab: {q["kind"] for q in qs} for lab, qs in runs.items()}
+    mixed = [lab for lab, k in kinds.items() if len(k) > 1]
+    if mixed:
+        raise InputError(f"run {mixed[0]!r}: match and retrieve outputs under one label")
+    n_q = min(q["n_queries"] for q in queries)
+    k_max = min((q["k_max"] for q in queries if q["kind"] == "retrieve"), default=0)
+    ks = [k for k in (1, 5, 10) if k <= k_max]
+    matching = {lab: [q["accuracy"] for q in qs] for lab, qs in runs.items()
+                if kinds[lab] == {"match"}}
+    ranks = {lab: [q["ranks"] for q in qs] for lab, qs in runs.items()
+             if kinds[lab] == {"retrieve"}}
+    topk = {lab: {k: [float(np.mean((r >= 1) & (r <= k))) for r in rs] for k in ks}
+            for lab, rs in ranks.items()}
+    figures = [(f"queries.{fmt}", matching_retrieval(
+        matching, topk, chance_matching=1.0 / n_q,
+        chance_retrieval={k: min(1.0, k / n_q) for k in ks},
+        title=f"{n_q} queries; error bars: std over draws"))]
+    md = ["## Matching and retrieval runs", "",
+          "| run | draws | queries | matching accuracy | " + " | ".join(f"top-{k}" for k in ks)
+          + " |", "|---|---|---|---|" + "---|" * len(ks)]
+    for lab, qs in runs.items():
+        nq = "/".join(sorted({str(q["n_queries"]) for q in qs}))
+        if lab in matching:
+            cells = [_fmt(*mean_std(matching[lab]))] + [""] * len(ks)
+        else:
+            cells = [""] + [_fmt(*mean_std(topk[lab][k])) for k in ks]
+        md.append(f"| {lab} | {len(qs)} | {nq} | " + " | ".join(cells) + " |")
+    md += ["", f"![matching and retrieval](queries.{fmt})", ""]
+    if ranks:
+        figures.append((f"ranks.{fmt}", rank_curves(ranks, k_max=k_max, n_candidates=n_q)))
+        md += [f"![top-k against k](ranks.{fmt})", ""]
+    return figures, md
+
+
 def write_report(table, out_dir: str | os.PathLike, *, title: str = "fastcka evaluation",
                  plot_format: str = "png",
-                 confusion: str | os.PathLike | Sequence[str | os.PathLike] | None = None
-                 ) -> list[str]:
+                 confusion: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+                 queries: Sequence[dict] = ()) -> list[str]:
     """Write ``report.md`` and the plots of ``table`` (an :class:`~fastcka.evaluate.EvalTable`,
     or None for a classification-only report) into ``out_dir``; returns the file names.
 
     ``confusion``: one or several confusion CSV/TSV files (:func:`read_confusion`), each drawn
     (``confusion.<fmt>`` for one, ``confusion_<name>.<fmt>`` for several) with its per-class
-    accuracy table.  Inputs are all read and checked before anything is written.
+    accuracy table.  ``queries``: outputs of ``match``/``retrieve`` (:func:`read_query_result`),
+    drawn as matching and retrieval panels (``queries.<fmt>``) and top-k against k
+    (``ranks.<fmt>``).  Inputs are all read and checked before anything is written.
     """
     fmt = check_format(plot_format)
     if confusion is None:
@@ -189,8 +300,9 @@ def write_report(table, out_dir: str | os.PathLike, *, title: str = "fastcka eva
         conf_paths = [Path(confusion)]
     else:
         conf_paths = [Path(c) for c in confusion]
-    if table is None and not conf_paths:
-        raise InputError("nothing to report: give an evaluation table or a confusion matrix")
+    if table is None and not conf_paths and not queries:
+        raise InputError("nothing to report: give an evaluation table, a confusion matrix or "
+                         "match/retrieve outputs")
     if table is not None and not len(table):
         raise InputError("the table has no rows to report")
     confs = [read_confusion(c) for c in conf_paths]
@@ -228,6 +340,10 @@ def write_report(table, out_dir: str | os.PathLike, *, title: str = "fastcka eva
                 if any(m == m for m, _ in cells):
                     md.append(f"| {lab} | " + " | ".join(_fmt(m, s) for m, s in cells) + " |")
             md += ["", f"![seed CKA]({name})", ""]
+    if queries:
+        figs, lines = _queries_section(list(queries), fmt)
+        figures += figs
+        md += lines
     for path, (classes, M), name in zip(conf_paths, confs, _names(conf_paths, fmt), strict=True):
         label = path.stem.removeprefix("confusion_") if path.stem != "confusion" else path.name
         figures.append((name, confusion_matrix(M, classes, title=label)))

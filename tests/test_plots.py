@@ -600,3 +600,91 @@ def test_demo_bad_plot_format_refused_before_anything(tmp_path, capsys):
     with pytest.raises(InputError, match="plot format"):
         run_demo(out, n=16, plot_format="bmp")
     assert not out.exists()
+
+
+def test_report_of_match_and_retrieve_outputs(tmp_path, capsys, monkeypatch):
+    """Per-query outputs of match/retrieve: two --seed draws of each run become one bar with an
+    error bar (std over the draws), in separate matching and retrieval panels."""
+    from _cli import paired_stores
+
+    src, tgt, *_ = paired_stores(tmp_path)
+    outs = {}
+    for seed in (0, 1):
+        for cmd, extra in (("match", ["--method", "linreg"]),
+                           ("retrieve", ["--method", "local-cka"])):
+            f = tmp_path / f"{cmd}{seed}.json"
+            code, _, err = run([cmd, src, tgt, "--seeds", 20, "--queries", 30, "--seed", seed,
+                                *extra, "-o", f], capsys)
+            assert code == 0, err
+            outs.setdefault(cmd, []).append(f)
+    # the numbers by hand, from the written rows
+    acc = [statistics.fmean(bool(r["correct"]) for r in json.loads(f.read_text())["rows"])
+           for f in outs["match"]]
+    ranks = [[r["rank_of_true"] for r in json.loads(f.read_text())["rows"]] for f in outs["retrieve"]]
+    top5 = [statistics.fmean(1 <= x <= 5 for x in rs) for rs in ranks]
+    assert len(set(acc)) == 2 and len(set(top5)) == 2  # the draws differ
+    import fastcka.report
+
+    seen = []
+    monkeypatch.setattr(fastcka.report, "save", lambda fig, path, fmt=None, **kw: (seen.append((
+        os.path.basename(path), fig)), plots.save(fig, path, fmt)))
+    out = tmp_path / "rep"
+    code, so, err = run(["report", *outs["match"], *outs["retrieve"], "-o", out,
+                         "--plot-format", "pdf"], capsys)
+    assert code == 0, err
+    figs = dict(seen)
+    assert set(figs) == {"queries.pdf", "ranks.pdf"}
+    for f in figs:
+        assert_format(out / f, "pdf")
+    ax_m, ax_r = figs["queries.pdf"].axes
+    (bm,) = [c for c in ax_m.containers if isinstance(c, BarContainer)]
+    assert [t.get_text() for t in ax_m.get_xticklabels()] == ["linreg src-to-tgt"]
+    assert bm[0].get_height() == pytest.approx(statistics.fmean(acc))
+    assert errorbar_halfwidths(bm.errorbar)[2] == pytest.approx([statistics.pstdev(acc)])
+    (br,) = [c for c in ax_r.containers if isinstance(c, BarContainer)]
+    ticks = [t.get_text() for t in ax_r.get_xticklabels()]
+    assert ticks == [f"top-{k}\nlocal-cka linear src-to-tgt" for k in (1, 5, 10)]
+    assert br[1].get_height() == pytest.approx(statistics.fmean(top5))
+    (ax,) = figs["ranks.pdf"].axes
+    (c,) = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    x, y, half, _ = errorbar_halfwidths(c)
+    assert x.tolist() == list(range(1, 11)) and y[4] == pytest.approx(statistics.fmean(top5))
+    assert half[4] == pytest.approx(statistics.pstdev(top5))
+    md = (out / "report.md").read_text()
+    assert md.startswith("# fastcka runs")
+    m, s = statistics.fmean(acc), statistics.pstdev(acc)
+    assert f"| linreg src-to-tgt | 2 | 30 | {m:.3f} ± {s:.3f} |" in md
+    # a CSV output (no settings inside) is labelled by its file name
+    code, _, err = run(["match", src, tgt, "--seeds", 20, "--queries", 30, "--method", "linreg",
+                        "-o", tmp_path / "m.csv"], capsys)
+    assert code == 0, err
+    code, so, err = run(["report", tmp_path / "m.csv", "-o", tmp_path / "rep2", "--json"], capsys)
+    assert code == 0, err
+    assert "| m | 1 | 30 |" in (tmp_path / "rep2" / "report.md").read_text()
+    assert json.loads(so)["files"] == ["report.md", "queries.png"]
+
+
+def test_report_refuses_ambiguous_inputs(tmp_path, capsys):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "x.csv").write_text("source_id,matched_id,score,correct\nq1,q1,0.5,True\n"
+                                          "q2,q1,0.1,False\n")
+    (tmp_path / "b" / "x.csv").write_text("query_id,rank_of_true,target_ids,scores\n"
+                                          "q1,1,q1;q2,0.5;0.1\nq2,0,q1;q3,0.4;0.2\n")
+    out = tmp_path / "rep"
+    code, _, err = run(["report", tmp_path / "a" / "x.csv", tmp_path / "b" / "x.csv", "-o", out],
+                       capsys)
+    assert_one_line_error(code, err, "under one label")
+    assert not out.exists()
+    t = synthetic_table(directions=("src-to-tgt",))
+    t.write(str(tmp_path / "t.csv"))
+    t.write(str(tmp_path / "t.json"))
+    code, _, err = run(["report", tmp_path / "t.csv", tmp_path / "t.json", "-o", out], capsys)
+    assert_one_line_error(code, err, "at most one evaluation table")
+    assert not out.exists()
+    # the two small outputs alone: matching 1/2 correct, top-1 1/2 and top-2 1/2
+    from fastcka.report import read_query_result
+
+    m, r = read_query_result(tmp_path / "a" / "x.csv"), read_query_result(tmp_path / "b" / "x.csv")
+    assert m["kind"] == "match" and m["accuracy"] == 0.5 and m["n_queries"] == 2
+    assert r["kind"] == "retrieve" and r["k_max"] == 2 and r["ranks"].tolist() == [1, 0]
