@@ -328,3 +328,31 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+@contextlib.contextmanager
+def output_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield the folder to write the files of output folder ``path`` into.
+
+    A folder that does not exist yet is built under a temporary sibling name and renamed to
+    ``path`` when the block succeeds (removed when it fails), so it appears complete or not at
+    all; an existing folder is written in place, each file atomically by its writer.  Missing
+    parents are created.
+    """
+    import shutil
+
+    final = real_target(path)
+    if final.exists() and not final.is_dir():
+        raise InputError(f"output {path} exists and is not a folder")
+    if final.is_dir():
+        yield final
+        return
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(final)
+    tmp.mkdir()
+    try:
+        yield tmp
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_write_text
+from ._io import atomic_write_text, output_folder
 from .errors import InputError
 from .plots import (
     accuracy_vs_seeds,
@@ -348,8 +348,8 @@ def write_report(table, out_dir: str | os.PathLike, *, title: str = "fastcka eva
         label = path.stem.removeprefix("confusion_") if path.stem != "confusion" else path.name
         figures.append((name, confusion_matrix(M, classes, title=label)))
         md += _confusion_md(classes, M, name, label)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, fig in figures:
-        save(fig, out / name, fmt)
-    atomic_write_text(out / "report.md", "\n".join(md))
+    with output_folder(out) as target:
+        for name, fig in figures:
+            save(fig, target / name, fmt)
+        atomic_write_text(target / "report.md", "\n".join(md))
     return ["report.md", *(n for n, _ in figures)]

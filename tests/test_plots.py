@@ -688,3 +688,28 @@ def test_report_refuses_ambiguous_inputs(tmp_path, capsys):
     m, r = read_query_result(tmp_path / "a" / "x.csv"), read_query_result(tmp_path / "b" / "x.csv")
     assert m["kind"] == "match" and m["accuracy"] == 0.5 and m["n_queries"] == 2
     assert r["kind"] == "retrieve" and r["k_max"] == 2 and r["ranks"].tolist() == [1, 0]
+
+
+def test_report_folder_appears_complete_or_not_at_all(tmp_path, monkeypatch):
+    import fastcka.report
+
+    t = synthetic_table(directions=("src-to-tgt",))
+    calls = []
+
+    def failing(fig, path, fmt=None, **kw):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        plots.save(fig, path, fmt)
+
+    monkeypatch.setattr(fastcka.report, "save", failing)
+    with pytest.raises(OSError):
+        write_report(t, tmp_path / "rep")
+    assert os.listdir(tmp_path) == []  # neither the folder nor its temporary sibling
+    monkeypatch.undo()
+    keep = tmp_path / "old"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    files = write_report(t, keep)
+    assert (keep / "notes.txt").read_text() == "mine"
+    assert set(os.listdir(keep)) == {"notes.txt", *files}
