@@ -1,5 +1,6 @@
 """Helpers shared by the CLI subcommands: loading stores paired by id, seed/query options, and
-atomic result files (.csv, .tsv, .json, .h5 chosen by suffix)."""
+atomic result files (.csv, .tsv, .json, .jsonl, .h5 chosen by suffix or ``--format``; ``-o -``
+streams the table to stdout)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ from typing import Any
 import click
 import numpy as np
 
-from fastcka._table import write_rows  # noqa: F401  (re-exported for the subcommands)
+from fastcka._io import is_stdio
+from fastcka._table import table_format
+from fastcka._table import write_rows as _write_rows
+from fastcka.errors import InputError
 from fastcka.protocol import N_QUERIES, N_SEEDS
 
 from ._options import dumps, settings, warn
-
-RESULT_SUFFIXES = (".csv", ".tsv", ".json", ".h5", ".hdf5")
-
 
 HEADER_KEYS = ("command", "version", "device", "seconds", "inputs", "outputs")
 
@@ -71,13 +72,27 @@ def emit_result(command: str, *, inputs: dict[str, Any], outputs: dict[str, Any]
 
 
 def print_document(doc: dict[str, Any], text: str | None, as_json: bool) -> None:
-    """The printing half of :func:`emit_result` (for a command that also saves ``doc``)."""
+    """The printing half of :func:`emit_result` (for a command that also saves ``doc``).
+
+    When a result table went to stdout (``-o -``), stdout carries only that table: the JSON
+    document or the text goes to stderr (the text not with ``-q``)."""
+    streamed = any(is_stdio(v) for v in doc.get("outputs", {}).values() if isinstance(v, str))
     if as_json:
-        click.echo(dumps(doc))
-    elif text is not None:
-        to_stdout = "-" not in [str(v) for v in doc.get("outputs", {}).values()]
-        if to_stdout or settings().verbosity >= 0:
-            click.echo(text, err=not to_stdout)
+        click.echo(dumps(doc), err=streamed)
+    elif text is not None and (not streamed or settings().verbosity >= 0):
+        click.echo(text, err=streamed)
+
+
+def write_rows(path: str, rows: list[dict[str, Any]], *, meta: dict[str, Any] | None = None,
+               long: dict[str, str] | None = None, long_index: str = "rank") -> None:
+    """:func:`fastcka._table.write_rows` in the format of ``--format`` (else by suffix)."""
+    _write_rows(path, rows, meta=meta, fmt=_format(), long=long, long_index=long_index)
+
+
+def _format() -> str | None:
+    """``--format`` of the running command (None outside one, or when not given)."""
+    ctx = click.get_current_context(silent=True)
+    return settings(ctx).format if ctx is not None else None
 
 
 def load_many(specs: Sequence[str], *, min_common: int = 4, nonfinite: str = "error"):
@@ -148,13 +163,25 @@ def choose_split(ids: Sequence[str], *, n_seeds: int | None, seed_ids: str | Non
 
 
 def check_result_path(path: str | None) -> None:
-    """Fail early (before any computation) on an unsupported or unwritable ``-o`` path."""
+    """Fail early (before any computation) on an unsupported or unwritable ``-o`` path.
+
+    ``-`` (stdout) is accepted by the subcommands that have ``--format``."""
     if path is None:
         return
+    fmt = _format()
+    if is_stdio(path):
+        ctx = click.get_current_context(silent=True)
+        if ctx is not None and not any(p.name == "format" for p in ctx.command.params):
+            raise click.BadParameter("this command cannot write its result to stdout ('-'); "
+                                     "give a file", param_hint="'-o'")
+    try:
+        table_format(path, fmt)
+    except InputError as exc:
+        hint = "" if fmt or is_stdio(path) else " (or give --format)"
+        raise click.BadParameter(str(exc) + hint, param_hint="'-o'") from None
+    if is_stdio(path):
+        return
     p = Path(path)
-    if p.suffix.lower() not in RESULT_SUFFIXES:
-        raise click.BadParameter(f"unsupported output suffix {p.suffix or '(none)'!r}; use one of "
-                                 f"{', '.join(RESULT_SUFFIXES)}", param_hint="'-o'")
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
         raise click.BadParameter(f"output folder does not exist: {parent}", param_hint="'-o'")

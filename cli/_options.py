@@ -30,6 +30,7 @@ class Settings:
     jobs: int | None = None
     cluster_config: str | None = None
     threads: int | None = None
+    format: str | None = None  # --format of a result table (None: by the -o suffix)
 
 
 def settings(ctx: click.Context | None = None) -> Settings:
@@ -76,7 +77,8 @@ def resolve(device: str | None = None, json_: bool = False, seed: int | None = N
     return Settings(device=device or s.device, json=bool(json_ or s.json), verbosity=s.verbosity,
                     seed=seed if seed is not None else (s.seed if s.seed is not None else 0),
                     debug=s.debug, started=s.started, scheduler=s.scheduler, jobs=s.jobs,
-                    cluster_config=s.cluster_config, threads=s.threads)
+                    cluster_config=s.cluster_config, threads=s.threads,
+                    format=s.format)
 
 
 # the BLAS/OpenMP variables that --threads sets (read by OpenBLAS, MKL, BLIS, Accelerate, OpenMP

@@ -78,7 +78,8 @@ def _plot_format(path: str | None, fmt: str | None, hint: str = "'--plot'") -> s
               help="Format of --plot and --plot-kernels: png, pdf or svg (default: the file's "
                    "suffix).")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
-              help="Write the value or matrix (.csv, .tsv, .json or .h5).")
+              help="Write the value or matrix (.csv, .tsv, .json, .jsonl or .h5, or --format; "
+                   "'-' = stdout).")
 @seed_option
 @device_option
 @json_option

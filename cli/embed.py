@@ -124,7 +124,8 @@ def image(input_, output, encoder, batch_size, on_error, image_column, images_di
               help="Language of a multilingual input (multi30k.tsv column, XTD *_<lang>.txt).")
 @click.option("--caption-column", default=None, help="Caption column of a CSV/TSV/JSONL input.")
 @click.option("--image-column", default=None, help="Id/image column of a CSV/TSV/JSONL input.")
-@click.option("--ids-file", type=click.Path(exists=True, dir_okay=False), default=None,
+@click.option("--ids-file", type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+              default=None,
               help="Line-aligned text input: line i holds the id of caption line i.")
 @_common
 def text(input_, output, encoder, batch_size, caption_mean, lang, caption_column, image_column,

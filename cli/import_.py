@@ -175,7 +175,7 @@ def load_source(src: Path, array: str | None = None) -> tuple[np.ndarray, list[s
 @click.argument("src", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", "store", required=True, metavar="STORE",
               help="Output store: FILE.h5 or FILE.h5::/group (other sets in FILE are kept).")
-@click.option("--ids", "ids_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--ids", "ids_file", type=click.Path(exists=True, dir_okay=False, allow_dash=True),
               default=None, help="Ids, one per line (default: from the source, else row numbers).")
 @click.option("--modality", type=click.Choice(["image", "text", "other"]), default="other",
               show_default=True)

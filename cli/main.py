@@ -17,7 +17,7 @@ import warnings
 
 import click
 
-from fastcka._io import Interrupted, install_signal_handlers
+from fastcka._io import Interrupted, install_signal_handlers, reset_stdin
 from fastcka._progress import set_progress
 from fastcka._version import __version__
 from fastcka.errors import FastckaError, exit_code_for, one_line
@@ -87,12 +87,31 @@ def _late_options() -> list[click.Option]:
     ]
 
 
+# subcommands whose -o result table may go to stdout (-o -) in the format of --format
+TABLE_COMMANDS = ("match", "retrieve", "cka", "merge")
+
+
+def _set_format(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        settings(ctx).format = value
+
+
+def _format_option() -> click.Option:
+    from fastcka._table import FORMATS
+
+    return click.Option(["--format", "format"], type=click.Choice(FORMATS), default=None,
+                        expose_value=False, callback=_set_format,
+                        help="Format of the -o table (default: by its suffix; csv for -o -, "
+                             "which writes the table to stdout and everything else to stderr).")
+
+
 def add_global_options(cmd: click.Command) -> click.Command:
     """Give ``cmd`` (and the subcommands of a group) the options users put after it."""
     if getattr(cmd, "_fastcka_late_options", False):
         return cmd
     taken = {o for p in cmd.params for o in getattr(p, "opts", []) + getattr(p, "secondary_opts", [])}
-    for opt in _late_options():
+    late = _late_options() + ([_format_option()] if cmd.name in TABLE_COMMANDS else [])
+    for opt in late:
         if not set(opt.opts) & taken:
             cmd.params.append(opt)
     cmd._fastcka_late_options = True  # type: ignore[attr-defined]
@@ -179,6 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("FASTCKA_DEBUG", "") not in ("", "0")
     install_signal_handlers()
+    reset_stdin()
     try:
         rv = cli.main(args=args, prog_name="fastcka", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0

@@ -62,7 +62,8 @@ METHODS = ("faq", "local-cka", "linreg", "relative", "cosine")
 @click.option("--stretch", is_flag=True, default=False,
               help="Divide every feature by its standard deviation first (faq).")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
-              help="Per query: source id, matched target id, score (.csv, .tsv, .json or .h5).")
+              help="Per query: source id, matched target id, score (.csv, .tsv, .json, .jsonl "
+                   "or .h5, or --format; '-' = stdout).")
 @seed_option
 @device_option
 @json_option

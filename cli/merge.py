@@ -22,7 +22,8 @@ MERGERS = {"retrieve": "fastcka.cli.retrieve", "cka": "fastcka.cli.cka"}
     "fastcka merge part-*.h5 -o ranks.csv"))
 @click.argument("parts", nargs=-1, required=True, metavar="PARTS...")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
-              help="The result file the unsharded run writes with -o (same formats).")
+              help="The result file the unsharded run writes with -o (same formats; '-' = "
+                   "stdout).")
 @json_option
 def command(parts, output, json_):
     """Merge the partial outputs PARTS of one sharded run into its result."""

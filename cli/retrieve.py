@@ -54,8 +54,10 @@ FULL_MATRIX_MAX_QUERIES = 5000
                    "accuracies are always reported).")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
               help="Per-query rows: query_id, rank_of_true (1-based rank of the true partner "
-                   "within the top k, 0 if absent), target_ids and scores (top k, best first), "
-                   "matched_id (assignment). Format by suffix: .csv, .tsv, .json or .h5.")
+                   "within the top k, 0 if absent), matched_id (assignment), target_ids and "
+                   "scores (top k, best first; in .csv/.tsv one line per rank: rank, target_id, "
+                   "score). Format by suffix (.csv, .tsv, .json, .jsonl, .h5) or --format; "
+                   "'-' = stdout.")
 @click.option("--block", type=click.IntRange(min=1), default=None,
               help="Queries per block: the streaming tile and the unit of --shard and "
                    "--scheduler (default 2048).")
@@ -215,7 +217,8 @@ def finish(ctx: dict, qids, data: dict, output, as_json: bool) -> None:
             if col_ind is not None:
                 row["matched_id"] = str(qids[col_ind[i]]) if col_ind[i] >= 0 else ""
             rows.append(row)
-        write_rows(output, rows, meta={kk: v for kk, v in result.items() if kk != "output"})
+        write_rows(output, rows, meta={kk: v for kk, v in result.items() if kk != "output"},
+                   long={"target_ids": "target_id", "scores": "score"})
     text = (f"{method}{'/' + kernel if method == 'local-cka' else ''}: {result['n_seeds']} seeds, "
             f"{q} queries ({direction})\n"
             f"  top-1 {fwd[1]:.3f}  top-5 {fwd[5]:.3f}  top-10 {fwd[10]:.3f}"

@@ -11,6 +11,7 @@
 - Temporaries are named ``.<name>.<pid>-<token>.tmp``; the next write to the same target (under
   its lock) removes those of dead processes and says so on the ``fastcka`` logger.
 - :func:`check_outputs`: refuse an output that resolves to one of the command's inputs.
+- :func:`stdin_text`: ``-`` as an input path means standard input (read by one option only).
 - :func:`critical` / :func:`install_signal_handlers`: SIGINT/SIGTERM become :class:`Interrupted`,
   deferred while a file is being written so that HDF5 is never interrupted inside a write.
 """
@@ -25,6 +26,7 @@ import re
 import secrets
 import signal
 import stat
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -100,18 +102,58 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+STDIO = "-"  # as a path: standard input (an input) or standard output (a result table)
+
+
+def is_stdio(path: str | os.PathLike | None) -> bool:
+    """True when ``path`` is ``-`` (standard input or output), not a file."""
+    return path is not None and os.fspath(path) == STDIO
+
+
+_stdin_taken: list[str] = []  # the option that read standard input in this invocation
+
+
+def reset_stdin() -> None:
+    """Forget that standard input was read (a new CLI invocation in the same process)."""
+    _stdin_taken.clear()
+
+
+def stdin_text(what: str) -> str:
+    """All of standard input as UTF-8 text, for the input ``what`` given as ``-``.
+
+    Standard input can be read once: a second input given as ``-`` is an :class:`InputError`.
+    """
+    if _stdin_taken:
+        raise InputError(f"{what} is '-' but standard input was already read for "
+                         f"{_stdin_taken[0]}; give one of them as a file")
+    _stdin_taken.append(what)
+    if sys.stdin is None or sys.stdin.closed:
+        raise InputError(f"{what} is '-' but there is no standard input")
+    if sys.stdin.isatty():
+        log.info("reading %s from the terminal (end with Ctrl-D)", what)
+    stream = getattr(sys.stdin, "buffer", None)
+    data = stream.read() if stream is not None else sys.stdin.read()
+    if isinstance(data, str):
+        return data
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"{what} on standard input is not UTF-8 text") from None
+
+
 def check_outputs(outputs: dict[str, str | os.PathLike | None],
                   inputs: Iterable[str | os.PathLike | None]) -> None:
     """Refuse (exit 2) an output that resolves to one of ``inputs`` or to another output.
 
     ``outputs`` maps an option label (``"-o"``) to a path or a store spec; inputs may be store
-    specs (``file.h5::/group`` refers to ``file.h5``).
+    specs (``file.h5::/group`` refers to ``file.h5``).  ``-`` (standard input or output) is no file
+    and never clashes.
     """
     def file_of(p: str | os.PathLike) -> Path:
         return Path(os.fspath(p).partition("::")[0])
 
-    ins = [file_of(i) for i in inputs if i is not None]
-    outs = [(k, file_of(v)) for k, v in outputs.items() if v is not None]
+    ins = [file_of(i) for i in inputs if i is not None and not is_stdio(i)]
+    outs = [(k, file_of(v)) for k, v in outputs.items() if v is not None and not is_stdio(v)]
     for label, out in outs:
         for inp in ins:
             if _same_file(out, inp):

@@ -366,7 +366,11 @@ def _texts_from_lines(p: Path, ids_file) -> list[TextRecord]:
     while lines and not lines[-1].strip():
         lines.pop()
     if ids_file is not None:
-        ids = [s.strip() for s in _exists(ids_file, "ids file").read_text(encoding="utf-8").splitlines()]
+        from ._io import is_stdio, stdin_text
+
+        text = (stdin_text("--ids-file") if is_stdio(ids_file)
+                else _exists(ids_file, "ids file").read_text(encoding="utf-8"))
+        ids = [s.strip() for s in text.splitlines()]
         while ids and not ids[-1]:
             ids.pop()
         if len(ids) != len(lines):

@@ -55,11 +55,18 @@ def read_id_file(path: str | os.PathLike, what: str = "id file", *,
       dropping it would shift every later id onto the wrong row.  Uniqueness is checked where the
       ids are stored.
 
+    ``-`` reads the ids from standard input (once per command: :func:`fastcka._io.stdin_text`).
+
     Raises :class:`InputError` naming the file when it is missing, not UTF-8, empty, repeats an
     id (lists) or has a blank line inside (per-row files).
     """
+    import io
+
+    from ._io import is_stdio, stdin_text
+
     try:
-        with open(path, encoding="utf-8") as fh:
+        with (io.StringIO(stdin_text(what), newline=None) if is_stdio(path)
+              else open(path, encoding="utf-8")) as fh:
             lines = [s.strip() for s in fh]
     except FileNotFoundError:
         raise InputError(f"{what} not found: {path}") from None
@@ -77,7 +84,7 @@ def read_id_file(path: str | os.PathLike, what: str = "id file", *,
     else:
         ids = [s for s in lines if s and not s.startswith("#")]
     if not ids:
-        raise InputError(f"{what} is empty: {path}")
+        raise InputError(f"{what} is empty: {'standard input' if is_stdio(path) else path}")
     if not per_row:
         dup = _first_duplicates(ids)
         if dup:

@@ -1,10 +1,12 @@
 """The batch tool in pipes and batch jobs (issue 16 items 2-5): ``--threads``, ``-`` for stdin
 id files and stdout tables, ``--format``, long CSV and JSON Lines, the documented HDF5 layout.
 
-Everything runs ``fastcka`` in a real subprocess (stdout a pipe, stderr not a terminal)."""
+Pipes, stdin and the thread pools are checked through real subprocesses (stdout a pipe, stderr
+not a terminal, a bash pipeline); formats and error messages in-process."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from ._cli import assert_one_line_error, run
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {k: v for k, v in os.environ.items() if k != "FASTCKA_DEBUG"}
@@ -56,8 +60,6 @@ def stores(tmp_path_factory):
 @pytest.mark.parametrize("where", ["before", "after"])
 @pytest.mark.parametrize("numba_first", [False, True])
 def test_threads_limits_numba_and_blas(stores, where, numba_first):
-    import json
-
     d, x, y, _, _ = stores
     argv = (["--threads", "1", "cka", x, y] if where == "before"
             else ["cka", x, y, "--threads", "1"])
@@ -72,8 +74,6 @@ def test_threads_limits_numba_and_blas(stores, where, numba_first):
 
 
 def test_without_threads_the_pools_keep_their_defaults(stores):
-    import json
-
     d, x, y, _, _ = stores
     env = {k: v for k, v in ENV.items() if not k.endswith("_NUM_THREADS")}
     p = subprocess.run([sys.executable, "-c", _PROBE.format(pre=""), "cka", x, y], cwd=d,
@@ -88,3 +88,177 @@ def test_threads_is_documented_and_refuses_zero(stores):
     assert "--threads N" in doc
     p = fastcka("--threads", "0", "cka", x, y, cwd=d)
     assert p.returncode == 2 and p.stderr.startswith("fastcka: error:") and "--threads" in p.stderr
+
+
+# ------------------------------------------------------------------------------------------
+# pipes: '-' is stdin for id files and stdout for result tables
+# ------------------------------------------------------------------------------------------
+
+def _csv(text: str) -> list[dict]:
+    import csv
+    import io
+
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+MATCH = ["--seeds", "10", "--queries", "12", "--n-init", "2"]
+
+
+def test_match_table_to_stdout_carries_only_the_data(stores, capsys):
+    d, x, y, _, _ = stores
+    code, _, err = run(["match", x, y, *MATCH, "-o", d / "m.csv"], capsys)
+    assert code == 0, err
+    p = fastcka("match", x, y, *MATCH, "-o", "-", "--format", "csv", cwd=d)
+    assert p.returncode == 0, p.stderr
+    # stdout: exactly the table the file holds (lines end in \n on a pipe, \r\n in the file)
+    assert p.stdout == (d / "m.csv").read_bytes().decode().replace("\r\n", "\n")
+    assert p.stdout.splitlines()[0] == "source_id,matched_id,score,correct"
+    assert len(_csv(p.stdout)) == 12
+    assert "accuracy" in p.stderr  # the summary went to stderr
+    # -o - alone is CSV too; with --json the document goes to stderr, stdout stays the table
+    code, out, err = run(["--json", "match", x, y, *MATCH, "-o", "-"], capsys)
+    assert code == 0 and out == p.stdout, err
+    doc = json.loads(err.strip().splitlines()[-1])
+    assert doc["command"] == "match" and doc["outputs"] == {"output": "-"}
+    # -q: nothing at all on stderr
+    code, out, err = run(["match", x, y, *MATCH, "-o", "-", "-q"], capsys)
+    assert code == 0 and out == p.stdout and err == "", err
+
+
+def test_table_formats_to_stdout_equal_the_files(stores, capsys):
+    from fastcka._table import read_rows
+
+    d, x, y, _, _ = stores
+    args = ["retrieve", x, y, "--seeds", "10", "--queries", "12", "-k", "3"]
+    for fmt in ("json", "jsonl", "tsv"):
+        code, out, err = run([*args, "-o", "-", "--format", fmt], capsys)
+        assert code == 0, err
+        code, _, err = run([*args, "-o", d / f"r.{fmt}"], capsys)
+        assert code == 0, err
+        rows, _ = read_rows(d / f"r.{fmt}")
+        if fmt == "jsonl":  # one JSON object per line, one line per query, lists kept
+            got = [json.loads(ln) for ln in out.splitlines()]
+            assert got == rows and len(got) == 12
+            assert all(len(r["target_ids"]) == 3 and len(r["scores"]) == 3 for r in got)
+            jsonl = got
+        elif fmt == "json":
+            assert json.loads(out)["rows"] == rows
+        else:  # tsv: long, one value per cell
+            lines = out.splitlines()
+            assert lines[0].split("\t") == ["query_id", "rank_of_true", "matched_id", "rank",
+                                            "target_id", "score"]
+            assert len(lines) == 1 + 12 * 3 and len(rows) == 12 * 3
+            for i, r in enumerate(rows):  # the long rows are the JSON Lines' lists, unrolled
+                q = jsonl[i // 3]
+                assert r["query_id"] == q["query_id"] and r["rank"] == i % 3 + 1
+                assert r["target_id"] == q["target_ids"][i % 3]
+                assert r["score"] == pytest.approx(q["scores"][i % 3], rel=1e-15)
+
+
+def test_id_files_from_stdin_equal_the_files(stores, capsys, monkeypatch):
+    d, x, y, _, _ = stores
+    ids = [f"r{i}" for i in range(40)]
+    (d / "seeds.txt").write_text("\n".join(ids[5:15]) + "\n")
+    (d / "queries.txt").write_text("\n".join(ids[20:32]) + "\n")
+    args = ["--n-init", "2", "-o", "-"]
+    code, ref, err = run(["match", x, y, "--seed-ids", d / "seeds.txt", "--query-ids",
+                          d / "queries.txt", *args], capsys)
+    assert code == 0, err
+    p = fastcka("match", x, y, "--seed-ids", "-", "--query-ids", "queries.txt", *args,
+                stdin=(d / "seeds.txt").read_text(), cwd=d)
+    assert p.returncode == 0 and p.stdout == ref, p.stderr
+    # one standard input: two options reading it is a one-line error
+    _stdin(monkeypatch, "r1\n")
+    code, out, err = run(["match", x, y, "--seed-ids", "-", "--query-ids", "-", *args], capsys)
+    assert_one_line_error(code, err, "standard input")
+    assert out == ""
+
+
+def _stdin(monkeypatch, text: str) -> None:
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+
+
+def test_query_ids_and_import_ids_from_stdin(stores, capsys, monkeypatch):
+    from fastcka.store import read_store
+
+    d, x, y, _, _ = stores
+    (d / "q.txt").write_text("r3\nr9\nr30\nr31\n")
+    args = ["retrieve", x, y, "--seeds", "10", "-k", "2", "-o", "-", "--format", "jsonl"]
+    code, ref, err = run([*args, "--query-ids", d / "q.txt"], capsys)
+    assert code == 0, err
+    _stdin(monkeypatch, "r3\nr9\nr30\nr31\n")
+    code, out, err = run([*args, "--query-ids", "-"], capsys)
+    assert code == 0 and out == ref, err
+    np.save(d / "v.npy", np.arange(12.0).reshape(4, 3))
+    _stdin(monkeypatch, "a\nb\nc\nd\n")
+    code, _, err = run(["import", d / "v.npy", "--ids", "-", "-o", d / "v.h5"], capsys)
+    assert code == 0, err
+    assert read_store(d / "v.h5").ids.tolist() == ["a", "b", "c", "d"]
+    _stdin(monkeypatch, "a\nb\n")
+    code, _, err = run(["import", d / "v.npy", "--ids", "-", "-o", d / "w.h5"], capsys)
+    assert code == 2 and "2 ids" in err and not (d / "w.h5").exists()
+
+
+def test_a_shell_pipeline(stores):
+    """match's table as retrieve's query ids, through a real shell pipe."""
+    d, x, y, _, _ = stores
+    exe = f"{sys.executable} -m fastcka"
+    cmd = (f"{exe} match '{x}' '{y}' {' '.join(MATCH)} -o - | tail -n +2 | cut -d, -f1 | "
+           f"{exe} retrieve '{x}' '{y}' --seeds 10 --query-ids - -k 2 -o - --format jsonl")
+    p = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True,
+                       timeout=300, cwd=d, env=ENV)
+    assert p.returncode == 0, p.stderr
+    m = (d / "m.csv")
+    assert m.exists()  # written by test_match_table_to_stdout_carries_only_the_data, same run
+    got = [json.loads(ln) for ln in p.stdout.splitlines()]
+    assert [r["query_id"] for r in got] == [r["source_id"] for r in _csv(m.read_text())]
+    assert all(len(r["target_ids"]) == 2 for r in got)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["-o", "-", "--format", "h5"], "standard output"),
+    (["-o", "m.csv", "--format", "json"], "contradicts"),
+    (["-o", "m.txt"], "--format"),
+])
+def test_bad_table_outputs_are_one_line_errors(stores, capsys, argv, needle):
+    d, x, y, _, _ = stores
+    code, out, err = run(["match", x, y, *MATCH, *argv], capsys)
+    assert_one_line_error(code, err, needle)
+    assert out == ""
+
+
+def test_eval_refuses_stdout(stores, capsys):
+    d, x, y, _, _ = stores
+    code, out, err = run(["eval", x, y, "-o", "-"], capsys)
+    assert_one_line_error(code, err, "stdout")
+
+
+def test_h5_table_layout_is_as_documented(stores, capsys):
+    """docs/cli.md's HDF5 layout, read with h5py exactly as the doc shows."""
+    import h5py
+
+    d, x, y, _, _ = stores
+    doc = (ROOT / "docs" / "cli.md").read_text()
+    assert "h5py" in doc and "pandas.read_hdf" in doc
+    args = ["retrieve", x, y, "--seeds", "10", "--queries", "12", "-k", "3"]
+    code, _, err = run([*args, "-o", d / "ranks.h5"], capsys)
+    assert code == 0, err
+    code, out, err = run([*args, "-o", "-", "--format", "jsonl"], capsys)
+    ref = [json.loads(ln) for ln in out.splitlines()]
+    with h5py.File(d / "ranks.h5") as f:
+        meta = json.loads(f.attrs["meta"])
+        query_id = f["query_id"].asstr()[:]         # (n,) str
+        target_ids = f["target_ids"].asstr()[:]     # (n, k) str, best first
+        scores = f["scores"][:]                     # (n, k) float64
+        rank_of_true = f["rank_of_true"][:]         # (n,) int64, 0 = not in the top k
+    for line in ('meta = json.loads(f.attrs["meta"])', 'target_ids = f["target_ids"].asstr()[:]',
+                 'scores = f["scores"][:]'):
+        assert line in doc, line
+    assert meta["method"] == "local-cka" and meta["n_queries"] == 12
+    assert query_id.tolist() == [r["query_id"] for r in ref]
+    assert target_ids.shape == (12, 3) and target_ids.tolist() == [r["target_ids"] for r in ref]
+    np.testing.assert_array_equal(scores, [r["scores"] for r in ref])
+    assert scores.dtype == np.float64 and rank_of_true.dtype == np.int64
+    assert rank_of_true.tolist() == [r["rank_of_true"] for r in ref]

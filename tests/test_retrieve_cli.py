@@ -68,14 +68,21 @@ def test_output_file_and_id_files(stores, capsys, tmp_path):
     assert code == 0, err
     res = json.loads(out)
     assert res["n_seeds"] == 10 and res["n_queries"] == 15
-    rows = list(csv.DictReader(out_csv.open()))
-    assert [r["query_id"] for r in rows] == list(ids[20:35])
+    # long format: one line per (query, rank), one value per cell
+    lines = list(csv.DictReader(out_csv.open()))
+    assert list(lines[0]) == ["query_id", "rank_of_true", "matched_id", "rank", "target_id",
+                              "score"]
+    assert [r["query_id"] for r in lines[::3]] == list(ids[20:35]) and len(lines) == 15 * 3
     S = score_matrix("local-cka", X[20:35], Y[20:35], X[:10], Y[:10], device="cpu")
-    for i, r in enumerate(rows):
+    for i in range(15):
+        rows = lines[3 * i:3 * i + 3]
         top = np.argsort(-S[i])[:3]
-        assert r["target_ids"].split(";") == [ids[20 + j] for j in top]
-        np.testing.assert_allclose([float(v) for v in r["scores"].split(";")], S[i, top])
-        assert int(r["rank_of_true"]) == (list(top).index(i) + 1 if i in top else 0)
+        assert {r["query_id"] for r in rows} == {ids[20 + i]}
+        assert [int(r["rank"]) for r in rows] == [1, 2, 3]
+        assert [r["target_id"] for r in rows] == [ids[20 + j] for j in top]
+        np.testing.assert_allclose([float(r["score"]) for r in rows], S[i, top])
+        assert {int(r["rank_of_true"]) for r in rows} == {list(top).index(i) + 1 if i in top
+                                                          else 0}
 
 
 def test_direction_swaps_roles(stores, capsys):
