@@ -33,6 +33,8 @@ from ._options import (
 )
 
 METHODS = ("faq", "local-cka", "linreg", "relative", "cosine")
+# --kernel by method when not given (see its --help); retrieve's default is linear too
+DEFAULT_KERNEL = {"faq": "rbf", "local-cka": "linear"}
 
 
 @click.command("match", epilog=examples(
@@ -43,8 +45,11 @@ METHODS = ("faq", "local-cka", "linreg", "relative", "cosine")
 @split_options
 @click.option("--method", type=click.Choice(METHODS), default="faq", show_default=True,
               help="faq: seeded graph matching (QAP); others: score matrix + linear assignment.")
-@click.option("--kernel", type=click.Choice(["rbf", "linear"]), default="rbf", show_default=True,
-              help="Kernel of the QAP (faq) or of local CKA.")
+@click.option("--kernel", type=click.Choice(["rbf", "linear"]), default=None,
+              help="Kernel of the QAP (faq) or of local CKA.  Default: rbf for faq (the paper's "
+                   "QAP protocol: RBF kernels, paper bandwidth), linear for local-cka (the same "
+                   "default as retrieve, eval and fastcka.local_cka, so match --method local-cka "
+                   "gives retrieve's matching accuracy).")
 @click.option("--sigma", default="paper", show_default=True,
               help="RBF bandwidth: 'paper', 'kornblith' (faq), 'base' (local-cka) or a number.")
 @click.option("--n-init", type=click.IntRange(min=1), default=500, show_default=True,
@@ -75,6 +80,7 @@ def command(src, tgt, n_seeds, seed_ids, n_queries, query_ids, seed_strategy, me
     """
     t0 = time.perf_counter()
     s = resolve(device, json_, seed)
+    kernel = kernel or DEFAULT_KERNEL.get(method, "linear")
     sigma_v = parse_sigma(sigma, ("paper", "kornblith", "base"))
     if method == "faq" and sigma_v == "base":
         raise click.BadParameter("'base' is a local-cka bandwidth; use 'paper', 'kornblith' or a "

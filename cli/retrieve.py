@@ -42,7 +42,9 @@ FULL_MATRIX_MAX_QUERIES = 5000
 @click.option("--method", type=click.Choice(["local-cka", "linreg", "relative", "cosine"]),
               default="local-cka", show_default=True, help="Scoring method.")
 @click.option("--kernel", type=click.Choice(["linear", "rbf"]), default="linear",
-              show_default=True, help="Local CKA kernel.")
+              show_default=True,
+              help="Local CKA kernel (linear, as match --method local-cka; FAQ in match "
+                   "defaults to rbf, the paper's QAP protocol).")
 @click.option("--sigma", default="paper", show_default=True,
               help="RBF bandwidth: 'paper' (per pair, reference code), 'base' (from the seeds), "
                    "or a number.")

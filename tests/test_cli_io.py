@@ -262,3 +262,24 @@ def test_h5_table_layout_is_as_documented(stores, capsys):
     np.testing.assert_array_equal(scores, [r["scores"] for r in ref])
     assert scores.dtype == np.float64 and rank_of_true.dtype == np.int64
     assert rank_of_true.tolist() == [r["rank_of_true"] for r in ref]
+
+
+def test_match_and_retrieve_share_the_local_cka_default_kernel(stores, capsys):
+    """match --method local-cka and retrieve default to the same (linear) kernel: the same
+    matching accuracy on the same split; FAQ keeps the paper's RBF kernels."""
+    d, x, y, _, _ = stores
+    split = ["--seeds", "10", "--queries", "20", "--json"]
+    code, out, err = run(["match", x, y, "--method", "local-cka", *split], capsys)
+    assert code == 0, err
+    m = json.loads(out)
+    code, out, err = run(["match", x, y, "--method", "local-cka", "--kernel", "linear", *split],
+                         capsys)
+    assert code == 0 and json.loads(out)["accuracy"] == m["accuracy"], err
+    code, out, err = run(["retrieve", x, y, *split], capsys)
+    r = json.loads(out)
+    assert m["kernel"] == r["kernel"] == "linear"
+    assert m["accuracy"] == r["matching_accuracy"]
+    code, out, err = run(["match", x, y, *split, "--n-init", "2"], capsys)
+    assert json.loads(out)["kernel"] == "rbf"
+    doc = (ROOT / "docs" / "cli.md").read_text()
+    assert "match --method local-cka" in doc and "paper's QAP protocol" in doc
