@@ -48,7 +48,7 @@ def test_sdist_holds_what_the_tests_need(tmp_path):
     need = {f for f in tracked if not f.startswith("bench/") and f != ".gitignore"}
     assert need - names == set(), "tracked files missing from the sdist"
     # the helpers and documents the tests read, by name
-    for f in ("tests/conftest.py", "tests/_cli.py", "tests/_naive.py", "tests/_tiny_models.py",
+    for f in ("tests/conftest.py", "tests/_cli.py", "tests/_tiny_models.py",
               "docs/cli.md", "docs/hpc.md", "README.md", "LICENSE", ".ci/slurm.sh", "Makefile"):
         assert f in names, f
     extra = {n for n in names - set(tracked) if not n.startswith("fastcka.egg-info/")}
