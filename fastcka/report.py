@@ -189,6 +189,8 @@ def read_query_result(path: str | os.PathLike) -> dict | None:
     head = rows[0]
     if "rank_of_true" in head:
         kind = "retrieve"
+        if "rank" in head and "target_id" in head:  # a long .csv/.tsv: one line per rank
+            rows = _one_row_per_query(rows)
     elif "correct" in head and "matched_id" in head:
         kind = "match"
     else:
@@ -218,6 +220,19 @@ def read_query_result(path: str | os.PathLike) -> dict | None:
     return out
 
 
+def _one_row_per_query(rows: list[dict]) -> list[dict]:
+    """The lines of a long ``retrieve -o`` table (``query_id, rank_of_true, ..., rank,
+    target_id, score``, the ranks of a query consecutive) as one row per query."""
+    out: list[dict] = []
+    for r in rows:
+        if not out or r.get("rank") in (None, 1) or out[-1]["query_id"] != r.get("query_id"):
+            out.append({"query_id": r.get("query_id"), "rank_of_true": r.get("rank_of_true"),
+                        "target_ids": []})
+        if r.get("target_id") is not None:
+            out[-1]["target_ids"].append(r["target_id"])
+    return out
+
+
 def load_inputs(paths: Sequence[str | os.PathLike]):
     """Sort the inputs of ``fastcka report``: (evaluation table or None, confusion files,
     match/retrieve outputs).  A folder is the output of ``fastcka classify``."""
@@ -229,7 +244,7 @@ def load_inputs(paths: Sequence[str | os.PathLike]):
             confusions += confusion_files(p)
         elif is_confusion_table(p):
             confusions.append(p)
-        elif p.suffix.lower() in (".csv", ".tsv", ".json", ".h5", ".hdf5") and p.is_file() and (
+        elif p.suffix.lower() in (".csv", ".tsv", ".json", ".jsonl", ".h5", ".hdf5") and p.is_file() and (
                 q := read_query_result(p)) is not None:
             queries.append(q)
         else:

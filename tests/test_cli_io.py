@@ -283,3 +283,20 @@ def test_match_and_retrieve_share_the_local_cka_default_kernel(stores, capsys):
     assert json.loads(out)["kernel"] == "rbf"
     doc = (ROOT / "docs" / "cli.md").read_text()
     assert "match --method local-cka" in doc and "paper's QAP protocol" in doc
+
+
+def test_report_reads_the_long_csv_as_the_json(stores, capsys):
+    """`fastcka report` reads a long retrieve CSV (and JSON Lines) as the same per-query ranks
+    as the .json output."""
+    from fastcka.report import read_query_result
+
+    d, x, y, _, _ = stores
+    args = ["retrieve", x, y, "--seeds", "10", "--queries", "12", "-k", "4"]
+    for suffix in (".json", ".csv", ".jsonl"):
+        code, _, err = run([*args, "-o", d / f"rq{suffix}"], capsys)
+        assert code == 0, err
+    ref = read_query_result(d / "rq.json")
+    for suffix in (".csv", ".jsonl"):
+        got = read_query_result(d / f"rq{suffix}")
+        assert got["kind"] == "retrieve" and got["n_queries"] == ref["n_queries"] == 12
+        assert got["ranks"].tolist() == ref["ranks"].tolist() and got["k_max"] == ref["k_max"]
