@@ -11,10 +11,13 @@ CLI (``fastcka cka --plot``, ``fastcka demo``, ``fastcka report``) only calls th
 - :func:`permutation_null`: the permutation null of a statistic (histogram with labelled axes)
   and the observed value marked, one panel per test.
 - :func:`matching_retrieval`: matching accuracy and retrieval top-k in separate panels, chance
-  marked, error bars over draws when there are several.
-- :func:`accuracy_vs_seeds`, :func:`topk_curves`, :func:`seed_cka`: the curves of an evaluation
-  table (:mod:`fastcka.evaluate`), mean over draws with one-standard-deviation error bars.
+  marked, error bars over draws when there are several; :func:`rank_curves`: top-k against k
+  from the ranks of the true partners (``retrieve -o`` outputs).
+- :func:`accuracy_vs_seeds`, :func:`topk_curves`, :func:`recovery_at`, :func:`seed_cka`: the
+  figures of an evaluation table (:mod:`fastcka.evaluate`), mean over draws with
+  one-standard-deviation error bars.
 - :func:`confusion_matrix`: a classification confusion matrix with a colorbar.
+- :func:`image_grid`: images with their captions (the demo's scenes).
 """
 
 from __future__ import annotations
@@ -30,9 +33,9 @@ import numpy as np
 from .errors import InputError
 
 __all__ = ["PLOT_FORMATS", "check_format", "save", "similarity_matrix", "kernel_heatmaps",
-           "kernel_figure",
-           "permutation_null", "matching_retrieval", "rank_curves", "accuracy_vs_seeds", "topk_curves",
-           "seed_cka", "recovery_at", "confusion_matrix", "image_grid", "mean_std", "variant_label"]
+           "kernel_figure", "permutation_null", "matching_retrieval", "rank_curves",
+           "accuracy_vs_seeds", "topk_curves", "recovery_at", "seed_cka", "confusion_matrix",
+           "image_grid", "mean_std", "variant_label"]
 
 PLOT_FORMATS = ("png", "pdf", "svg")
 TOPK = ("top1", "top5", "top10")
