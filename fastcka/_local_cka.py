@@ -103,10 +103,10 @@ class LocalCKAScorer:
         self.exact_base = bool(exact_base)
         self.base_nodes = None
         self.base_error_bound = 0.0
-        self.bk = bk = get_backend(Sq, Tq, Sb, Tb, device=device)
-        self.ops = bk.ops("local_cka")
+        self.be = be = get_backend(Sq, Tq, Sb, Tb, device=device)
+        self.ops = be.ops("local_cka")
         self.return_gpu = any(is_cupy_array(a) for a in (Sq, Tq, Sb, Tb))
-        Sq, Tq, Sb, Tb = check_inputs(Sq, Tq, Sb, Tb, bk.xp)
+        Sq, Tq, Sb, Tb = check_inputs(Sq, Tq, Sb, Tb, be.xp)
         self.shape = (Sq.shape[0], Tq.shape[0])
         self.p = p = Sb.shape[0]
         self.c = p / (p + 1.0)
@@ -161,7 +161,7 @@ class LocalCKAScorer:
 
     def _buffer(self, q, r, extra=0):
         """A (q, r + 2 + extra) float64 factor buffer; the kernel rows go in its first r columns."""
-        return self.bk.xp.empty((q, r + 2 + extra))
+        return self.be.xp.empty((q, r + 2 + extra))
 
     def _finish(self, left, z, d, right, w, e, gb, r=None):
         """In place: left = [k', z, 1] / sqrt(d), right = [2c l', c^2 w, gb] / sqrt(e).
@@ -170,7 +170,7 @@ class LocalCKAScorer:
         term (0 when it is added per block, ``sigma="paper"``).  Columns after ``r + 2`` (the
         interpolated base term) are only scaled.
         """
-        xp, c = self.bk.xp, self.c
+        xp, c = self.be.xp, self.c
         if r is None:
             r = left.shape[1] - 2
         sd, se = xp.sqrt(d), xp.sqrt(e)
@@ -188,12 +188,12 @@ class LocalCKAScorer:
         """Inverse bandwidth 1 / (2 sigma^2) of one side (``Db``: its base squared distances)."""
         if isinstance(self.sigma, float):
             return 0.5 / (self.sigma * self.sigma)
-        med = lower_median_nonzero(_condensed(Db, self.bk.xp), self.bk.xp)
+        med = lower_median_nonzero(_condensed(Db, self.be.xp), self.be.xp)
         setattr(self, f"sigma_{which}", math.sqrt(med))
         return 0.5 / med
 
     def _rbf_fixed(self, Sq, Tq, Sb, Tb):
-        xp, p, bk = self.bk.xp, self.p, self.bk
+        xp, p, be = self.be.xp, self.p, self.be
 
         def side(Q, Xb, which):
             Db = self.ops.sqdist_exact(Xb, Xb)
@@ -211,7 +211,7 @@ class LocalCKAScorer:
             mu = Xb.mean(axis=0)
             Xbc = Xb - mu
             for i0 in range(0, Q.shape[0], step):  # row chunks: O(chunk x p) temporaries
-                k = _sqdist_gemm(Q[i0:i0 + step] - mu, Xbc, bk)
+                k = _sqdist_gemm(Q[i0:i0 + step] - mu, Xbc, be)
                 k *= -alpha
                 xp.exp(k, out=k)
                 sk = k.sum(axis=1)
@@ -235,7 +235,7 @@ class LocalCKAScorer:
                      right, w, nb_t + 2.0 * c * l2 + c * c * w * w, gb)
 
     def _rbf_paper(self, Sq, Tq, Sb, Tb):
-        xp = self.bk.xp
+        xp = self.be.xp
 
         def prepare(Q, Xb, which):
             Db = self.ops.sqdist_exact(Xb, Xb)
@@ -259,7 +259,7 @@ class LocalCKAScorer:
     def _interp_nodes(self, prep):
         """Nodes, Lagrange weights (q x n) and per-entry kernel error bound of one side's
         bandwidths, or None when ``INTERP_MAX_NODES`` Chebyshev nodes are not enough."""
-        xp, p = self.bk.xp, self.p
+        xp, p = self.be.xp, self.p
         Db, Dc, _, alpha = prep
         ua = xp.unique(alpha)
         u, a0, a1 = int(ua.shape[0]), float(ua[0]), float(ua[-1])
@@ -294,7 +294,7 @@ class LocalCKAScorer:
     def _rbf_paper_interp(self, src, tgt, ns, nt) -> bool:
         """Factors with the base term interpolated in the bandwidth; False if the run-time error
         bound exceeds ``INTERP_TOL`` (then nothing is set)."""
-        xp, p, c = self.bk.xp, self.p, self.c
+        xp, p, c = self.be.xp, self.p, self.c
         sides = []
         for (Db, _, Dq, alpha), (nodes, W, delta) in ((src, ns), (tgt, nt)):
             R, T, Kc = _centred_node_kernels(Db, nodes, p, xp)
@@ -331,7 +331,7 @@ class LocalCKAScorer:
         return True
 
     def _rbf_paper_exact(self, src, tgt):
-        xp, p = self.bk.xp, self.p
+        xp, p = self.be.xp, self.p
 
         def side(prep):
             Db, Dc, Dq, alpha = prep
@@ -366,7 +366,7 @@ class LocalCKAScorer:
 
     def _base_term(self, rows, cols):
         """<K_b'(a_i), L_b'(b_j)> for the block (distinct bandwidth pairs only)."""
-        xp, p = self.bk.xp, self.p
+        xp, p = self.be.xp, self.p
         s, t = self.src, self.tgt
         ui, ii = xp.unique(s["inv"][rows], return_inverse=True)
         uj, jj = xp.unique(t["inv"][cols], return_inverse=True)
@@ -396,7 +396,7 @@ class LocalCKAScorer:
 
     def output(self, a):
         """A result array as the caller expects it (NumPy unless an input was CuPy)."""
-        return a if self.return_gpu else self.bk.to_host(a)
+        return a if self.return_gpu else self.be.to_host(a)
 
 
 def local_cka(Sq, Tq, Sb, Tb, *, kernel: str = "linear", sigma: Any = "paper",

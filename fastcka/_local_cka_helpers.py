@@ -77,9 +77,9 @@ def check_inputs(Sq, Tq, Sb, Tb, xp) -> tuple[Any, Any, Any, Any]:
 # distances and bandwidths
 # ------------------------------------------------------------------------------------------
 
-def _sqdist_gemm(A, B, bk: Backend):
+def _sqdist_gemm(A, B, be: Backend):
     """Squared distances ``|a|^2 + |b|^2 - 2 a.b`` (one GEMM), clipped at 0."""
-    xp = bk.xp
+    xp = be.xp
     D = (A * A).sum(axis=1)[:, None] + (B * B).sum(axis=1)[None, :]
     D -= 2.0 * (A @ B.T)
     xp.maximum(D, 0.0, out=D)
@@ -102,10 +102,10 @@ def lower_median_nonzero(values, xp) -> float:
     return float(v[(v.size - 1) // 2])
 
 
-def paper_sigma_of_base(Xb, bk: Backend) -> float:
+def paper_sigma_of_base(Xb, be: Backend) -> float:
     """Paper bandwidth of a set: sigma = sqrt(lower median of non-zero squared distances)."""
-    D = bk.ops("local_cka").sqdist_exact(Xb, Xb)
-    return math.sqrt(lower_median_nonzero(_condensed(D, bk.xp), bk.xp))
+    D = be.ops("local_cka").sqdist_exact(Xb, Xb)
+    return math.sqrt(lower_median_nonzero(_condensed(D, be.xp), be.xp))
 
 
 

@@ -52,8 +52,8 @@ def _topk_stream(scorer, ks, kt, block, directions, row_range=None):
     ``row_range=(r0, r1)`` (r0 a multiple of ``block``) streams only those source rows: the
     s2t lists of rows r0..r1-1 and every target's top-k among them (see :func:`topk_rows`).
     """
-    bk = scorer.bk
-    xp, ops = bk.xp, bk.ops("topk")
+    be = scorer.be
+    xp, ops = be.xp, be.ops("topk")
     qs, qt = scorer.shape
     r0, r1 = (0, qs) if row_range is None else row_range
     rv, ri = xp.full((r1 - r0, ks), -xp.inf), xp.full((r1 - r0, ks), -1, dtype=np.int64)

@@ -291,7 +291,7 @@ def faq_restarts(scheduler, be, inputs, n_init, starts, rng, run_opts, batch_siz
         else:
             task_start = (kind, data)
         tasks.append((*task_start, len(idx), run_opts))
-    device = "gpu" if be.is_gpu else "cpu"
+    device = be.device
     with executor(scheduler) as ex:
         parts = ex.map(_faq_batch_task, [(device, *t) for t in tasks], shared=inputs)
     cols = np.concatenate([p[0] for p in parts], axis=0)

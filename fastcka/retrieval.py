@@ -59,8 +59,8 @@ def _check_method(method: str) -> str:
 class FactorScorer:
     """Scores ``left @ right.T`` (cosine-type baselines): rows of ``left``/``right`` unit norm."""
 
-    def __init__(self, left, right, bk, return_gpu):
-        self.left, self.right, self.bk, self.return_gpu = left, right, bk, return_gpu
+    def __init__(self, left, right, be, return_gpu):
+        self.left, self.right, self.be, self.return_gpu = left, right, be, return_gpu
         self.shape = (left.shape[0], right.shape[0])
 
     def block(self, rows=slice(None), cols=slice(None)):
@@ -70,14 +70,14 @@ class FactorScorer:
         return self.block()
 
     def output(self, a):
-        return a if self.return_gpu else self.bk.to_host(a)
+        return a if self.return_gpu else self.be.to_host(a)
 
 
 class MatrixScorer:
     """A precomputed score matrix seen through the scorer interface."""
 
-    def __init__(self, scores, bk, return_gpu):
-        self.S, self.bk, self.return_gpu = scores, bk, return_gpu
+    def __init__(self, scores, be, return_gpu):
+        self.S, self.be, self.return_gpu = scores, be, return_gpu
         self.shape = tuple(scores.shape)
 
     def block(self, rows=slice(None), cols=slice(None)):
@@ -87,7 +87,7 @@ class MatrixScorer:
         return self.S
 
     def output(self, a):
-        return a if self.return_gpu else self.bk.to_host(a)
+        return a if self.return_gpu else self.be.to_host(a)
 
 
 def _unit_rows(X, xp):
@@ -102,23 +102,23 @@ def make_scorer(method: str, Sq, Tq, Sb, Tb, *, kernel: str = "linear", sigma: A
     method = _check_method(method)
     if method == "local-cka":
         return LocalCKAScorer(Sq, Tq, Sb, Tb, kernel=kernel, sigma=sigma, device=device)
-    bk = get_backend(Sq, Tq, Sb, Tb, device=device)
+    be = get_backend(Sq, Tq, Sb, Tb, device=device)
     ret_gpu = any(is_cupy_array(a) for a in (Sq, Tq, Sb, Tb))
-    xp = bk.xp
+    xp = be.xp
     Sq, Tq, Sb, Tb = check_inputs(Sq, Tq, Sb, Tb, xp)
     if method == "cosine":
         if Sq.shape[1] != Tq.shape[1]:
             raise InputError(f"method 'cosine' needs source and target of the same dimension, "
                              f"got {Sq.shape[1]} and {Tq.shape[1]}: use linreg, relative or "
                              f"local-cka")
-        return FactorScorer(_unit_rows(Sq, xp), _unit_rows(Tq, xp), bk, ret_gpu)
+        return FactorScorer(_unit_rows(Sq, xp), _unit_rows(Tq, xp), be, ret_gpu)
     if method == "linreg":
         W = xp.linalg.lstsq(Sb, Tb, rcond=None)[0]
-        return FactorScorer(_unit_rows(Sq @ W, xp), _unit_rows(Tq, xp), bk, ret_gpu)
+        return FactorScorer(_unit_rows(Sq @ W, xp), _unit_rows(Tq, xp), be, ret_gpu)
     # relative representations
     rs = _unit_rows(_unit_rows(Sq, xp) @ _unit_rows(Sb, xp).T, xp)
     rt = _unit_rows(_unit_rows(Tq, xp) @ _unit_rows(Tb, xp).T, xp)
-    return FactorScorer(rs, rt, bk, ret_gpu)
+    return FactorScorer(rs, rt, be, ret_gpu)
 
 
 def score_matrix(method: str, Sq, Tq, Sb, Tb, *, kernel: str = "linear", sigma: Any = "paper",
@@ -302,21 +302,21 @@ def retrieve(scores_or_inputs, *, k: int = 10, ks=DEFAULT_KS, method: str = "loc
         scorer = make_scorer(method, *scores_or_inputs, kernel=kernel, sigma=sigma,
                              device=device)
     else:
-        bk = get_backend(scores_or_inputs, device=device)
-        S = check_matrix(scores_or_inputs, "scores", xp=bk.xp, dtype=np.float64)
-        scorer = MatrixScorer(S, bk, is_cupy_array(scores_or_inputs))
+        be = get_backend(scores_or_inputs, device=device)
+        S = check_matrix(scores_or_inputs, "scores", xp=be.xp, dtype=np.float64)
+        scorer = MatrixScorer(S, be, is_cupy_array(scores_or_inputs))
     qs, qt = scorer.shape
     source_ids, target_ids = _check_ids(source_ids, target_ids, qs, qt)
     if scheduler in (None, "none") or not inputs:
         return rank(scorer, k=k, ks=ks, source_ids=source_ids, target_ids=target_ids,
                     block=block)
-    if scorer.bk.device != "cpu":
+    if scorer.be.device != "cpu":
         raise InputError("retrieval on a Dask scheduler runs on CPU workers: use "
                          "device='cpu' (or no scheduler on a GPU)")
     res = merge_topk_parts(rows_units("topk", method, *scores_or_inputs, row_blocks(qs, block),
                                       kernel=kernel, sigma=sigma, device="cpu", k=max(k, *ks),
                                       block=block, scheduler=scheduler))
-    return _result(scorer.bk, res, k, ks, source_ids, target_ids)
+    return _result(scorer.be, res, k, ks, source_ids, target_ids)
 
 
 def _check_options(k, ks, block) -> tuple[int, tuple[int, ...], int]:
@@ -357,11 +357,11 @@ def rank(scorer, *, k: int = 10, ks=DEFAULT_KS, source_ids=None, target_ids=None
     given, NumPy arrays of the scorer's row / column counts.
     """
     res = topk_stream(scorer, max(int(k), *ks), block=block)
-    return _result(scorer.bk, res, k, ks, source_ids, target_ids)
+    return _result(scorer.be, res, k, ks, source_ids, target_ids)
 
 
-def _result(bk, res: dict, k: int, ks, source_ids, target_ids) -> RetrievalResult:
-    host = {key: bk.to_host(v) for key, v in res.items()}
+def _result(be, res: dict, k: int, ks, source_ids, target_ids) -> RetrievalResult:
+    host = {key: be.to_host(v) for key, v in res.items()}
     acc = {
         "source_to_target": topk_accuracy(host["s2t_indices"], ks, query_keys=source_ids,
                                           cand_keys=target_ids),

@@ -200,7 +200,7 @@ def test_streaming_never_scores_more_than_a_block():
     seen = []
 
     class Recording:
-        shape, bk = sc.shape, sc.bk
+        shape, be = sc.shape, sc.be
 
         def block(self, rows, cols):
             out = sc.block(rows, cols)
