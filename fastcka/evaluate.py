@@ -50,6 +50,7 @@ from ._eval_table import (  # noqa: F401  (_same_rows re-exported for the tests)
     read_table,
 )
 from ._validation import check_matrix
+from .backend import to_host
 from .errors import InputError
 from .protocol import DIRECTIONS, N_QUERIES, N_RESTARTS, SEED_GRID
 
@@ -269,7 +270,7 @@ def _stretch(X: np.ndarray) -> np.ndarray:
 
 
 def _host(a: Any) -> np.ndarray:
-    return a.get() if type(a).__module__.startswith("cupy") else np.asarray(a)
+    return np.asarray(to_host(a))
 
 
 # --------------------------------------------------------------------------------------------
@@ -341,7 +342,7 @@ def match_run(S: Any, T: Any, seed_idx: np.ndarray, query_idx: np.ndarray, *,
     maximising linear assignment on it (``stretch`` is then the caller's: :func:`evaluate_cell`
     stretches its points first).
     """
-    from .retrieval import match_scores, score_matrix
+    from .retrieval import assign, score_matrix
 
     if method == "faq":
         from .seeded import seeded_match
@@ -354,7 +355,7 @@ def match_run(S: Any, T: Any, seed_idx: np.ndarray, query_idx: np.ndarray, *,
     q = int(query_idx.size)
     Sc = _host(score_matrix(method, S[query_idx], T[query_idx], S[seed_idx], T[seed_idx],
                             kernel=kernel, sigma=sigma, device=device))
-    col = match_scores(Sc)
+    col = assign(Sc)  # Sc: checked inputs, float64 scores on the host
     matched = np.where(col >= 0, query_idx[np.maximum(col, 0)], -1)
     scores = np.where(col >= 0, Sc[np.arange(q), np.maximum(col, 0)], np.nan)
     return MatchRun(matched, scores, float(np.mean(matched == query_idx)), scores_qq=Sc)
@@ -398,8 +399,9 @@ def cell_points(prep: Prepared, cell: Cell) -> tuple[np.ndarray, np.ndarray, int
 def evaluate_cell(prep: Prepared, cell: Cell) -> dict[str, Any]:
     """One row of the table: run ``cell`` on the prepared draws (:func:`match_run` on the
     cell's points; top-k retrieval of the score methods' q × q scores)."""
+    from .backend import NUMPY_BACKEND
     from .cka import cka
-    from .retrieval import retrieve
+    from .retrieval import MatrixScorer, rank
 
     t0 = time.perf_counter()
     X, Y, k = cell_points(prep, cell)
@@ -425,7 +427,8 @@ def evaluate_cell(prep: Prepared, cell: Cell) -> dict[str, Any]:
         res = match_run(X, Y, seeds, queries, method=cell.method,
                         kernel=cell.kernel or "linear", sigma=cell.sigma or "paper",
                         device=prep.device)
-        acc = retrieve(res.scores_qq, k=10).accuracy["source_to_target"]
+        acc = rank(MatrixScorer(res.scores_qq, NUMPY_BACKEND, False),
+                   k=10).accuracy["source_to_target"]  # scores of checked inputs
         row.update(top1=acc[1], top5=acc[5], top10=acc[10])
         row["accuracy"] = float(res.accuracy)
     if prep.stretch and cell.method == "faq":

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from .backend import to_host
 from .errors import InputError
 
 __all__ = ["PLOT_FORMATS", "check_format", "save", "similarity_matrix", "kernel_heatmaps",
@@ -169,7 +170,7 @@ def kernel_figure(Xs: Sequence[Any], names: Sequence[str], *, kernel: str = "lin
     for X in Xs:
         K = gram(np.asarray(X)[rows], kernel, sigma=sigma, threshold=threshold, center=True,
                  device=device)
-        Ks.append(K.get() if type(K).__module__.startswith("cupy") else np.asarray(K))
+        Ks.append(np.asarray(to_host(K)))
     fig = kernel_heatmaps(Ks, [f"centred {kernel} kernel: {nm}" for nm in names],
                           groups=None if groups is None else [str(groups[i]) for i in rows],
                           group_name=group_name,

@@ -46,6 +46,7 @@ import numpy as np
 
 from . import _io
 from ._version import __version__
+from .backend import is_cupy_array, to_host
 from .errors import StoreError
 
 log = logging.getLogger("fastcka")
@@ -177,7 +178,7 @@ class EmbeddingSet:
     spec: str = ""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.X, np.ndarray) and not type(self.X).__module__.startswith("cupy"):
+        if not isinstance(self.X, np.ndarray) and not is_cupy_array(self.X):
             self.X = np.asarray(self.X)
         if not isinstance(self.ids, np.ndarray) or self.ids.dtype.kind != "U":
             lst = [str(i) for i in np.asarray(self.ids, dtype=object).ravel().tolist()]
@@ -259,8 +260,7 @@ def _store_dtype(dtype: Any, X: np.ndarray | None = None) -> np.dtype:
 
 
 def _as_embeddings(X: Any, dtype: np.dtype, what: str = "embeddings") -> np.ndarray:
-    if type(X).__module__.startswith("cupy"):
-        X = X.get()
+    X = to_host(X)
     try:
         arr = np.asarray(X)
     except (TypeError, ValueError) as exc:
@@ -284,8 +284,7 @@ def _as_ids(ids: Any, n: int, what: str = "ids") -> np.ndarray:
         return np.arange(n).astype(str)
     if isinstance(ids, (str, bytes)):
         raise StoreError(f"{what} must be a sequence of strings, got a single string")
-    if type(ids).__module__.startswith("cupy"):
-        ids = ids.get()
+    ids = to_host(ids)
     arr = np.asarray(ids, dtype=object)
     if arr.ndim != 1:
         raise StoreError(f"{what} must be 1-D, got shape {arr.shape}")
@@ -870,8 +869,7 @@ def write_store(spec: str | os.PathLike, X: Any, ids: Any = None, *, modality: s
     _check_modality(modality)
     _check_nonfinite(nonfinite)
     settings = _check_settings(settings)
-    if type(X).__module__.startswith("cupy"):
-        X = X.get()
+    X = to_host(X)
     Xa = np.asarray(X) if not isinstance(X, np.ndarray) else X
     dt = _store_dtype(dtype, Xa if isinstance(Xa, np.ndarray) else None)
     Xs = _as_embeddings(Xa, dt)
