@@ -207,6 +207,40 @@ def sqdist_order_stats(Xs, requests, *, xp=np, ops=None, tile=2048, cap=None,
     cap = int(cap or 2 ** 24)
     tilers = [DistanceTiler(X, xp, ops, None if affs is None else affs[k])
               for k, X in enumerate(Xs)]
+    targets, slots = _targets(n, requests)
+    if M <= cap:
+        for tg in targets:
+            tg.clo, tg.chi = -math.inf, math.inf
+            _set_window(tg, 0.0, 1.0)
+    else:
+        s = int(min(M, sample_size or 2 ** 17))
+        samples = _sample_pairs(Xs, n, s, xp, np.random.default_rng(rng), affs, sample_chunk)
+        _initial_windows(targets, samples, n, M, s, cap)
+
+    n_zero = [None] * len(Xs)
+    for level in range(MAX_LEVELS + 1):
+        active = [tg for tg in targets if tg.value is None]
+        if not active:
+            break
+        zeros = _tile_pass(active, tilers, n, tile, cap, xp, ops, progress, level)
+        for k, z in zeros.items():
+            if n_zero[k] is None:
+                n_zero[k] = z
+        for tg in active:
+            _advance(tg, n, M, n_zero[tg.chan], cap, xp)
+
+    out = []
+    for sl in slots:
+        vals = [targets[a].value for a in sl]
+        if any(v is None for v in vals):  # pragma: no cover - MAX_LEVELS exhausted
+            raise RuntimeError("median selection did not converge")
+        out.append(float(sum(vals) / len(vals)))
+    return out
+
+
+def _targets(n: int, requests) -> tuple[list[_Target], list[list[int]]]:
+    """The order statistics to select (one per paper request, one or two per kornblith) and
+    the slots of each request among them."""
     targets: list[_Target] = []
     slots = []
     for k, mode in requests:
@@ -220,95 +254,79 @@ def sqdist_order_stats(Xs, requests, *, xp=np, ops=None, tile=2048, cap=None,
             targets.extend(_Target(k, "kornblith", t=t) for t in ts)
         else:
             raise InputError(f"unknown median mode {mode!r}")
+    return targets, slots
 
-    # ---- initial windows -----------------------------------------------------------------
-    if M <= cap:
-        for tg in targets:
-            tg.clo, tg.chi = -math.inf, math.inf
-            _set_window(tg, 0.0, 1.0)
-    else:
-        s = int(min(M, sample_size or 2 ** 17))
-        samples = _sample_pairs(Xs, n, s, xp, np.random.default_rng(rng), affs, sample_chunk)
-        sd = 0.5 / math.sqrt(s)
-        eps = max(cap / (4.0 * M), 1e-9)
-        delta = min(0.5, max(8 * eps, 12 * sd))
-        for tg in targets:
-            smp = samples[tg.chan]
-            if tg.mode == "paper":
-                smp = smp[smp > 0]
-                q = 0.5
-            else:
-                q = max(0, (tg.t - n) // 2) / M
-            if smp.size == 0:
-                smp = np.zeros(1)
 
-            def quant(f, smp=smp):
-                f = min(1.0, max(0.0, f))
-                return float(smp[min(smp.size - 1, int(f * smp.size))])
+def _initial_windows(targets, samples, n: int, M: int, s: int, cap: int) -> None:
+    """First collect windows of the targets from the sorted sampled distances of each input."""
+    sd = 0.5 / math.sqrt(s)
+    eps = max(cap / (4.0 * M), 1e-9)
+    delta = min(0.5, max(8 * eps, 12 * sd))
+    for tg in targets:
+        smp = samples[tg.chan]
+        if tg.mode == "paper":
+            smp = smp[smp > 0]
+            q = 0.5
+        else:
+            q = max(0, (tg.t - n) // 2) / M
+        if smp.size == 0:
+            smp = np.zeros(1)
 
-            tg.clo, tg.chi = quant(q - eps), quant(q + eps)
-            if q - eps <= 0:
-                tg.clo = -math.inf
-            if q + eps >= 1:
-                tg.chi = math.inf
-            if math.isfinite(tg.clo) and math.isfinite(tg.chi) and tg.chi > tg.clo:
-                # one bin (below / inside / above the collect window): a counting pass, and a
-                # 4096-bin histogram only in the rare pass after a miss
-                _set_window(tg, tg.clo, tg.chi, 1)
-            else:
-                _set_window(tg, quant(q - delta), quant(q + delta))
+        def quant(f, smp=smp):
+            f = min(1.0, max(0.0, f))
+            return float(smp[min(smp.size - 1, int(f * smp.size))])
 
-    n_zero = [None] * len(Xs)
-    for level in range(MAX_LEVELS + 1):
-        active = [tg for tg in targets if tg.value is None]
-        if not active:
-            break
-        chans = sorted({tg.chan for tg in active})
-        zeros = {k: 0 for k in chans}
-        for tg in active:
-            tg.hist = np.zeros(tg.nbins + 2, dtype=np.int64)
-            tg.n_le = tg.n_coll = 0
-            tg.vmin, tg.vmax = math.inf, -math.inf
-            tg.overflow = False
-        tiles = list(upper_tiles(n, tile))
-        tbuf = xp.empty(min(tile, n) * min(tile, n))
-        it = progress(tiles, total=len(tiles), desc=f"median pass {level + 1}") if progress else tiles
-        for i0, i1, j0, j1, diag in it:
-            for k in chans:
-                D = tilers[k].tile(i0, i1, j0, j1, diag, out=tbuf)
-                for tg in active:
-                    if tg.chan != k:
-                        continue
-                    nz, h, nle, nco, vmin, vmax = ops.hist(D, diag, tg.chain, tg.lo, tg.inv_w,
-                                                           tg.nbins, tg.clo, tg.chi)
-                    if tg is next(t for t in active if t.chan == k):
-                        zeros[k] += nz
-                    tg.hist += np.asarray(to_host(h), dtype=np.int64)
-                    tg.n_le += nle
-                    tg.vmin, tg.vmax = min(tg.vmin, vmin), max(tg.vmax, vmax)
-                    if nco and not tg.overflow:
-                        if tg.n_coll + nco > cap:
-                            tg.overflow = True
-                        else:
-                            if tg.buf is None:
-                                tg.buf = xp.empty(cap)
-                            tg.buf[tg.n_coll:tg.n_coll + nco] = ops.collect(
-                                D, diag, tg.chain, tg.clo, tg.chi, nco)
-                    tg.n_coll += nco
-                del D
+        tg.clo, tg.chi = quant(q - eps), quant(q + eps)
+        if q - eps <= 0:
+            tg.clo = -math.inf
+        if q + eps >= 1:
+            tg.chi = math.inf
+        if math.isfinite(tg.clo) and math.isfinite(tg.chi) and tg.chi > tg.clo:
+            # one bin (below / inside / above the collect window): a counting pass, and a
+            # 4096-bin histogram only in the rare pass after a miss
+            _set_window(tg, tg.clo, tg.chi, 1)
+        else:
+            _set_window(tg, quant(q - delta), quant(q + delta))
+
+
+def _tile_pass(active, tilers, n: int, tile: int, cap: int, xp, ops, progress, level: int
+               ) -> dict[int, int]:
+    """One pass over the upper tiles: histogram and collect every active target's window.
+    Returns the number of zero distances of each input seen in the pass."""
+    chans = sorted({tg.chan for tg in active})
+    zeros = {k: 0 for k in chans}
+    for tg in active:
+        tg.hist = np.zeros(tg.nbins + 2, dtype=np.int64)
+        tg.n_le = tg.n_coll = 0
+        tg.vmin, tg.vmax = math.inf, -math.inf
+        tg.overflow = False
+    tiles = list(upper_tiles(n, tile))
+    tbuf = xp.empty(min(tile, n) * min(tile, n))
+    it = progress(tiles, total=len(tiles), desc=f"median pass {level + 1}") if progress else tiles
+    for i0, i1, j0, j1, diag in it:
         for k in chans:
-            if n_zero[k] is None:
-                n_zero[k] = zeros[k]
-        for tg in active:
-            _advance(tg, n, M, n_zero[tg.chan], cap, xp)
-
-    out = []
-    for sl in slots:
-        vals = [targets[a].value for a in sl]
-        if any(v is None for v in vals):  # pragma: no cover - MAX_LEVELS exhausted
-            raise RuntimeError("median selection did not converge")
-        out.append(float(sum(vals) / len(vals)))
-    return out
+            D = tilers[k].tile(i0, i1, j0, j1, diag, out=tbuf)
+            for tg in active:
+                if tg.chan != k:
+                    continue
+                nz, h, nle, nco, vmin, vmax = ops.hist(D, diag, tg.chain, tg.lo, tg.inv_w,
+                                                       tg.nbins, tg.clo, tg.chi)
+                if tg is next(t for t in active if t.chan == k):
+                    zeros[k] += nz
+                tg.hist += np.asarray(to_host(h), dtype=np.int64)
+                tg.n_le += nle
+                tg.vmin, tg.vmax = min(tg.vmin, vmin), max(tg.vmax, vmax)
+                if nco and not tg.overflow:
+                    if tg.n_coll + nco > cap:
+                        tg.overflow = True
+                    else:
+                        if tg.buf is None:
+                            tg.buf = xp.empty(cap)
+                        tg.buf[tg.n_coll:tg.n_coll + nco] = ops.collect(
+                            D, diag, tg.chain, tg.clo, tg.chi, nco)
+                tg.n_coll += nco
+            del D
+    return zeros
 
 
 def _advance(tg: _Target, n: int, M: int, z: int, cap: int, xp) -> None:
