@@ -39,7 +39,8 @@ DEFAULT_KERNEL = {"faq": "rbf", "local-cka": "linear"}
 
 @click.command("match", epilog=examples(
     "fastcka match txt.h5 img.h5 --seeds 320 --queries 500 --n-init 500",
-    "fastcka match txt.h5 img.h5 --method local-cka -o matches.csv"))
+    "fastcka match txt.h5 img.h5 --method local-cka -o matches.csv",
+    "fastcka match txt.h5 img.h5 --seed-ids - -o - --format csv < seeds.txt | head"))
 @click.argument("src", metavar="SRC")
 @click.argument("tgt", metavar="TGT")
 @split_options
@@ -132,7 +133,8 @@ def command(src, tgt, n_seeds, seed_ids, n_queries, query_ids, seed_strategy, me
             f"  accuracy {accuracy:.3f}"
             + (f"  objective {objective:.6f} (best of {n_init})" if objective is not None else "")
             + f"  [{seconds:.2f} s]"
-            + (f"\n  wrote {output}" if output else ""))
+            + (f"\n  wrote {'the table to stdout' if output == '-' else output}"
+               if output else ""))
     emit_result("match", inputs={"src": src, "tgt": tgt, "seed_ids": seed_ids,
                                  "query_ids": query_ids},
                 outputs={"output": output}, results=result, text=text, as_json=s.json,

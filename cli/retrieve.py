@@ -35,7 +35,8 @@ FULL_MATRIX_MAX_QUERIES = 5000
 
 @click.command("retrieve", epilog=examples(
     "fastcka retrieve txt.h5 img.h5 --seeds 320 --queries 500",
-    "fastcka retrieve txt.h5 img.h5 --seed-ids seeds.txt -o ranks.csv"))
+    "fastcka retrieve txt.h5 img.h5 --seed-ids seeds.txt -o ranks.csv",
+    "fastcka retrieve txt.h5 img.h5 -o - --format jsonl > ranks.jsonl"))
 @click.argument("src", metavar="SRC")
 @click.argument("tgt", metavar="TGT")
 @split_options
@@ -227,7 +228,8 @@ def finish(ctx: dict, qids, data: dict, output, as_json: bool) -> None:
             f"   (reverse: {rev[1]:.3f} / {rev[5]:.3f} / {rev[10]:.3f})\n"
             f"  matching accuracy: "
             f"{'n/a' if match_acc is None else format(match_acc, '.3f')}"
-            + (f"\n  wrote {output}" if output else ""))
+            + (f"\n  wrote {'the table to stdout' if output == '-' else output}"
+               if output else ""))
     emit_result("retrieve", inputs=ctx["inputs"], outputs={"output": output}, results=result,
                 text=text, as_json=as_json, device=ctx["device"])
 
