@@ -29,9 +29,19 @@ def format_info(info: dict) -> str:
         ("compression", info.get("compression") or "none"),
         ("file size", f"{info['file_bytes']:,} bytes"),
         ("sets in file", ", ".join(info["groups"])),
+        ("labels", _labels_text(info.get("labels"))),
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _labels_text(lab: dict | None) -> str:
+    """``10 classes (int64): 0 x100, 1 x100, ...`` or ``-``."""
+    if not lab:
+        return "-"
+    items = list(lab["counts"].items())
+    shown = ", ".join(f"{k} x{v}" for k, v in items[:6]) + (", ..." if len(items) > 6 else "")
+    return f"{lab['n_classes']} classes ({lab['dtype']}): {shown}"
 
 
 @click.command("info", epilog=examples(

@@ -38,6 +38,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "merge": ("fastcka.cli.merge", "command"),
     "eval": ("fastcka.cli.eval", "command"),
     "report": ("fastcka.cli.report", "command"),
+    "classify": ("fastcka.cli.classify", "command"),
 }
 
 

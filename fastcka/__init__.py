@@ -36,6 +36,8 @@ _LAZY = {
     "evaluate": "fastcka.evaluate",
     "EvalTable": "fastcka.evaluate",
     "read_table": "fastcka.evaluate",
+    "classify": "fastcka.classify",
+    "ClassifyResult": "fastcka.classify",
     # embedding store
     "read_store": "fastcka.store",
     "write_store": "fastcka.store",

@@ -3,7 +3,9 @@
 Image sources (:func:`read_images`), the id is the image's file name as written in the source:
 
 - a folder of images (``*.jpg|jpeg|png|bmp|gif|webp|tif|tiff``, sorted by name; a folder with no
-  images but an ``images/`` sub-folder, e.g. ``flickr8k/``, reads that);
+  images but an ``images/`` sub-folder, e.g. ``flickr8k/``, reads that); a folder with no images
+  but class sub-folders (an ImageFolder tree ``root/<class>/<image>``) gives ids
+  ``<class>/<file>`` and the class as each image's label;
 - CSV/TSV/JSONL with an image column (``image``, ``image_id``, ``file_name``, ``filename``,
   ``path``; or ``image_column``); paths resolve against ``images_dir``, the file's folder, or
   its ``images/`` sub-folder; an image listed on several rows is read once;
@@ -224,8 +226,21 @@ def _images_from_folder(p: Path) -> list[ImageRecord]:
     if not files and (p / "images").is_dir():
         files = sorted(f for f in (p / "images").iterdir() if _is_image(f))
     if not files:
+        tree = _image_folder_tree(p)
+        if tree:
+            return tree
+    if not files:
         raise InputError(f"image folder {p} holds no image files ({', '.join(IMAGE_EXTS)})")
     return [ImageRecord(f.name, path=f) for f in files]
+
+
+def _image_folder_tree(p: Path) -> list[ImageRecord]:
+    """An ImageFolder tree ``root/<class>/<image>``: id ``<class>/<file>``, label ``<class>``."""
+    recs = []
+    for sub in sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith(".")):
+        recs += [ImageRecord(f"{sub.name}/{f.name}", path=f, label=sub.name)
+                 for f in sorted(f for f in sub.iterdir() if _is_image(f))]
+    return recs
 
 
 def _images_from_npy(p: Path) -> list[ImageRecord]:

@@ -92,8 +92,12 @@ class Cell:
                 self.direction)
 
 
-def parse_methods(methods: str | Iterable[str]) -> list[tuple[str, str, str]]:
-    """Method tokens (``"faq,local-cka,linreg"`` or a list) -> (method, kernel, sigma) variants."""
+def parse_methods(methods: str | Iterable[str],
+                  choices: dict[str, list[tuple[str, str, str]]] | None = None
+                  ) -> list[tuple[str, str, str]]:
+    """Method tokens (``"faq,local-cka,linreg"`` or a list) -> (method, kernel, sigma) variants
+    (of :data:`METHOD_CHOICES`, or of ``choices``)."""
+    choices = METHOD_CHOICES if choices is None else choices
     toks = [t.strip().lower() for t in (methods.split(",") if isinstance(methods, str)
                                         else methods)]
     toks = [t for t in toks if t]
@@ -101,9 +105,9 @@ def parse_methods(methods: str | Iterable[str]) -> list[tuple[str, str, str]]:
         raise InputError("no methods given")
     out: list[tuple[str, str, str]] = []
     for t in toks:
-        if t not in METHOD_CHOICES:
-            raise InputError(f"unknown method {t!r}; choose from {', '.join(METHOD_CHOICES)}")
-        for v in METHOD_CHOICES[t]:
+        if t not in choices:
+            raise InputError(f"unknown method {t!r}; choose from {', '.join(choices)}")
+        for v in choices[t]:
             if v not in out:
                 out.append(v)
     return out

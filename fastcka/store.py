@@ -78,7 +78,8 @@ MODALITIES = ("image", "text", "other")
 STORE_DTYPES = ("float32", "float16")
 EMB = "embeddings"
 IDS = "ids"
-_RESERVED = {EMB, IDS}
+LABELS = "labels"  # optional: the class label of each row (int64 or UTF-8 strings)
+_RESERVED = {EMB, IDS, LABELS}
 _CHUNK_BYTES = 1 << 20  # target size of one HDF5 chunk of embeddings (1 MiB)
 _N_SHOW = 5  # how many offending ids an error message names
 # gzip level 1: on real embeddings it compresses within 2% of level 4 (float32 features of the
@@ -105,7 +106,7 @@ def parse_spec(spec: str | os.PathLike) -> tuple[Path, str]:
     ------
     StoreError
         Empty path, ``.``/``..`` components, or a group component named like a dataset of a set
-        (``embeddings``, ``ids``).
+        (``embeddings``, ``ids``, ``labels``).
     """
     if isinstance(spec, os.PathLike):
         text = os.fspath(spec)
@@ -161,6 +162,8 @@ class EmbeddingSet:
         All attributes of the set's HDF5 group (``format_version``, ``created``, ...).
     spec : str
         Where it came from (``""`` when built in memory).
+    labels : ndarray of int64 or str, shape (n,), or None
+        The class label of each row, when the set has a ``labels`` dataset.
     """
 
     def __repr__(self) -> str:
@@ -176,6 +179,7 @@ class EmbeddingSet:
     settings: dict = field(default_factory=dict)
     attrs: dict = field(default_factory=dict)
     spec: str = ""
+    labels: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.X, np.ndarray) and not is_cupy_array(self.X):
@@ -186,6 +190,8 @@ class EmbeddingSet:
         if self.X.ndim != 2 or self.ids.shape != (self.X.shape[0],):
             raise StoreError(f"EmbeddingSet needs X of shape (n, dim) and n ids, got X {tuple(self.X.shape)} "
                              f"and {self.ids.size} ids")
+        if self.labels is not None:
+            self.labels = _as_labels(self.labels, self.X.shape[0])
 
     @property
     def n(self) -> int:
@@ -207,7 +213,8 @@ class EmbeddingSet:
     def take(self, index: Any) -> EmbeddingSet:
         """The rows ``index`` (integer array or slice), metadata kept."""
         return EmbeddingSet(self.X[index], self.ids[index], self.modality, self.encoder,
-                            dict(self.settings), dict(self.attrs), self.spec)
+                            dict(self.settings), dict(self.attrs), self.spec,
+                            None if self.labels is None else self.labels[index])
 
     def select(self, ids: Iterable[str]) -> EmbeddingSet:
         """The rows of ``ids``, in that order (:class:`StoreError` naming missing ids)."""
@@ -298,6 +305,40 @@ def _as_ids(ids: Any, n: int, what: str = "ids") -> np.ndarray:
     if dup:
         raise StoreError(f"{what} must be unique; {len(dup)} duplicate id(s): {_show(dup)}")
     return np.asarray(lst, dtype=str) if lst else np.zeros(0, dtype="<U1")
+
+
+def _as_labels(labels: Any, n: int, what: str = "labels") -> np.ndarray:
+    """One class label per row: integers (int64) or non-empty strings."""
+    if isinstance(labels, dict):
+        raise StoreError(f"{what} must be a sequence aligned with the rows, not a dict")
+    a = np.asarray(labels)
+    if a.dtype == object:
+        vals = a.ravel().tolist()
+        if vals and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                        for v in vals):
+            a = np.asarray(vals, dtype=np.int64)
+        elif all(isinstance(v, str) for v in vals):
+            a = np.asarray(vals, dtype=str) if vals else np.zeros(0, dtype=np.int64)
+        else:
+            raise StoreError(f"{what} must be all integers or all strings")
+    if a.ndim != 1 or a.shape[0] != n:
+        raise StoreError(f"{what}: expected one label per row ({n}), got shape {a.shape}")
+    if a.dtype.kind in "iu":
+        return a.astype(np.int64)
+    if a.dtype.kind == "U":
+        if any(not v or "\n" in v for v in a.tolist()):
+            raise StoreError(f"{what}: a string label is empty or holds a line break")
+        return a
+    raise StoreError(f"{what} must be integers or strings, got dtype {a.dtype}")
+
+
+def _labels_of(labels: np.ndarray | None, kept_from: np.ndarray, kept: np.ndarray
+               ) -> np.ndarray | None:
+    """``labels`` (aligned with ids ``kept_from``) restricted to the ids ``kept``."""
+    if labels is None or len(kept) == len(kept_from):
+        return labels
+    pos = {k: i for i, k in enumerate(kept_from.tolist())}
+    return labels[[pos[k] for k in kept.tolist()]]
 
 
 def _nonfinite_rows(X: np.ndarray) -> np.ndarray:
@@ -440,6 +481,23 @@ def _check_format_version(g, where: str) -> int:
     return v
 
 
+def _read_labels(g, idx: np.ndarray | None, where: str) -> np.ndarray | None:
+    """The set's ``labels`` dataset (rows ``idx``), or None when it has none."""
+    if LABELS not in g:
+        return None
+    ds = g[LABELS]
+    if ds.shape != g[IDS].shape:
+        raise StoreError(f"{where}: {ds.shape[0] if ds.ndim else 0} labels for "
+                         f"{g[IDS].shape[0]} ids")
+    if ds.dtype.kind in "iu":
+        lab = ds[()].astype(np.int64)
+    elif _h5py().check_string_dtype(ds.dtype) is not None:
+        lab = _read_ids(ds)
+    else:
+        raise StoreError(f"{where}: labels must be integers or strings, got dtype {ds.dtype}")
+    return lab if idx is None else lab[idx]
+
+
 def _read_ids(ds) -> np.ndarray:
     raw = ds.asstr()[()]
     return np.asarray(raw.tolist(), dtype=str) if len(raw) else np.zeros(0, dtype="<U1")
@@ -526,12 +584,15 @@ def read_store(spec: str | os.PathLike, *, ids: Iterable[str] | None = None,
             X = _read_rows(g[EMB], idx)
             sel_ids = all_ids[idx]
         else:
+            idx = None
             X = g[EMB][()]
             sel_ids = all_ids
+        labels = _read_labels(g, idx, where)
     if X.dtype == np.float64:
         X = X.astype(np.float32)
-    X, sel_ids = _handle_nonfinite(X, sel_ids, nonfinite, where)
-    return EmbeddingSet(X, sel_ids, modality, encoder, settings, attrs, where)
+    X, kept = _handle_nonfinite(X, sel_ids, nonfinite, where)
+    return EmbeddingSet(X, kept, modality, encoder, settings, attrs, where,
+                        _labels_of(labels, sel_ids, kept))
 
 
 @contextlib.contextmanager
@@ -574,13 +635,16 @@ def iter_store(spec: str | os.PathLike, chunk_rows: int = 65536, *,
     with _open_set(spec) as (g, where, all_ids):
         attrs, modality, encoder, settings = _meta_of(g)
         ds = g[EMB]
+        labels = _read_labels(g, None, where)
         for start in range(0, ds.shape[0], int(chunk_rows)):
             stop = min(start + int(chunk_rows), ds.shape[0])
             X = ds[start:stop]
             if X.dtype == np.float64:
                 X = X.astype(np.float32)
             X, blk = _handle_nonfinite(X, all_ids[start:stop], nonfinite, where)
-            yield EmbeddingSet(X, blk, modality, encoder, dict(settings), dict(attrs), where)
+            lab = None if labels is None else _labels_of(labels[start:stop], all_ids[start:stop],
+                                                         blk)
+            yield EmbeddingSet(X, blk, modality, encoder, dict(settings), dict(attrs), where, lab)
 
 
 def store_info(spec: str | os.PathLike) -> dict[str, Any]:
@@ -591,7 +655,8 @@ def store_info(spec: str | os.PathLike) -> dict[str, Any]:
     dict
         ``n``, ``dim``, ``dtype``, ``modality``, ``encoder``, ``format_version``, ``ids_sample``
         (first 5 ids), ``settings``, ``created``, ``fastcka_version``, ``name``, ``groups`` (all
-        sets in the file), ``path``, ``group``, ``chunks``, ``compression``, ``file_bytes``.
+        sets in the file), ``path``, ``group``, ``chunks``, ``compression``, ``file_bytes``,
+        ``labels`` (None, or ``{"dtype", "n_classes", "counts"}``: the rows per label value).
     """
     path, group = parse_spec(spec)
     where = _spec_str(path, group)
@@ -619,8 +684,18 @@ def store_info(spec: str | os.PathLike) -> dict[str, Any]:
             "chunks": list(emb.chunks) if emb.chunks else None,
             "compression": emb.compression,
             "file_bytes": path.stat().st_size,
+            "labels": _labels_info(_read_labels(g, None, where)),
         }
     return info
+
+
+def _labels_info(labels: np.ndarray | None) -> dict[str, Any] | None:
+    if labels is None:
+        return None
+    vals, counts = np.unique(labels, return_counts=True)
+    return {"dtype": "int64" if labels.dtype.kind == "i" else "string",
+            "n_classes": int(vals.size),
+            "counts": {str(v): int(c) for v, c in zip(vals.tolist(), counts.tolist(), strict=True)}}
 
 
 def common_rows(*id_lists: Iterable[Any]) -> list[np.ndarray]:
@@ -714,7 +789,8 @@ def _chunk_rows_for(n: int, dim: int, itemsize: int) -> int:
 
 
 def _write_set(g, X: np.ndarray, ids: np.ndarray, *, modality: str, encoder: str, settings: dict,
-               name: str, created: str | None = None, compression: str | None = "gzip") -> None:
+               name: str, created: str | None = None, compression: str | None = "gzip",
+               labels: np.ndarray | None = None) -> None:
     """Write datasets and attributes of one set into the (empty of datasets) group ``g``."""
     h5py = _h5py()
     n, dim = X.shape
@@ -730,6 +806,13 @@ def _write_set(g, X: np.ndarray, ids: np.ndarray, *, modality: str, encoder: str
     g.create_dataset(EMB, data=X, **kw)
     g.create_dataset(IDS, data=np.asarray(ids.tolist(), dtype=object),
                      dtype=h5py.string_dtype("utf-8"))
+    if labels is not None:
+        labels = _as_labels(labels, n)
+        if labels.dtype.kind == "i":
+            g.create_dataset(LABELS, data=labels)
+        else:
+            g.create_dataset(LABELS, data=np.asarray(labels.tolist(), dtype=object),
+                             dtype=h5py.string_dtype("utf-8"))
     g.attrs["format_version"] = np.int64(FORMAT_VERSION)
     g.attrs["fastcka_version"] = __version__
     g.attrs["created"] = created or datetime.now(UTC).isoformat(timespec="seconds")
@@ -828,7 +911,7 @@ def _commit_set(path: Path, group: str, X: np.ndarray, ids: np.ndarray, **meta: 
 def write_store(spec: str | os.PathLike, X: Any, ids: Any = None, *, modality: str = "other",
                 encoder: str = "", settings: dict | None = None, name: str = "",
                 dtype: Any = None, nonfinite: str = "error", compression: str | None = "gzip",
-                ) -> EmbeddingSet:
+                labels: Any = None) -> EmbeddingSet:
     """Write an embedding set atomically.
 
     Parameters
@@ -852,6 +935,8 @@ def write_store(spec: str | os.PathLike, X: Any, ids: Any = None, *, modality: s
     nonfinite : {"error", "drop"}
         Rows with NaN/Inf (after the cast): raise, or drop with a :class:`NonfiniteWarning`.
     compression : {"gzip", "lzf", None}
+    labels : sequence of int or str, optional
+        One class label per row, stored as the set's ``labels`` dataset.
 
     Returns
     -------
@@ -875,14 +960,16 @@ def write_store(spec: str | os.PathLike, X: Any, ids: Any = None, *, modality: s
     Xs = _as_embeddings(Xa, dt)
     if Xs.shape[0] == 0:
         raise StoreError(f"{where}: no rows to write (embeddings have shape {Xs.shape})")
-    ids_a = _as_ids(ids, Xs.shape[0])
-    Xs, ids_a = _handle_nonfinite(Xs, ids_a, nonfinite, where)
+    ids_all = _as_ids(ids, Xs.shape[0])
+    lab = None if labels is None else _as_labels(labels, Xs.shape[0])
+    Xs, ids_a = _handle_nonfinite(Xs, ids_all, nonfinite, where)
     if Xs.shape[0] == 0:
         raise StoreError(f"{where}: every row contains NaN or Inf; nothing to write")
+    lab = _labels_of(lab, ids_all, ids_a)
     with _spec_lock(_io.real_target(path), group):
         _commit_set(path, group, Xs, ids_a, modality=modality, encoder=str(encoder),
-                    settings=settings, name=str(name), compression=compression)
-    return EmbeddingSet(Xs, ids_a, modality, str(encoder), settings, {}, where)
+                    settings=settings, name=str(name), compression=compression, labels=lab)
+    return EmbeddingSet(Xs, ids_a, modality, str(encoder), settings, {}, where, lab)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1210,10 +1297,12 @@ class StoreWriter:
                 os.fsync(seg[0])
             os.close(seg[0])
 
-    def close(self) -> EmbeddingSet:
+    def close(self, labels: dict[str, Any] | None = None) -> EmbeddingSet:
         """Merge the chunks, validate, write the final store atomically, remove the partial folder.
 
-        Raises :class:`StoreError` when no row was ever appended (the partial folder is kept).
+        ``labels`` (id -> class label, integer or string) stores a ``labels`` dataset; every
+        written id needs one.  Raises :class:`StoreError` when no row was ever appended (the
+        partial folder is kept).
         """
         if self._closed:
             raise StoreError(f"StoreWriter for {self.spec} is already closed")
@@ -1224,13 +1313,21 @@ class StoreWriter:
         if part.dim != self.dim:
             raise StoreError(f"{self.spec}: partial chunks have dim {part.dim}, expected {self.dim}")
         X, ids = _handle_nonfinite(part.X, part.ids, "error", str(self.partial))
+        lab = None
+        if labels is not None:
+            missing = [i for i in ids.tolist() if i not in labels]
+            if missing:
+                raise StoreError(f"{self.spec}: no label for {len(missing)} id(s), "
+                                 f"{_show(missing)}")
+            lab = _as_labels(np.asarray([labels[i] for i in ids.tolist()], dtype=object),
+                             len(ids))
         _commit_set(self.path, self.group, X, ids, modality=self.modality, encoder=self.encoder,
                     settings=self.settings, name=self.name, created=self.created,
-                    compression=self.compression)
+                    compression=self.compression, labels=lab)
         shutil.rmtree(self.partial, ignore_errors=True)
         self._closed = True
         self._release()
-        return EmbeddingSet(X, ids, self.modality, self.encoder, self.settings, {}, self.spec)
+        return EmbeddingSet(X, ids, self.modality, self.encoder, self.settings, {}, self.spec, lab)
 
     def abandon(self) -> None:
         """Stop without writing the final store; the partial folder stays for ``resume=True``."""

@@ -219,7 +219,11 @@ def embed_images(records: Sequence, encoder: ImageEncoder, output: str, *,
         if writer.n == 0:
             raise InputError(f"none of the {len(records)} images could be read "
                              f"(first: {rep.failed[0][0]!r}: {rep.failed[0][1]})")
-        rep.n_rows = writer.close().n  # the rows of the final store, as written
+        # a labelled source (Fashion-MNIST .npy, ImageFolder tree): labels travel with the rows
+        labels = ({r.id: r.label for r in records}
+                  if records and all(getattr(r, "label", None) is not None for r in records)
+                  else None)
+        rep.n_rows = writer.close(labels=labels).n  # the rows of the final store, as written
     return rep
 
 

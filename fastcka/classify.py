@@ -1,0 +1,692 @@
+"""Image classification by matching: images scored against class prompts (METHOD §4).
+
+Each class ``c`` has a *prompt* embedding ``P[c]`` from a text encoder (the class name put into
+templates such as ``"a photo of a {}."``, several averaged), or from any store whose ids are the
+classes.  Classification reuses the cross-modal scorers of :mod:`fastcka.retrieval` with the
+images as source queries and the C prompts as target candidates, given a paired base set:
+
+- **in-domain seeds** (the reference code's setting): ``seeds`` labelled images of the same set,
+  balanced over classes (``seeds // C`` per class, the remainder to classes drawn at random), and
+  the text side of each seed pair is the prompt of its class: ``Sb = X[seeds]``,
+  ``Tb = P[labels[seeds]]``.  The other images are scored.
+- **cross-domain base**: captioned pairs ``(BT, BI)`` of another dataset (caption embeddings from
+  the same text encoder as the prompts, image embeddings from the same image encoder as the
+  images); every image is scored.
+
+For each method, ``score[i, c]`` is local CKA ``CKA([x_i ; Sb], [P_c ; Tb])`` (linear, rbf) or a
+baseline (``linreg``, ``relative``, ``cosine`` for equal dimensions, and ``knn``: the cosine to the
+nearest seed image of class c, the nearest-neighbour reference that uses the labelled seed images
+alone).  The prediction is the arg-max over classes; top-k is the share of images whose class is
+among the k best scores.  ``balanced=True`` instead assigns each class ``q // C`` or
+``q // C + 1`` of the ``q`` scored images (exactly ``q / C`` when C divides q) by one maximising
+linear assignment on the score matrix with each class column replicated (classification as
+matching; the paper's code does not have it).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._callable_module import make_module_callable
+from ._validation import check_matrix
+from .errors import InputError
+
+__all__ = ["classify", "ClassifyResult", "MethodResult", "balanced_assignment", "draw_seeds",
+           "resolve_labels", "class_prompts", "parse_classify_methods", "read_classes",
+           "read_labels", "CLASSIFY_METHODS", "DEFAULT_TEMPLATE"]
+
+DEFAULT_TEMPLATE = "a photo of a {}."
+DEFAULT_METHODS = ("local-cka:linear", "local-cka:rbf", "linreg", "relative")
+
+
+def _classify_choices() -> dict[str, list[tuple[str, str, str]]]:
+    from .evaluate import METHOD_CHOICES
+
+    out = {k: v for k, v in METHOD_CHOICES.items() if not k.startswith("faq")}
+    out["knn"] = [("knn", "", "")]
+    return out
+
+
+CLASSIFY_METHODS = tuple(_classify_choices())
+
+
+def parse_classify_methods(methods: Any) -> list[tuple[str, str, str]]:
+    """Method tokens -> (method, kernel, sigma) variants (those of ``fastcka eval`` but FAQ,
+    plus ``knn``)."""
+    from .evaluate import parse_methods
+
+    return parse_methods(methods, choices=_classify_choices())
+
+
+def method_name(method: str, kernel: str, sigma: str) -> str:
+    """``local-cka/rbf/paper``, ``linreg``, ...: one label per variant."""
+    return "/".join(x for x in (method, kernel, sigma) if x)
+
+
+# --------------------------------------------------------------------------------------------
+# labels, prompts, seeds
+# --------------------------------------------------------------------------------------------
+
+def _dupes(items: Sequence[str]) -> list[str]:
+    seen: set[str] = set()
+    out = []
+    for x in items:
+        if x in seen and x not in out:
+            out.append(x)
+        seen.add(x)
+    return out
+
+
+def check_classes(classes: Sequence[Any], what: str = "classes") -> list[str]:
+    """Class names as strings: non-empty, unique."""
+    names = [str(c) for c in classes]
+    if len(names) < 2:
+        raise InputError(f"{what}: classification needs at least 2 classes, got {len(names)}")
+    if any(not n.strip() for n in names):
+        raise InputError(f"{what}: a class name is empty")
+    dup = _dupes(names)
+    if dup:
+        raise InputError(f"{what}: duplicate class name(s) {', '.join(map(repr, dup[:3]))}"
+                         + (f" and {len(dup) - 3} more" if len(dup) > 3 else ""))
+    return names
+
+
+def resolve_labels(labels: Any, classes: Sequence[str], what: str = "labels") -> np.ndarray:
+    """Labels (class indices ``0..C-1``, or class names) -> int64 class indices.
+
+    A string label is a class name, or else a decimal index into ``classes``.
+    """
+    arr = np.asarray(labels)
+    if arr.ndim != 1:
+        raise InputError(f"{what} must be one label per image (1-D), got shape {arr.shape}")
+    C = len(classes)
+    if arr.dtype.kind in "iu":
+        idx = arr.astype(np.int64)
+    elif arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise InputError(f"{what}: numeric labels must be whole class indices")
+        idx = arr.astype(np.int64)
+    else:
+        pos = {c: i for i, c in enumerate(classes)}
+        out = np.empty(arr.shape[0], dtype=np.int64)
+        for k, v in enumerate(arr.tolist()):
+            s = str(v).strip()
+            if s in pos:
+                out[k] = pos[s]
+            elif s.lstrip("-").isdigit():
+                out[k] = int(s)
+            else:
+                raise InputError(f"{what}: label {s!r} is not one of the {C} classes")
+        idx = out
+    bad = idx[(idx < 0) | (idx >= C)]
+    if bad.size:
+        raise InputError(f"{what}: label {int(bad[0])} is not a class index 0..{C - 1} "
+                         f"({bad.size} such labels)")
+    return idx
+
+
+def class_prompts(classes: Sequence[str], encoder: Any, templates: Sequence[str] = (
+        DEFAULT_TEMPLATE,)) -> np.ndarray:
+    """The (C, d) prompt embeddings: for each class the mean over ``templates`` of the text
+    encoder's embedding of ``template.format(name)`` (not renormalised, as a caption mean).
+
+    ``encoder`` is a :class:`fastcka.encoders.TextEncoder` (``prepare``/``infer``)."""
+    templates = check_templates(templates)
+    texts = [t.format(c) for c in classes for t in templates]
+    E = np.asarray(encoder.infer(encoder.prepare(texts)), dtype=np.float64)
+    return E.reshape(len(classes), len(templates), -1).mean(axis=1)
+
+
+def check_templates(templates: Sequence[str]) -> list[str]:
+    if isinstance(templates, str):
+        templates = [templates]
+    out = [str(t) for t in templates]
+    if not out:
+        raise InputError("give at least one prompt template")
+    for t in out:
+        if t.count("{}") != 1 or "{" in t.replace("{}", "") or "}" in t.replace("{}", ""):
+            raise InputError(f"prompt template {t!r} must hold exactly one '{{}}' for the class "
+                             f"name (and no other braces)")
+    return out
+
+
+def draw_seeds(labels: np.ndarray, n_seeds: int, n_classes: int, rng: int = 0) -> np.ndarray:
+    """``n_seeds`` image rows balanced over classes, drawn with ``default_rng(rng)``.
+
+    Every class gets ``n_seeds // C`` seeds and ``n_seeds % C`` classes (drawn at random) one more;
+    within a class the images are drawn at random.  Returns the rows, sorted.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    n = labels.shape[0]
+    C = int(n_classes)
+    if isinstance(n_seeds, bool) or not isinstance(n_seeds, (int, np.integer)):
+        raise InputError(f"seeds must be an integer, got {n_seeds!r}")
+    if n_seeds < C:
+        raise InputError(f"{n_seeds} seeds cannot cover the {C} classes: give at least one seed "
+                         f"per class (--seeds >= {C})")
+    if n_seeds >= n:
+        raise InputError(f"{n_seeds} seeds leave none of the {n} images to classify: give "
+                         f"fewer seeds than images")
+    gen = np.random.default_rng(int(rng))
+    per = np.full(C, n_seeds // C, dtype=np.int64)
+    per[gen.permutation(C)[: n_seeds % C]] += 1
+    rows = []
+    for c in range(C):
+        members = np.flatnonzero(labels == c)
+        if members.size < per[c]:
+            raise InputError(f"class {c} has {members.size} labelled images, fewer than the "
+                             f"{per[c]} seeds it needs")
+        rows.append(gen.permutation(members)[: per[c]])
+    return np.sort(np.concatenate(rows)).astype(np.intp)
+
+
+def read_classes(path: Any) -> list[str]:
+    """Class names, one per line (line i = class i = integer label i); trailing blank lines are
+    dropped, a blank line between names or a repeated name is an error."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = [ln.strip() for ln in fh.read().splitlines()]
+    except FileNotFoundError:
+        raise InputError(f"classes file not found: {path}") from None
+    except IsADirectoryError:
+        raise InputError(f"classes file is a folder: {path}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"classes file is not UTF-8 text: {path}") from None
+    while lines and not lines[-1]:
+        lines.pop()
+    if any(not ln for ln in lines):
+        raise InputError(f"classes file {path}: blank line {lines.index('') + 1} (line i names "
+                         f"class i, so blank lines would shift the labels)")
+    return check_classes(lines, f"classes file {path}")
+
+
+def read_labels(path: Any, ids: Sequence[str]) -> np.ndarray:
+    """The label of each image id from a file, aligned with ``ids``.
+
+    ``.npy``: a 1-D array, row i = image row i.  ``.csv``/``.tsv``: two columns ``id,label``
+    (an optional header ``id,label``) covering every id.  Anything else: one label per line,
+    line i = image row i.
+    """
+    import csv
+    from pathlib import Path
+
+    p = Path(path)
+    ids = [str(i) for i in ids]
+    if not p.is_file():
+        raise InputError(f"labels file not found: {p}")
+    if p.suffix.lower() == ".npy":
+        try:
+            lab = np.load(p, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise InputError(f"labels file {p}: not a readable .npy array "
+                             f"({' '.join(str(exc).split())})") from None
+        if lab.ndim != 1 or lab.shape[0] != len(ids):
+            raise InputError(f"labels/ids mismatch: {p} holds {lab.shape[0] if lab.ndim else 0} "
+                             f"labels (shape {lab.shape}) for the {len(ids)} images")
+        return lab
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"labels file is not UTF-8 text: {p}") from None
+    if p.suffix.lower() in (".csv", ".tsv"):
+        rows = [r for r in csv.reader(text.splitlines(),
+                                      delimiter="\t" if p.suffix.lower() == ".tsv" else ",")
+                if r and any(c.strip() for c in r)]
+        if rows and [c.strip().lower() for c in rows[0]] == ["id", "label"]:
+            rows = rows[1:]
+        bad = [i for i, r in enumerate(rows) if len(r) != 2]
+        if bad:
+            raise InputError(f"labels file {p}: row {bad[0] + 1} does not have two fields "
+                             f"(id, label)")
+        got: dict[str, str] = {}
+        for r in rows:
+            k = r[0].strip()
+            if k in got:
+                raise InputError(f"labels file {p}: id {k!r} is labelled twice")
+            got[k] = r[1].strip()
+        pos = set(ids)
+        extra = [k for k in got if k not in pos]
+        missing = [i for i in ids if i not in got]
+        if extra or missing:
+            what = (f"{len(missing)} image id(s) have no label (e.g. {missing[0]!r})" if missing
+                    else f"{len(extra)} labelled id(s) are not images of the store "
+                         f"(e.g. {extra[0]!r})")
+            raise InputError(f"labels/ids mismatch: {p}: {what}")
+        return np.asarray([got[i] for i in ids], dtype=str)
+    lines = [ln.strip() for ln in text.splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    if len(lines) != len(ids):
+        raise InputError(f"labels/ids mismatch: {p} has {len(lines)} lines for the {len(ids)} "
+                         f"images (line i labels image row i)")
+    if any(not ln for ln in lines):
+        raise InputError(f"labels file {p}: blank line {lines.index('') + 1}")
+    return np.asarray(lines, dtype=str)
+
+
+# --------------------------------------------------------------------------------------------
+# scores and assignments
+# --------------------------------------------------------------------------------------------
+
+def balanced_assignment(scores: Any) -> np.ndarray:
+    """Assign each of the q rows (images) one of the C columns (classes), every class getting
+    ``q // C`` or ``q // C + 1`` rows (``q % C`` classes the larger share), maximising the total
+    score.
+
+    One maximising linear assignment on the scores with each class column replicated
+    ``ceil(q / C)`` times; when C does not divide q, ``C - q % C`` dummy rows may take only the
+    last replica of a class (each class has one), so exactly that many classes get the smaller
+    share.  Returns the (q,) int64 class of each row.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    S = check_matrix(scores, "scores", dtype=np.float64)
+    q, C = S.shape
+    if q < C:
+        raise InputError(f"a balanced assignment needs at least as many images as classes, got "
+                         f"{q} images and {C} classes")
+    hi = -(-q // C)
+    r = q % C
+    cols = np.repeat(np.arange(C), hi)                 # replica j of class c at column c*hi + j
+    M = np.repeat(S, hi, axis=1)
+    if r:
+        big = (float(S.max() - S.min()) + 1.0) * (q + C) + 1.0
+        dummy = np.full((C - r, C * hi), -big)
+        dummy[:, hi - 1::hi] = 0.0                      # only the last replica of each class
+        M = np.vstack([M, dummy])
+    rows, cc = linear_sum_assignment(M, maximize=True)
+    out = np.empty(q, dtype=np.int64)
+    keep = rows < q
+    out[rows[keep]] = cols[cc[keep]]
+    return out
+
+
+def _knn_scores(Xq: np.ndarray, Xb: np.ndarray, lb: np.ndarray, C: int) -> np.ndarray:
+    def unit(A):
+        n = np.linalg.norm(A, axis=1, keepdims=True)
+        return A / np.where(n > 0, n, 1.0)
+
+    sim = unit(Xq) @ unit(Xb).T
+    out = np.full((Xq.shape[0], C), -np.inf)
+    for c in range(C):
+        m = lb == c
+        if m.any():
+            out[:, c] = sim[:, m].max(axis=1)
+    return out
+
+
+@dataclass
+class MethodResult:
+    """The classification of the scored images by one method.
+
+    Attributes
+    ----------
+    method, kernel, sigma : str
+        The variant (``local-cka``/``linear``, ``linreg``/``""``, ...); ``name`` joins them.
+    scores : (q, C) float64
+        Image × class scores (higher = more alike).
+    predictions : (q,) int64
+        The predicted class of each scored image (arg-max, or the balanced assignment).
+    top1, top5 : float
+        Share of images whose class is the best / among the 5 best scores (arg-max ranking,
+        also with ``balanced``; top-5 counts min(5, C) classes).
+    accuracy : float
+        Share of correct ``predictions`` (= ``top1`` unless ``balanced``).
+    per_class : (C,) float
+        Accuracy of ``predictions`` per true class (NaN for a class with no scored image).
+    confusion : (C, C) int64
+        ``confusion[t, p]``: scored images of class t predicted as p.
+    seconds : float
+    """
+
+    method: str
+    kernel: str
+    sigma: str
+    scores: np.ndarray = field(repr=False)
+    predictions: np.ndarray = field(repr=False)
+    top1: float
+    top5: float
+    accuracy: float
+    per_class: np.ndarray = field(repr=False)
+    confusion: np.ndarray = field(repr=False)
+    balanced: bool = False
+    seconds: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return method_name(self.method, self.kernel, self.sigma)
+
+
+@dataclass
+class ClassifyResult:
+    """What :func:`classify` returns.
+
+    Attributes
+    ----------
+    classes : list of str
+    methods : list of MethodResult
+        In the order of the ``methods`` argument.
+    query_rows : (q,) int
+        The rows of ``images`` that were scored (all rows but the seeds, or all with ``base``).
+    labels : (q,) int64
+        Their true classes.
+    seed_rows : (m,) int or None
+        In-domain seeds (rows of ``images``); None with a cross-domain ``base``.
+    n_seeds : int
+        Seed pairs used (the base size).
+    balanced : bool
+    """
+
+    classes: list[str]
+    methods: list[MethodResult]
+    query_rows: np.ndarray = field(repr=False)
+    labels: np.ndarray = field(repr=False)
+    seed_rows: np.ndarray | None = field(default=None, repr=False)
+    n_seeds: int = 0
+    balanced: bool = False
+    cross_domain: bool = False
+
+    def __getitem__(self, name: str) -> MethodResult:
+        for m in self.methods:
+            if name in (m.name, m.method):
+                return m
+        raise KeyError(f"no method {name!r}; have {', '.join(m.name for m in self.methods)}")
+
+    @property
+    def n_queries(self) -> int:
+        return int(len(self.query_rows))
+
+    @property
+    def chance(self) -> float:
+        return 1.0 / len(self.classes)
+
+    def summary(self) -> list[dict[str, Any]]:
+        """One row per method: method, kernel, sigma, top1, top5, accuracy, n_queries, n_seeds."""
+        return [{"method": m.method, "kernel": m.kernel, "sigma": m.sigma, "top1": m.top1,
+                 "top5": m.top5, "accuracy": m.accuracy, "balanced": self.balanced,
+                 "n_queries": self.n_queries, "n_seeds": self.n_seeds,
+                 "n_classes": len(self.classes), "seconds": m.seconds} for m in self.methods]
+
+    def per_class_rows(self) -> list[dict[str, Any]]:
+        """Tidy rows (method, kernel, sigma, class, n, accuracy)."""
+        counts = np.bincount(self.labels, minlength=len(self.classes))
+        return [{"method": m.method, "kernel": m.kernel, "sigma": m.sigma, "class": c,
+                 "n": int(counts[i]), "accuracy": float(m.per_class[i])}
+                for m in self.methods for i, c in enumerate(self.classes)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"classes": list(self.classes), "n_queries": self.n_queries,
+                "n_seeds": self.n_seeds, "balanced": self.balanced,
+                "cross_domain": self.cross_domain, "chance": self.chance,
+                "methods": [{"name": m.name, "method": m.method, "kernel": m.kernel,
+                             "sigma": m.sigma, "top1": m.top1, "top5": m.top5,
+                             "accuracy": m.accuracy,
+                             "per_class": dict(zip(self.classes, m.per_class.tolist(),
+                                                   strict=True)),
+                             "confusion": m.confusion.tolist(), "seconds": m.seconds}
+                            for m in self.methods]}
+
+    def __repr__(self) -> str:
+        accs = ", ".join(f"{m.name}={m.top1:.3f}" for m in self.methods)
+        return (f"ClassifyResult({len(self.classes)} classes, {self.n_queries} images, "
+                f"{self.n_seeds} seeds; top1 {accs})")
+
+
+def _topk(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
+    k = min(k, scores.shape[1])
+    mine = scores[np.arange(len(labels)), labels]
+    better = (scores > mine[:, None]).sum(axis=1)     # ties count in the image's favour
+    return float(np.mean(better < k)) if len(labels) else math.nan
+
+
+def _evaluate(method, kernel, sigma, scores, labels, C, balanced, seconds) -> MethodResult:
+    scores = np.asarray(scores, dtype=np.float64)
+    pred = balanced_assignment(scores) if balanced else np.argmax(scores, axis=1).astype(np.int64)
+    conf = np.zeros((C, C), dtype=np.int64)
+    np.add.at(conf, (labels, pred), 1)
+    counts = conf.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per = np.where(counts > 0, np.diag(conf) / np.maximum(counts, 1), np.nan)
+    return MethodResult(method, kernel, sigma, scores, pred, _topk(scores, labels, 1),
+                        _topk(scores, labels, 5), float(np.mean(pred == labels)),
+                        per.astype(np.float64), conf, bool(balanced), seconds)
+
+
+def classify(images: Any, prompts: Any, labels: Any, *, classes: Sequence[str] | None = None,
+             seeds: Any = None, base: tuple | None = None, methods: Any = DEFAULT_METHODS,
+             balanced: bool = False, rng: int = 0, device: str = "auto") -> ClassifyResult:
+    """Classify images by matching them to class prompts, given seed pairs.
+
+    Parameters
+    ----------
+    images : (n, p) array_like
+        Image embeddings.
+    prompts : (C, d) array_like
+        Row c: the prompt embedding of class c (see :func:`class_prompts`).
+    labels : (n,) array_like
+        True class of every image: indices ``0..C-1`` or class names (see
+        :func:`resolve_labels`).  They pick the in-domain seeds and score the result.
+    classes : sequence of str, optional
+        Class names (default ``"0" .. "C-1"``); unique.
+    seeds : int or array of int, optional
+        In-domain: the number of labelled seed images, balanced over classes and drawn with
+        ``rng`` (default ``5 * C``), or their rows.  With ``base``: draw that many of the base
+        pairs (default all).
+    base : (BT, BI), optional
+        Cross-domain seed pairs: caption embeddings (same text encoder as ``prompts``) and image
+        embeddings (same image encoder as ``images``) of another dataset, paired by row.  Every
+        image is then scored.
+    methods : str or list of str
+        ``local-cka`` (linear, rbf paper-σ, rbf base-σ), ``local-cka:linear|rbf|rbf-base``,
+        ``linreg``, ``relative``, ``cosine`` (equal dimensions only), ``knn`` (nearest labelled
+        seed image; in-domain only).  Default: local CKA linear and rbf, linreg, relative.
+    balanced : bool
+        Assign each class q/C of the q scored images by a linear assignment (see
+        :func:`balanced_assignment`) instead of the arg-max.
+    rng : int
+        Seed of the seed draw.
+    device : {"auto", "cpu", "gpu"}
+
+    Returns
+    -------
+    ClassifyResult
+    """
+    from .retrieval import score_matrix
+
+    variants = parse_classify_methods(methods)
+    X = np.asarray(check_matrix(images, "images", min_rows=2), dtype=np.float64)
+    P = np.asarray(check_matrix(prompts, "prompts", min_rows=2), dtype=np.float64)
+    C = P.shape[0]
+    classes = check_classes(classes if classes is not None else [str(i) for i in range(C)])
+    if len(classes) != C:
+        raise InputError(f"{len(classes)} class names for {C} prompt rows")
+    y = resolve_labels(labels, classes)
+    if y.shape[0] != X.shape[0]:
+        raise InputError(f"{y.shape[0]} labels for {X.shape[0]} images")
+    if isinstance(rng, bool) or not isinstance(rng, (int, np.integer)):
+        raise InputError(f"rng must be an integer seed, got {rng!r}")
+    seed_rows = None
+    if base is None:
+        if seeds is None:
+            seeds = 5 * C
+        if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+            seed_rows = draw_seeds(y, int(seeds), C, int(rng))
+        else:
+            seed_rows = np.unique(np.asarray(seeds, dtype=np.intp))
+            if seed_rows.size != np.asarray(seeds).size or seed_rows.min() < 0 or \
+                    seed_rows.max() >= X.shape[0]:
+                raise InputError(f"seed rows must be distinct rows 0..{X.shape[0] - 1}")
+            if seed_rows.size >= X.shape[0]:
+                raise InputError("the seeds leave no image to classify")
+        qrows = np.setdiff1d(np.arange(X.shape[0]), seed_rows).astype(np.intp)
+        Sb, Tb = X[seed_rows], P[y[seed_rows]]
+        lb = y[seed_rows]
+    else:
+        if len(base) != 2:
+            raise InputError("base must be a pair (BT, BI): caption and image embeddings")
+        BT = np.asarray(check_matrix(base[0], "base text", min_rows=2), dtype=np.float64)
+        BI = np.asarray(check_matrix(base[1], "base images", min_rows=2), dtype=np.float64)
+        if len(BT) != len(BI):
+            raise InputError(f"base text and images must be paired by row, got {len(BT)} and "
+                             f"{len(BI)} rows")
+        if BT.shape[1] != P.shape[1]:
+            raise InputError(f"the prompts have dimension {P.shape[1]} but the base text store "
+                             f"has {BT.shape[1]}: embed the prompts with the base captions' "
+                             f"text encoder")
+        if BI.shape[1] != X.shape[1]:
+            raise InputError(f"the images have dimension {X.shape[1]} but the base images have "
+                             f"{BI.shape[1]}: use the same image encoder")
+        if any(m == "knn" for m, _, _ in variants):
+            raise InputError("method 'knn' needs labelled seed images of the same set; it has "
+                             "no meaning with a cross-domain base")
+        if seeds is not None:
+            if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or \
+                    not 4 <= seeds <= len(BT):
+                raise InputError(f"with a base, seeds must be a count 4..{len(BT)}, got {seeds!r}")
+            pick = np.sort(np.random.default_rng(int(rng)).permutation(len(BT))[: int(seeds)])
+            BT, BI = BT[pick], BI[pick]
+        qrows = np.arange(X.shape[0], dtype=np.intp)
+        Sb, Tb, lb = BI, BT, None
+    if len(Sb) < 4 and any(m != "knn" for m, _, _ in variants):
+        raise InputError(f"local CKA and the baselines need at least 4 seed pairs, got {len(Sb)}")
+    if any(m == "cosine" for m, _, _ in variants) and X.shape[1] != P.shape[1]:
+        raise InputError(f"method 'cosine' needs images and prompts of the same dimension, got "
+                         f"{X.shape[1]} and {P.shape[1]}: use local-cka, linreg or relative")
+    if balanced and len(qrows) < C:
+        raise InputError(f"--balanced needs at least as many images to classify as classes, "
+                         f"got {len(qrows)} and {C}")
+    Xq, yq = X[qrows], y[qrows]
+    results = []
+    for m, kern, sig in variants:
+        t0 = time.perf_counter()
+        if m == "knn":
+            sc = _knn_scores(Xq, Sb, lb, C)
+        else:
+            sc = score_matrix(m, Xq, P, Sb, Tb, kernel=kern or "linear", sigma=sig or "paper",
+                              device=device)
+            sc = sc.get() if type(sc).__module__.startswith("cupy") else np.asarray(sc)
+        results.append(_evaluate(m, kern, sig, sc, yq, C, balanced, time.perf_counter() - t0))
+    return ClassifyResult(classes, results, qrows, yq, seed_rows, int(len(Sb)), bool(balanced),
+                          base is not None)
+
+
+# --------------------------------------------------------------------------------------------
+# outputs
+# --------------------------------------------------------------------------------------------
+
+def _slug(name: str) -> str:
+    return name.replace("/", "-")
+
+
+def confusion_text(m: MethodResult, classes: Sequence[str], width: int = 7) -> str:
+    """The confusion matrix as aligned text (rows: true class, columns: predicted)."""
+    short = [c[:width] for c in classes]
+    lw = min(max(len(c) for c in classes), 14)
+    head = " " * (lw + 1) + "".join(f"{c:>{width + 1}}" for c in short) + f"{'acc':>{width + 1}}"
+    lines = [head]
+    for i, c in enumerate(classes):
+        acc = m.per_class[i]
+        lines.append(f"{c[:lw]:<{lw}} " + "".join(f"{v:>{width + 1}d}" for v in m.confusion[i])
+                     + (f"{acc:>{width + 1}.3f}" if acc == acc else f"{'-':>{width + 1}}"))
+    return "\n".join(lines)
+
+
+def _confusion_png(m: MethodResult, classes: Sequence[str], path: Any) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ._io import atomic_path
+
+    C = len(classes)
+    size = max(4.0, min(0.45 * C + 2.0, 24.0))
+    fig, ax = plt.subplots(figsize=(size, size))
+    counts = m.confusion.sum(axis=1, keepdims=True)
+    frac = m.confusion / np.maximum(counts, 1)
+    ax.imshow(frac, cmap="Blues", vmin=0.0, vmax=1.0)
+    if C <= 40:
+        ax.set_xticks(range(C), [c[:16] for c in classes], rotation=60, ha="right", fontsize=8)
+        ax.set_yticks(range(C), [c[:16] for c in classes], fontsize=8)
+        if C <= 20:
+            for i in range(C):
+                for j in range(C):
+                    if m.confusion[i, j]:
+                        ax.text(j, i, str(m.confusion[i, j]), ha="center", va="center",
+                                fontsize=7, color="white" if frac[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(f"{m.name}: top-1 {m.top1:.3f}"
+                 + (f", balanced {m.accuracy:.3f}" if m.balanced else ""))
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    finally:
+        plt.close(fig)
+
+
+def write_classification(result: ClassifyResult, out_dir: Any, *,
+                         ids: Sequence[str] | None = None) -> list[str]:
+    """Write the result into the folder ``out_dir``; returns the file names written.
+
+    ``summary.csv`` (one row per method), ``per_class.csv`` (method, class, n, accuracy),
+    ``predictions.csv`` (each scored image: id, true class, one column per method),
+    ``confusion_<method>.csv`` and ``.png`` (rows: true class, columns: predicted).  A folder
+    that does not exist yet is built under a temporary name and renamed when complete; files
+    in an existing folder are each replaced atomically.
+    """
+    import csv
+    import io
+    import os
+    import shutil
+
+    from ._io import atomic_write_text, real_target, temp_name
+    from ._table import write_rows
+
+    final = real_target(out_dir)
+    if final.exists() and not final.is_dir():
+        raise InputError(f"output {out_dir} exists and is not a folder")
+    if not final.parent.is_dir():
+        raise InputError(f"output folder's parent does not exist: {final.parent}")
+    fresh = not final.exists()
+    target = temp_name(final) if fresh else final
+    if fresh:
+        target.mkdir()
+    files: list[str] = []
+    try:
+        write_rows(str(target / "summary.csv"), result.summary())
+        write_rows(str(target / "per_class.csv"), result.per_class_rows())
+        files += ["summary.csv", "per_class.csv"]
+        qids = ([str(ids[i]) for i in result.query_rows] if ids is not None
+                else [str(int(i)) for i in result.query_rows])
+        preds = [{"id": qids[k], "class": result.classes[int(result.labels[k])],
+                  **{m.name: result.classes[int(m.predictions[k])] for m in result.methods}}
+                 for k in range(result.n_queries)]
+        write_rows(str(target / "predictions.csv"), preds)
+        files.append("predictions.csv")
+        for m in result.methods:
+            buf = io.StringIO()
+            w = csv.writer(buf, lineterminator="\n")
+            w.writerow(["true \\ predicted", *result.classes])
+            for c, row in zip(result.classes, m.confusion.tolist(), strict=True):
+                w.writerow([c, *row])
+            name = f"confusion_{_slug(m.name)}"
+            atomic_write_text(target / f"{name}.csv", buf.getvalue())
+            _confusion_png(m, result.classes, target / f"{name}.png")
+            files += [f"{name}.csv", f"{name}.png"]
+        if fresh:
+            os.rename(target, final)
+    except BaseException:
+        if fresh:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+    return files
+
+
+make_module_callable(__name__, classify)
