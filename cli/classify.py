@@ -11,7 +11,14 @@ from __future__ import annotations
 import click
 
 from ._common import emit_result
-from ._options import device_option, examples, json_option, resolve, seed_option
+from ._options import (
+    device_option,
+    examples,
+    json_option,
+    plot_format_option,
+    resolve,
+    seed_option,
+)
 
 
 @click.command("classify", epilog=examples(
@@ -52,11 +59,12 @@ from ._options import device_option, examples, json_option, resolve, seed_option
 @click.option("-o", "--output", "out_dir", default=None, type=click.Path(),
               help="Folder for summary.csv, per_class.csv, predictions.csv and the confusion "
                    "matrices (CSV + PNG).")
+@plot_format_option
 @seed_option
 @device_option
 @json_option
 def command(images, classes_file, labels_file, prompts_store, templates, encoder, n_seeds, base,
-            methods, balanced, out_dir, seed, device, json_):
+            methods, balanced, out_dir, plot_format, seed, device, json_):
     """Classify the images of IMAGES by matching them to class prompts."""
     import numpy as np
 
@@ -123,7 +131,8 @@ def command(images, classes_file, labels_file, prompts_store, templates, encoder
     res = fc.classify(img.X, prompts, labels, classes=classes, seeds=n_seeds, base=base_arg,
                       methods=methods, balanced=balanced,
                       rng=s.seed, device=s.device)
-    files = fc.write_classification(res, out_dir, ids=img.ids.tolist()) if out_dir else []
+    files = (fc.write_classification(res, out_dir, ids=img.ids.tolist(), plot_format=plot_format)
+             if out_dir else [])
     doc = res.to_dict()
     doc.update(images=images, files=files)
     emit_result("classify", inputs={"images": images, "classes": classes_file,

@@ -597,47 +597,22 @@ def confusion_text(m: MethodResult, classes: Sequence[str], width: int = 7) -> s
     return "\n".join(lines)
 
 
-def _confusion_png(m: MethodResult, classes: Sequence[str], path: Any) -> None:
-    import matplotlib
+def _confusion_plot(m: MethodResult, classes: Sequence[str], path: Any, fmt: str) -> None:
+    from .plots import confusion_matrix, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ._io import atomic_path
-
-    C = len(classes)
-    size = max(4.0, min(0.45 * C + 2.0, 24.0))
-    fig, ax = plt.subplots(figsize=(size, size))
-    counts = m.confusion.sum(axis=1, keepdims=True)
-    frac = m.confusion / np.maximum(counts, 1)
-    ax.imshow(frac, cmap="Blues", vmin=0.0, vmax=1.0)
-    if C <= 40:
-        ax.set_xticks(range(C), [c[:16] for c in classes], rotation=60, ha="right", fontsize=8)
-        ax.set_yticks(range(C), [c[:16] for c in classes], fontsize=8)
-        if C <= 20:
-            for i in range(C):
-                for j in range(C):
-                    if m.confusion[i, j]:
-                        ax.text(j, i, str(m.confusion[i, j]), ha="center", va="center",
-                                fontsize=7, color="white" if frac[i, j] > 0.5 else "black")
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
-    ax.set_title(f"{m.name}: top-1 {m.top1:.3f}"
-                 + (f", balanced {m.accuracy:.3f}" if m.balanced else ""))
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-    finally:
-        plt.close(fig)
+    fig = confusion_matrix(m.confusion, classes, title=f"{m.name}: top-1 {m.top1:.3f}" + (
+        f", balanced {m.accuracy:.3f}" if m.balanced else ""))
+    save(fig, path, fmt)
 
 
 def write_classification(result: ClassifyResult, out_dir: Any, *,
-                         ids: Sequence[str] | None = None) -> list[str]:
+                         ids: Sequence[str] | None = None, plot_format: str = "png") -> list[str]:
     """Write the result into the folder ``out_dir``; returns the file names written.
 
     ``summary.csv`` (one row per method), ``per_class.csv`` (method, class, n, accuracy),
     ``predictions.csv`` (each scored image: id, true class, one column per method),
-    ``confusion_<method>.csv`` and ``.png`` (rows: true class, columns: predicted).  A folder
+    ``confusion_<method>.csv`` (rows: true class, columns: predicted; the wide layout
+    ``fastcka report`` reads) and its plot ``confusion_<method>.<plot_format>``.  A folder
     that does not exist yet is built under a temporary name and renamed when complete; files
     in an existing folder are each replaced atomically.
     """
@@ -648,6 +623,9 @@ def write_classification(result: ClassifyResult, out_dir: Any, *,
 
     from ._io import atomic_write_text, real_target, temp_name
     from ._table import write_rows
+    from .plots import check_format
+
+    fmt = check_format(plot_format)
 
     final = real_target(out_dir)
     if final.exists() and not final.is_dir():
@@ -678,8 +656,8 @@ def write_classification(result: ClassifyResult, out_dir: Any, *,
                 w.writerow([c, *row])
             name = f"confusion_{_slug(m.name)}"
             atomic_write_text(target / f"{name}.csv", buf.getvalue())
-            _confusion_png(m, result.classes, target / f"{name}.png")
-            files += [f"{name}.csv", f"{name}.png"]
+            _confusion_plot(m, result.classes, target / f"{name}.{fmt}", fmt)
+            files += [f"{name}.csv", f"{name}.{fmt}"]
         if fresh:
             os.rename(target, final)
     except BaseException:
