@@ -519,8 +519,8 @@ def classify(images: Any, prompts: Any, labels: Any, *, classes: Sequence[str] |
             seed_rows = draw_seeds(y, int(seeds), C, int(rng))
         else:
             seed_rows = np.unique(np.asarray(seeds, dtype=np.intp))
-            if seed_rows.size != np.asarray(seeds).size or seed_rows.min() < 0 or \
-                    seed_rows.max() >= X.shape[0]:
+            if seed_rows.size == 0 or seed_rows.size != np.asarray(seeds).size or \
+                    seed_rows.min() < 0 or seed_rows.max() >= X.shape[0]:
                 raise InputError(f"seed rows must be distinct rows 0..{X.shape[0] - 1}")
             if seed_rows.size >= X.shape[0]:
                 raise InputError("the seeds leave no image to classify")

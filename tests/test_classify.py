@@ -148,9 +148,13 @@ def test_seed_draw_is_balanced_and_reproducible():
     r1 = classify(X, P, yy, seeds=18, methods="local-cka:rbf,linreg", rng=5)
     r2 = classify(X, P, yy, seeds=18, methods="local-cka:rbf,linreg", rng=5)
     assert np.array_equal(r1.seed_rows, r2.seed_rows)
-    for m1, m2 in zip(r1.methods, r2.methods, strict=True):
+    r3 = classify(X, P, yy, seeds=r1.seed_rows[::-1], methods="local-cka:rbf,linreg")
+    for m1, m2, m3 in zip(r1.methods, r2.methods, r3.methods, strict=True):
         assert np.array_equal(m1.scores, m2.scores)
         assert np.array_equal(m1.predictions, m2.predictions)
+        assert np.array_equal(m1.scores, m3.scores)      # explicit rows: the same seeds
+    with pytest.raises(InputError, match="distinct rows"):
+        classify(X, P, yy, seeds=[3, 3, 4, 5, 6, 7])
 
 
 def test_cross_domain_base():
