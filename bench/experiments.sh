@@ -13,3 +13,5 @@ $F eval $S::/text $S::/image --methods faq:rbf,local-cka,linreg,relative \
     --seeds 10,20,40,80,160,320 --queries 500 --draws 3 --direction both \
     --n-init "${N_INIT:-20}" -o docs/results/flickr8k.csv --resume
 $F report docs/results/flickr8k.csv -o docs/results/report --title "Flickr8k: MiniLM captions vs EfficientNet-lite0 images"
+# classification by matching on the Fashion-MNIST subset (docs/results/classify/)
+.venv/bin/python bench/classify_fmnist.py --out docs/results/classify

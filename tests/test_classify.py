@@ -442,3 +442,41 @@ def test_embed_image_stores_labels_of_npy_and_image_folder(tmp_path, tiny, capsy
                        capsys)
     assert code == 0, err
     assert read_store(tmp_path / "f.h5").labels is None
+
+
+# ------------------------------------------------------------------------------- real data
+
+@pytest.fixture(scope="session")
+def fashion_store(shared_data, tmp_path_factory):
+    """The 1000 Fashion-MNIST images embedded once by efficientnet-lite0, labels included."""
+    src = shared_data / "fashion-mnist" / "test1000_images.npy"
+    if not src.exists():
+        pytest.skip(f"Fashion-MNIST subset absent: {src}")
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from fastcka.datasets import read_images
+    from fastcka.encoders import embed_images, get_encoder
+
+    out = tmp_path_factory.mktemp("fashion") / "fm.h5"
+    embed_images(read_images(src), get_encoder("efficientnet-lite0", "image", device="cpu"),
+                 str(out), show_progress=False)
+    return out
+
+
+def test_fashion_mnist_50_seeds(fashion_store, shared_data, capsys):
+    """The done-when run: local CKA well above chance (0.1) with 50 labelled seeds, and the
+    nearest-neighbour reference on the same seeds in the same run."""
+    pytest.importorskip("transformers")
+    fm = shared_data / "fashion-mnist"
+    es = read_store(fashion_store)
+    assert np.array_equal(es.labels, np.load(fm / "test1000_labels.npy"))   # labels travelled
+    code, out, err = run(["--json", "classify", fashion_store, "--classes", fm / "classes.txt",
+                          "--seeds", "50", "--methods", "local-cka:linear,local-cka:rbf,knn"],
+                         capsys)
+    assert code == 0, err
+    doc = json.loads(out)
+    top1 = {m["name"]: m["top1"] for m in doc["methods"]}
+    assert doc["n_queries"] == 950 and doc["n_seeds"] == 50
+    assert top1["local-cka/linear"] >= 0.6 and top1["local-cka/rbf/paper"] >= 0.6, top1
+    assert top1["knn"] > 0.3, top1
+    conf = np.asarray(doc["methods"][0]["confusion"])
+    assert conf.shape == (10, 10) and conf.sum() == 950
