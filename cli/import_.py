@@ -1,172 +1,25 @@
 """``fastcka import``: turn an array file into an embedding store.
 
-Sources (by suffix): ``.npy``; ``.npz`` (``--array NAME``; an array named ``ids`` supplies the
-ids); ``.csv``/``.tsv`` (optional header; a header column named ``id`` supplies the ids); ``.pt``
-(a torch tensor, or a dict of tensors with an optional ``ids`` list; needs torch).  Ids come from
-``--ids FILE`` (one per line), else from the source, else row numbers ``0..n-1``.
+Sources (by suffix, read by :func:`fastcka.sources.read_source`): ``.npy``; ``.npz``
+(``--array NAME``; an array named ``ids`` supplies the ids); ``.csv``/``.tsv`` (optional header;
+a header column named ``id`` supplies the ids); ``.pt`` (a torch tensor, or a dict of tensors
+with an optional ``ids`` list; needs torch).  Ids come from ``--ids FILE`` (one per line, read by
+:func:`fastcka.protocol.read_id_file`), else from the source, else row numbers ``0..n-1``.
 """
 
 from __future__ import annotations
 
-import csv
 import warnings
 from pathlib import Path
-from typing import Any
 
 import click
-import numpy as np
 
 from fastcka.errors import InputError
 from fastcka.protocol import read_id_file
+from fastcka.sources import read_source
 
 from ._common import emit_result
 from ._options import examples, json_option, resolve, warn
-
-SUFFIXES = (".npy", ".npz", ".csv", ".tsv", ".pt", ".pth")
-
-
-def _pick(names: list[str], wanted: str | None, src: Path, what: str = "array") -> str:
-    if wanted is not None:
-        if wanted not in names:
-            raise InputError(f"{src} has no {what} {wanted!r}; it has: {', '.join(names) or 'none'}")
-        return wanted
-    if len(names) == 1:
-        return names[0]
-    if not names:
-        raise InputError(f"{src} holds no 2-D numeric {what}")
-    raise InputError(f"{src} holds several {what}s ({', '.join(names)}); pick one with --array")
-
-
-def _load_npy(src: Path) -> tuple[np.ndarray, list[str] | None, dict]:
-    try:
-        X = np.load(src, allow_pickle=False)
-    except (ValueError, EOFError, OSError) as exc:  # empty, truncated or not an array
-        raise InputError(f"cannot read {src} as a .npy array: {' '.join(str(exc).split())}") from None
-    return X, None, {}
-
-
-def _load_npz(src: Path, array: str | None) -> tuple[np.ndarray, list[str] | None, dict]:
-    import zipfile
-    import zlib
-
-    try:
-        return _load_npz_arrays(src, array)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        if isinstance(exc, InputError):
-            raise
-        raise InputError(f"cannot read {src} as a .npz archive (truncated or damaged?): "
-                         f"{' '.join(str(exc).split()) or type(exc).__name__}") from None
-
-
-def _load_npz_arrays(src: Path, array: str | None) -> tuple[np.ndarray, list[str] | None, dict]:
-    z = np.load(src, allow_pickle=False)
-    with z:
-        names = [n for n in z.files if n != "ids"]
-        name = _pick(names, array, src) if array is not None else _pick(
-            [n for n in names if z[n].ndim == 2 and z[n].dtype.kind in "fiub"], None, src)
-        X = z[name]
-        ids = None
-        if "ids" in z.files:
-            raw = z["ids"]
-            if raw.ndim != 1:
-                raise InputError(f"{src}: array 'ids' must be 1-D, got shape {raw.shape}")
-            ids = [x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in raw.tolist()]
-    return X, ids, {"array": name}
-
-
-def _load_text_table(src: Path) -> tuple[np.ndarray, list[str] | None, dict]:
-    delim = "\t" if src.suffix.lower() == ".tsv" else ","
-    with open(src, newline="", encoding="utf-8-sig") as fh:  # a UTF-8 BOM is not part of a header
-        rows = [r for r in csv.reader(fh, delimiter=delim)]
-    while rows and not any(c.strip() for c in rows[-1]):
-        rows.pop()
-    if not rows:
-        raise InputError(f"{src} is empty")
-
-    def numeric(cell: str) -> bool:
-        try:
-            float(cell)
-            return True
-        except ValueError:
-            return False
-
-    header = None
-    first = [c.strip() for c in rows[0]]
-    if not all(numeric(c) for c in first):
-        header, rows = first, rows[1:]
-        if not rows:
-            raise InputError(f"{src} has a header but no data rows")
-    id_col = None
-    if header is not None:
-        low = [h.lower() for h in header]
-        if "id" in low:
-            id_col = low.index("id")
-    width = len(rows[0]) if header is None else len(header)
-    ids: list[str] | None = [] if id_col is not None else None
-    data = np.empty((len(rows), width - (id_col is not None)), dtype=np.float64)
-    line0 = 2 if header is not None else 1
-    for r, row in enumerate(rows):
-        if len(row) != width:
-            raise InputError(f"{src} line {r + line0}: {len(row)} fields, expected {width}")
-        vals = []
-        for c, cell in enumerate(row):
-            if c == id_col:
-                ids.append(cell.strip())
-                continue
-            try:
-                vals.append(float(cell))
-            except ValueError:
-                col = header[c] if header else str(c + 1)
-                raise InputError(f"{src} line {r + line0}, column {col}: {cell!r} is not a number") from None
-        data[r] = vals
-    if data.shape[1] == 0:
-        raise InputError(f"{src} has no numeric columns")
-    return data, ids, ({"columns": [h for i, h in enumerate(header) if i != id_col]} if header else {})
-
-
-def _load_pt(src: Path, array: str | None) -> tuple[np.ndarray, list[str] | None, dict]:
-    try:
-        import torch
-    except ImportError:
-        raise InputError(f"reading {src.suffix} files needs torch, which is not installed "
-                         "(pip install 'fastcka[encoders]')") from None
-    try:
-        obj = torch.load(src, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle/zip errors of every kind
-        raise InputError(f"cannot read {src} with torch.load: {' '.join(str(exc).split())}") from None
-    ids = None
-    meta: dict[str, Any] = {}
-    if isinstance(obj, dict):
-        if "ids" in obj:
-            raw = obj["ids"]
-            ids = [str(x) for x in (raw.tolist() if hasattr(raw, "tolist") else list(raw))]
-        tensors = {str(k): v for k, v in obj.items() if k != "ids" and isinstance(v, torch.Tensor)}
-        name = _pick(list(tensors), array, src, "tensor")
-        obj = tensors[name]
-        meta["array"] = name
-    if not isinstance(obj, torch.Tensor):
-        raise InputError(f"{src} holds a {type(obj).__name__}, not a tensor (or a dict of tensors)")
-    t = obj.detach().cpu()
-    if t.dtype == torch.bfloat16:
-        t = t.float()
-    return t.numpy(), ids, meta
-
-
-def load_source(src: Path, array: str | None = None) -> tuple[np.ndarray, list[str] | None, dict]:
-    """``(X, ids or None, settings)`` read from an array file, chosen by its suffix."""
-    suffix = src.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise InputError(f"cannot import {src}: unknown suffix {src.suffix!r} "
-                         f"(expected one of {', '.join(SUFFIXES)})")
-    if array is not None and suffix not in (".npz", ".pt", ".pth"):
-        raise InputError(f"--array applies to .npz and .pt sources, not {suffix}")
-    if suffix == ".npy":
-        return _load_npy(src)
-    if suffix == ".npz":
-        return _load_npz(src, array)
-    if suffix in (".csv", ".tsv"):
-        return _load_text_table(src)
-    return _load_pt(src, array)
 
 
 @click.command("import", epilog=examples(
@@ -214,7 +67,7 @@ def command(src: Path, store: str, ids_file: Path | None, modality: str, name: s
     out_path, _ = parse_spec(store)  # bad spec -> exit 2 before reading anything
     check_outputs({"-o": out_path}, [src, ids_file])
     check_store_target(out_path)
-    X, src_ids, settings = load_source(src, array)
+    X, src_ids, settings = read_source(src, array)
     if X.ndim != 2:
         raise InputError(f"{src}: embeddings must be a 2-D array (rows x dim), got shape {X.shape}")
     ids = src_ids
