@@ -114,6 +114,69 @@ def _faq(A, B, options):
     return quadratic_assignment(A, B, method="faq", options=options)
 
 
+def _paired(S: Any, T: Any, ids_S: Any, ids_T: Any):
+    """``(S, T, ids or None)``: the inputs checked and, with ids, paired by id (common ids in
+    S's order, :func:`fastcka.store.common_rows`)."""
+    from .store import common_rows
+
+    Sx = check_matrix(S, "S", min_rows=2)
+    Tx = check_matrix(T, "T", min_rows=2)
+    if ids_S is None and ids_T is None:
+        if len(Sx) != len(Tx):
+            raise InputError(f"S and T must have the same number of rows (paired samples), got "
+                             f"{len(Sx)} and {len(Tx)}; pass ids_S/ids_T to pair them by id")
+        return Sx, Tx, None
+    if ids_S is None or ids_T is None:
+        raise InputError("give both ids_S and ids_T, or neither")
+    ids_S = [str(i) for i in ids_S]
+    ids_T = [str(i) for i in ids_T]
+    if len(ids_S) != len(Sx) or len(ids_T) != len(Tx):
+        raise InputError(f"ids_S/ids_T must have one id per row: got {len(ids_S)} ids for "
+                         f"{len(Sx)} rows of S and {len(ids_T)} for {len(Tx)} rows of T")
+    if len(set(ids_T)) != len(ids_T) or len(set(ids_S)) != len(ids_S):
+        raise InputError("ids_S and ids_T must be unique")
+    rs, rt = common_rows(ids_S, ids_T)
+    if len(rs) < 2:
+        raise InputError(f"S and T share only {len(rs)} ids")
+    return Sx[rs], Tx[rt], [ids_S[i] for i in rs]
+
+
+def _split(n: int, seeds: Any, queries: Any, gen: Any, seed_strategy: str, Sx: Any):
+    """Seed and query rows (int64) from counts or explicit rows (:func:`split_seeds_queries`)."""
+    from .protocol import split_seeds_queries
+
+    seed_kw = ({"n_seeds": int(seeds)} if isinstance(seeds, (int, np.integer))
+               else {"seed_idx": np.asarray(seeds)})
+    if queries is None:
+        q_kw = {}
+    elif isinstance(queries, (int, np.integer)):
+        q_kw = {"n_queries": int(queries)}
+    else:
+        q_kw = {"query_idx": np.asarray(queries)}
+    seed_idx, query_idx = split_seeds_queries(
+        n, **seed_kw, **q_kw, rng=gen, strategy=seed_strategy,
+        features=Sx if seed_strategy == "kmeans" else None)
+    seed_idx = np.asarray(seed_idx, dtype=np.int64)
+    query_idx = np.asarray(query_idx, dtype=np.int64)
+    if len(query_idx) == 0:
+        raise InputError("no query pairs left to match")
+    return seed_idx, query_idx
+
+
+def _contributions(A, B, col: np.ndarray, factored: bool) -> np.ndarray:
+    """Each node's contribution ``Σ_j A[i, j] B[π i, π j]`` to the objective (host array)."""
+    be = get_backend(A, device="gpu" if is_cupy_array(A) else "cpu")
+    if factored:
+        Ah = be.to_host(A)
+        Bh = be.to_host(B)
+        Bp = Bh[col]
+        # Σ_j A[i,j] B[π i, π j] = x_iᵀ (Xᵀ Y_π) y_{π i}
+        M = Ah.T @ Bp
+        return np.einsum("ip,pq,iq->i", Ah, M, Bp)
+    pg = be.asarray(col)
+    return be.to_host((A * B[pg][:, pg]).sum(axis=1))
+
+
 def seeded_match(S: Any, T: Any, *, seeds: Any = N_SEEDS, queries: Any = N_QUERIES,
                  kernel: str = "rbf", sigma: Any = "paper", n_init: int = N_RESTARTS, maxiter: int = 30, tol: float = 1e-5,
                  direction: str = "src-to-tgt", stretch: bool = False,
@@ -178,9 +241,6 @@ def seeded_match(S: Any, T: Any, *, seeds: Any = N_SEEDS, queries: Any = N_QUERI
     kernels plus ~6 q² per restart in a batch; time per restart and Frank–Wolfe iteration one
     q×q GEMM plus one q×q LAP.
     """
-    from .protocol import split_seeds_queries
-    from .store import common_rows
-
     t0 = time.perf_counter()
     device = check_device(device)
     oriented = check_direction(direction)
@@ -188,48 +248,11 @@ def seeded_match(S: Any, T: Any, *, seeds: Any = N_SEEDS, queries: Any = N_QUERI
         raise InputError(f"kernel must be 'rbf' or 'linear', got {kernel!r}")
     if not isinstance(n_init, (int, np.integer)) or n_init < 1:
         raise InputError(f"n_init must be a positive integer, got {n_init!r}")
-    Sx = check_matrix(S, "S", min_rows=2)
-    Tx = check_matrix(T, "T", min_rows=2)
-    if ids_S is not None or ids_T is not None:
-        if ids_S is None or ids_T is None:
-            raise InputError("give both ids_S and ids_T, or neither")
-        ids_S = [str(i) for i in ids_S]
-        ids_T = [str(i) for i in ids_T]
-        if len(ids_S) != len(Sx) or len(ids_T) != len(Tx):
-            raise InputError(f"ids_S/ids_T must have one id per row: got {len(ids_S)} ids for "
-                             f"{len(Sx)} rows of S and {len(ids_T)} for {len(Tx)} rows of T")
-        if len(set(ids_T)) != len(ids_T) or len(set(ids_S)) != len(ids_S):
-            raise InputError("ids_S and ids_T must be unique")
-        rs, rt = common_rows(ids_S, ids_T)
-        if len(rs) < 2:
-            raise InputError(f"S and T share only {len(rs)} ids")
-        Sx, Tx = Sx[rs], Tx[rt]
-        ids = [ids_S[i] for i in rs]
-    else:
-        ids = None
-        if len(Sx) != len(Tx):
-            raise InputError(f"S and T must have the same number of rows (paired samples), got "
-                             f"{len(Sx)} and {len(Tx)}; pass ids_S/ids_T to pair them by id")
+    Sx, Tx, ids = _paired(S, T, ids_S, ids_T)
     if oriented == "tgt-to-src":
         Sx, Tx = Tx, Sx
-    n = len(Sx)
     gen = as_rng(rng)
-
-    seed_kw = ({"n_seeds": int(seeds)} if isinstance(seeds, (int, np.integer))
-               else {"seed_idx": np.asarray(seeds)})
-    if queries is None:
-        q_kw = {}
-    elif isinstance(queries, (int, np.integer)):
-        q_kw = {"n_queries": int(queries)}
-    else:
-        q_kw = {"query_idx": np.asarray(queries)}
-    seed_idx, query_idx = split_seeds_queries(
-        n, **seed_kw, **q_kw, rng=gen, strategy=seed_strategy,
-        features=Sx if seed_strategy == "kmeans" else None)
-    seed_idx = np.asarray(seed_idx, dtype=np.int64)
-    query_idx = np.asarray(query_idx, dtype=np.int64)
-    if len(query_idx) == 0:
-        raise InputError("no query pairs left to match")
+    seed_idx, query_idx = _split(len(Sx), seeds, queries, gen, seed_strategy, Sx)
     m, q = len(seed_idx), len(query_idx)
     shuffle = gen.permutation(q)                      # target queries in shuffled order
     src_rows = np.concatenate([seed_idx, query_idx])
@@ -260,18 +283,7 @@ def seeded_match(S: Any, T: Any, *, seeds: Any = N_SEEDS, queries: Any = N_QUERI
     matched_pos = col[m:] - m                          # position among the shuffled target queries
     matched_idx = query_idx[shuffle[matched_pos]]
     true_idx = query_idx
-    # per-query contribution to the objective
-    be = get_backend(A, device="gpu" if is_cupy_array(A) else "cpu")
-    if factored:
-        Ah = be.to_host(A)
-        Bh = be.to_host(B)
-        Bp = Bh[col]
-        # Σ_j A[i,j] B[π i, π j] = x_iᵀ (Xᵀ Y_π) y_{π i}
-        M = Ah.T @ Bp
-        contrib = np.einsum("ip,pq,iq->i", Ah, M, Bp)
-    else:
-        pg = be.asarray(col)
-        contrib = be.to_host((A * B[pg][:, pg]).sum(axis=1))
+    contrib = _contributions(A, B, col, factored)
     scores = np.asarray(contrib[m:], dtype=np.float64)
     acc = float(np.mean(matched_idx == true_idx))
     all_fun = np.atleast_1d(np.asarray(res.get("all_fun", [res.fun]), dtype=np.float64))
