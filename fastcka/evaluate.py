@@ -7,10 +7,10 @@ exactly as the reference code does (METHOD §2–§3), runs every method on ever
 Protocol
 --------
 - The base is drawn **once** with ``rng`` (default seed 0): a random permutation of the pairs
-  whose first ``max(seeds)`` rows are the base; the cell with ``k`` seeds takes the first ``k``
+  whose first ``max(seeds)`` rows are the base; the cell with ``m`` seeds takes the first ``m``
   of them, so seed sets are nested across counts (the 10 seeds are the first 10 of the 20).
-  ``seed_strategy="kmeans"`` instead takes, for each count k, the source rows nearest (cosine) to
-  k-means centroids (k clusters, seeded by ``rng``); then the sets are not nested.
+  ``seed_strategy="kmeans"`` instead takes, for each count m, the source rows nearest (cosine) to
+  k-means centroids (m clusters, seeded by ``rng``); then the sets are not nested.
 - Queries are drawn **per draw** ``d`` (0, 1, 2 by default) among the pairs outside every base:
   the generator ``default_rng(d)`` first spends one permutation of the n pairs (the base draw's
   step) and then permutes the remaining pairs; the first ``queries`` are the queries.  Draw 0
@@ -390,7 +390,8 @@ def rank_queries(scores: Any, *, k: int = 10, device: str = "auto"):
 
 
 def cell_points(prep: Prepared, cell: Cell) -> tuple[np.ndarray, np.ndarray, int]:
-    """The cell's source and target points ``[base ; queries]`` (in its direction) and k."""
+    """The cell's source and target points ``[base ; queries]`` (in its direction) and m, its
+    number of seeds."""
     b = prep.base[cell.n_seeds]
     qr = prep.queries[cell.draw]
     X = np.concatenate([prep.BS[b], prep.S[qr]])
@@ -408,13 +409,13 @@ def evaluate_cell(prep: Prepared, cell: Cell) -> dict[str, Any]:
     from .retrieval import MatrixScorer, rank
 
     t0 = time.perf_counter()
-    X, Y, k = cell_points(prep, cell)
-    q = len(X) - k
+    X, Y, m = cell_points(prep, cell)
+    q = len(X) - m
     row: dict[str, Any] = {c: (math.nan if t == "f" else "") for c, t in COLUMNS.items()}
     row.update(asdict(cell))
     row["n_queries"] = q
     row["n_init"] = prep.n_init if cell.method == "faq" else 0
-    seeds, queries = np.arange(k), np.arange(k, k + q)
+    seeds, queries = np.arange(m), np.arange(m, m + q)
     if cell.method == "faq":
         res = match_run(X, Y, seeds, queries, kernel=cell.kernel, sigma=cell.sigma or "paper",
                         n_init=prep.n_init, maxiter=prep.maxiter, tol=prep.tol,
@@ -437,9 +438,9 @@ def evaluate_cell(prep: Prepared, cell: Cell) -> dict[str, Any]:
         row["accuracy"] = float(res.accuracy)
     if prep.stretch and cell.method == "faq":
         X, Y = _stretch(X), _stretch(Y)
-    if k >= 4:
-        row["seed_cka"] = float(cka(X[:k], Y[:k], kernel="rbf", sigma="paper", device="cpu"))
-        row["seed_cka_linear"] = float(cka(X[:k], Y[:k], kernel="linear", device="cpu"))
+    if m >= 4:
+        row["seed_cka"] = float(cka(X[:m], Y[:m], kernel="rbf", sigma="paper", device="cpu"))
+        row["seed_cka_linear"] = float(cka(X[:m], Y[:m], kernel="linear", device="cpu"))
     row["seconds"] = time.perf_counter() - t0
     return row
 
