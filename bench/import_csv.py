@@ -119,7 +119,7 @@ def main() -> None:
     lines += [f"First read in a fresh process with an empty Numba cache (the kernel compiles once, "
               f"then loads from the cache): {compile_s:.1f} s wall.  `fastcka import` therefore "
               f"uses the parser only for files of at least "
-              f"{__import__('fastcka.sources').sources.FAST_TEXT_MIN_BYTES >> 20} MiB.", ""]
+              f"{__import__('fastcka.config').config.TEXT_PARSER_MIN_BYTES >> 20} MiB.", ""]
     Path(a.out).write_text("\n".join(lines))
     print("\n".join(lines))
 

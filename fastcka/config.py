@@ -30,6 +30,11 @@ GRAM_CENTER_ROWS = 1024
 #: rows of one similarity block of the mutual k-NN search
 KNN_BLOCK = 2048
 
+# --- import (fastcka.sources) -----------------------------------------------------------------
+#: smallest CSV/TSV file parsed by the Numba kernel: below it the row loop is faster than
+#: importing Numba (and, on a first run, compiling the parser)
+TEXT_PARSER_MIN_BYTES = 8 << 20
+
 # --- local CKA and retrieval (fastcka.local_cka, fastcka.retrieval) ----------------------------
 #: float64 elements of one temporary chunk of the local-CKA factors (2**22: 32 MiB)
 LOCAL_CHUNK_ELEMS = 1 << 22

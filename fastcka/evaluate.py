@@ -346,8 +346,6 @@ def match_run(S: Any, T: Any, seed_idx: np.ndarray, query_idx: np.ndarray, *,
     maximising linear assignment on it (``stretch`` is then the caller's: :func:`evaluate_cell`
     stretches its points first).
     """
-    from .retrieval import assign, score_matrix
-
     if method == "faq":
         from .seeded import seeded_match
 
@@ -356,6 +354,8 @@ def match_run(S: Any, T: Any, seed_idx: np.ndarray, query_idx: np.ndarray, *,
                            device=device, lap=lap, solver=solver, scheduler=scheduler)
         return MatchRun(res.matched_idx, res.scores, float(np.mean(res.matched_idx == query_idx)),
                         res.objective, res.all_objectives)
+    from .retrieval import assign, score_matrix  # only score methods need retrieval
+
     q = int(query_idx.size)
     Sc = _host(score_matrix(method, S[query_idx], T[query_idx], S[seed_idx], T[seed_idx],
                             kernel=kernel, sigma=sigma, device=device))

@@ -6,8 +6,8 @@ supplies the ids); ``.pt``/``.pth`` (a torch tensor, or a dict of tensors with a
 ``ids`` list; needs torch).  :func:`read_source` returns ``(X, ids or None, settings)``; every
 problem is a one-line :class:`~fastcka.errors.InputError`.
 
-CSV/TSV bodies of at least :data:`FAST_TEXT_MIN_BYTES` are parsed by the Numba kernel
-:func:`fastcka.kernels.text_cpu.parse_table` (correctly rounded, the values ``float()`` gives);
+CSV/TSV bodies of at least :data:`fastcka.config.TEXT_PARSER_MIN_BYTES` are parsed by the
+Numba kernel ``kernels.ops("text", "numba").parse_table`` (correctly rounded, the values ``float()`` gives);
 a file it does not take as it is (quotes, carriage returns, non-ASCII numbers, blank lines, a
 wrong field count, a field ``float()`` refuses) is read again by the row loop, which alone
 words the error messages, so that both paths accept the same files, give the same arrays and
@@ -25,11 +25,9 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["read_source", "SUFFIXES", "FAST_TEXT_MIN_BYTES"]
+__all__ = ["read_source", "SUFFIXES"]
 
 SUFFIXES = (".npy", ".npz", ".csv", ".tsv", ".pt", ".pth")
-# below this size the row loop is faster than importing Numba (and, on a first run, compiling)
-FAST_TEXT_MIN_BYTES = 8 << 20
 
 
 def _pick(names: list[str], wanted: str | None, src: Path, what: str = "array") -> str:
@@ -85,9 +83,10 @@ def _load_text_table(src: Path, engine: str = "auto") -> tuple[np.ndarray, list[
     if engine not in ("auto", "fast", "python"):
         raise InputError(f"engine must be 'auto', 'fast' or 'python', got {engine!r}")
     if engine != "python":
+        from . import config
         from .backend import numba_enabled
 
-        big = engine == "fast" or src.stat().st_size >= FAST_TEXT_MIN_BYTES
+        big = engine == "fast" or src.stat().st_size >= config.TEXT_PARSER_MIN_BYTES
         if big and numba_enabled():
             got = _fast_text_table(src, "\t" if src.suffix.lower() == ".tsv" else ",")
             if got is not None:
@@ -154,7 +153,7 @@ def _fast_text_table(src: Path, delim: str) -> tuple[np.ndarray, list[str] | Non
     no carriage return or NUL, no blank line (csv.reader gives it no field), every line with the
     header's (or first line's) number of fields, numeric fields in ASCII.
     """
-    from fastcka.kernels.text_cpu import parse_table
+    from fastcka.kernels import ops
 
     try:
         with open(src, newline="", encoding="utf-8-sig") as fh:
@@ -191,7 +190,7 @@ def _fast_text_table(src: Path, delim: str) -> tuple[np.ndarray, list[str] | Non
     body = "\n".join(rows)
     if ncols == 0 or not body.isascii():
         return None
-    values, slow, status = parse_table(np.frombuffer(body.encode("ascii"), np.uint8),
+    values, slow, status = ops("text", "numba").parse_table(np.frombuffer(body.encode("ascii"), np.uint8),
                                        len(rows), ncols, ord(delim))
     if status:
         return None
@@ -237,7 +236,7 @@ def read_source(src: str | os.PathLike, array: str | None = None, *, engine: str
     """``(X, ids or None, settings)`` read from an array file, chosen by its suffix.
 
     ``engine`` (CSV/TSV only): ``"auto"`` (the Numba parser for files of at least
-    :data:`FAST_TEXT_MIN_BYTES` when Numba is enabled, else the row loop), ``"fast"`` (the
+    :data:`fastcka.config.TEXT_PARSER_MIN_BYTES` when Numba is enabled, else the row loop), ``"fast"`` (the
     parser whatever the size) or ``"python"`` (the row loop).  All give the same result.
     """
     src = Path(src)

@@ -45,6 +45,8 @@ _REGISTRY: dict[tuple[str, str], str] = {
     ("topk", "numba"): "local_cka_cpu:numba_topk_ops",
     ("topk", "numpy"): "local_cka_cpu:numpy_topk_ops",
     ("topk", "cupy"): "local_cka_cupy:topk_ops",
+    # CSV/TSV bodies (fastcka.sources); without Numba the library keeps its row loop
+    ("text", "numba"): "text_cpu:numba_ops",
 }
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
+from types import SimpleNamespace
 
 import numpy as np
 from numba import njit
@@ -221,6 +222,11 @@ def _parse(buf, n_rows, width, delim, t_hi, t_lo, t_shift, t_exact, p10, p5):  #
     if pos < n:
         return out, slow[:n_slow], n_rows + 1
     return out, slow[:n_slow], 0
+
+
+def numba_ops() -> SimpleNamespace:
+    """The ``("text", "numba")`` op set of the kernel registry."""
+    return SimpleNamespace(parse_table=parse_table)
 
 
 def parse_table(buf: np.ndarray, n_rows: int, width: int, delim: int
