@@ -126,22 +126,27 @@ def image(input_, output, encoder, batch_size, on_error, image_column, images_di
 @click.option("--image-column", default=None, help="Id/image column of a CSV/TSV/JSONL input.")
 @click.option("--ids-file", type=click.Path(exists=True, dir_okay=False, allow_dash=True),
               default=None,
-              help="Line-aligned text input: line i holds the id of caption line i.")
+              help="Line-aligned text input: line i holds the id of caption line i (XTD: "
+                   "test_image_names.txt is found by itself).")
 @_common
 def text(input_, output, encoder, batch_size, caption_mean, lang, caption_column, image_column,
          ids_file, workers, limit, resume, pooling, dtype, device, json_):
     """Embed the captions of INPUT (CSV/TSV/JSONL, COCO JSON, Flickr8k/XTD folders, .txt)."""
-    from fastcka.datasets import read_texts
+    from fastcka.datasets import names_file_for, read_texts
     from fastcka.encoders import embed_texts, get_encoder
 
     s = resolve(device, json_)
     _check_output(output, input_, ids_file)
+    if ids_file is None:                  # XTD: ids from test_image_names.txt, found beside it
+        found = names_file_for(input_, lang)
+        ids_file = None if found is None else str(found)
     records = read_texts(input_, lang=lang, caption_column=caption_column,
                          image_column=image_column, ids_file=ids_file, limit=limit)
     enc = get_encoder(encoder, "text", device=s.device, dtype=dtype, pooling=pooling)
     rep = embed_texts(records, enc, output, batch_size=batch_size, workers=workers, resume=resume,
                       caption_mean=caption_mean,
-                      settings={"source": str(input_), "lang": lang, "limit": limit},
+                      settings={"source": str(input_), "lang": lang, "limit": limit,
+                                "ids_file": ids_file},
                       show_progress=s.verbosity >= 0)
     emit_result("embed text", inputs={"input": str(input_), "ids_file": ids_file},
                 outputs={"store": rep.output}, results=rep.as_dict(), as_json=s.json,

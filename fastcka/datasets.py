@@ -21,7 +21,10 @@ Caption sources (:func:`read_texts`), one record per image id with all its capti
 - COCO captions JSON (``annotations[].caption`` joined to ``images[].file_name``);
 - the Flickr8k folder (``captions.csv``; ``multi30k.tsv`` when ``lang`` is given);
 - line-aligned text files (XTD): ``file.txt``, or a folder plus ``lang`` (``*_<lang>.txt``);
-  the id is the 0-based line number, or line i of ``ids_file``.
+  the id is line i of ``ids_file``; without one, line i of the XTD names file
+  ``test_image_names.txt`` when the file is named ``*_<lang>.txt`` and such a names file sits in
+  its folder or in a sibling folder (the XTD10 layout: ``XTD10/``, ``MIC/``, ``STAIR/``), so
+  stores of different languages pair by id; otherwise the 0-based line number.
 
 Readers only list records; images are decoded later by :func:`load_image` in the workers.
 """
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -343,8 +347,13 @@ def read_texts(source: str | Path, *, lang: str | None = None, caption_column: s
         raise InputError(f"an ids file applies to line-aligned .txt caption files; {p} names its "
                          f"ids itself")
     if suf == ".txt":
-        recs = _texts_from_lines(p, ids_file)
+        _check_file_lang(p, lang)
+        recs = _texts_from_lines(p, ids_file if ids_file is not None else names_file_for(p))
     elif suf == ".json":
+        if lang is not None:
+            raise InputError(f"--lang {lang!r} does not apply to {p}: a COCO captions file has one "
+                             "language (languages come from a multilingual table column or "
+                             "*_<lang>.txt files)")
         recs = _texts_from_coco(p)
     elif suf in TABLE_EXTS:
         recs = _texts_from_table(p, lang, caption_column, image_column)
@@ -374,6 +383,44 @@ def _text_file_in_folder(p: Path, lang: str | None) -> Path:
             return p / name
     raise InputError(f"caption folder {p} has no captions.csv/.tsv/.jsonl/.json; name the file, "
                      "or give --lang for multilingual folders")
+
+
+NAMES_FILE = "test_image_names.txt"
+_LANG_FILE = re.compile(r"^.+_([A-Za-z]{2,3}(?:-[A-Za-z]{2,4})?)\.txt$")
+
+
+def _file_lang(p: Path) -> str | None:
+    """The language a line-aligned file names itself by (``test_1kcaptions_de.txt`` -> de)."""
+    m = _LANG_FILE.match(p.name)
+    return m.group(1) if m and p.name != NAMES_FILE else None
+
+
+def _check_file_lang(p: Path, lang: str | None) -> None:
+    own = _file_lang(p)
+    if lang is not None and own is not None and own.lower() != lang.lower():
+        raise InputError(f"--lang {lang!r} does not match {p}, which holds language {own!r}")
+
+
+def names_file_for(source: str | Path, lang: str | None = None) -> Path | None:
+    """The XTD names file that gives ids to the line-aligned caption file of ``source``, or None.
+
+    ``source`` is a ``*_<lang>.txt`` file (or a folder plus ``lang``, resolved as
+    :func:`read_texts` does).  The names file is ``test_image_names.txt`` in the file's folder,
+    else the only one in a sibling folder (XTD10: ``MIC/test_1kcaptions_de.txt`` takes its ids
+    from ``XTD10/test_image_names.txt``, line i = the same caption in every language).
+    """
+    p = Path(source).expanduser()
+    if p.is_dir():
+        if not lang:
+            return None
+        p = _text_file_in_folder(p, lang)
+    if p.suffix.lower() != ".txt" or _file_lang(p) is None:
+        return None
+    here = p.parent / NAMES_FILE
+    if here.is_file():
+        return here
+    near = sorted(f for f in p.parent.parent.glob(f"*/{NAMES_FILE}") if f.is_file())
+    return near[0] if len(near) == 1 else None
 
 
 def _texts_from_lines(p: Path, ids_file) -> list[TextRecord]:

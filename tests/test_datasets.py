@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fastcka.datasets import ImageRecord, load_image, read_images, read_texts
+from fastcka.datasets import ImageRecord, load_image, names_file_for, read_images, read_texts
 from fastcka.errors import InputError
 
 
@@ -107,6 +107,57 @@ def test_line_aligned_files_with_lang_and_ids(tmp_path):
         read_texts(tmp_path / "A" / "test_en.txt", ids_file=tmp_path / "ids.txt")
 
 
+def _xtd_tree(root, names=("COCO_b.jpg", "COCO_a.jpg", "COCO_c.jpg")):
+    """A tiny XTD10 layout: XTD10/ (en, es, names), MIC/ (de), STAIR/ (jp); line i = one caption."""
+    caps = {"XTD10/test_1kcaptions_en.txt": ["a dog", "a cat", "a bird"],
+            "XTD10/test_1kcaptions_es.txt": ["un perro", "un gato", "un pájaro"],
+            "MIC/test_1kcaptions_de.txt": ["ein Hund", "eine Katze", "ein Vogel"],
+            "STAIR/test_1kcaptions_jp.txt": ["犬", "猫", "鳥"]}
+    for rel, lines in caps.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (root / "XTD10" / "test_image_names.txt").write_text("\n".join(names) + "\n")
+    return caps, list(names)
+
+
+def test_xtd_ids_from_names_file_pair_languages(tmp_path):
+    caps, names = _xtd_tree(tmp_path)
+    by_lang = {}
+    for lang in ("en", "es", "de", "jp"):       # the folder + --lang, as `embed text xtd10 --lang`
+        recs = read_texts(tmp_path, lang=lang)
+        assert [r.id for r in recs] == names, lang
+        by_lang[lang] = {r.id: r.captions[0] for r in recs}
+        assert names_file_for(tmp_path, lang) == tmp_path / "XTD10" / "test_image_names.txt"
+    # two languages pair by id: the same id holds line i of each file
+    for i, name in enumerate(names):
+        assert by_lang["en"][name] == caps["XTD10/test_1kcaptions_en.txt"][i]
+        assert by_lang["de"][name] == caps["MIC/test_1kcaptions_de.txt"][i]
+    # a file named directly takes the names file too; an explicit ids file wins
+    assert [r.id for r in read_texts(tmp_path / "MIC" / "test_1kcaptions_de.txt")] == names
+    (tmp_path / "ids.txt").write_text("x\ny\nz\n")
+    assert [r.id for r in read_texts(tmp_path, lang="de", ids_file=tmp_path / "ids.txt")] == \
+        ["x", "y", "z"]
+    # a .txt that names no language, or a folder without a names file: line numbers
+    (tmp_path / "XTD10" / "notes.txt").write_text("p\nq\n")
+    assert names_file_for(tmp_path / "XTD10" / "notes.txt") is None
+    assert [r.id for r in read_texts(tmp_path / "XTD10" / "notes.txt")] == ["0", "1"]
+    (tmp_path / "XTD10" / "test_image_names.txt").unlink()
+    assert names_file_for(tmp_path, "de") is None
+    assert [r.id for r in read_texts(tmp_path, lang="de")] == ["0", "1", "2"]
+
+
+def test_xtd_names_file_of_other_length_and_wrong_lang(tmp_path):
+    _xtd_tree(tmp_path, names=("only.jpg", "two.jpg"))
+    with pytest.raises(InputError, match="test_image_names.txt has 2 lines but .* has 3"):
+        read_texts(tmp_path, lang="en")
+    with pytest.raises(InputError, match="--lang 'fr' does not match .*holds language 'de'"):
+        read_texts(tmp_path / "MIC" / "test_1kcaptions_de.txt", lang="fr")
+    (tmp_path / "c.json").write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg"}],
+                                                 "annotations": [{"image_id": 1, "caption": "x"}]}))
+    with pytest.raises(InputError, match="--lang 'de' does not apply"):
+        read_texts(tmp_path / "c.json", lang="de")
+
+
 def test_npy_grayscale_array_to_rgb(tmp_path):
     imgs = np.arange(3 * 4 * 5, dtype=np.uint8).reshape(3, 4, 5)
     np.save(tmp_path / "x_images.npy", imgs)
@@ -156,13 +207,12 @@ def test_shared_flickr8k_readers(shared_data):
 
 def test_shared_xtd_and_fashion_mnist(shared_data):
     xtd = shared_data / "xtd10"
-    for lang in ("en", "de", "jp"):
+    names = (xtd / "XTD10" / "test_image_names.txt").read_text().split()
+    for lang in ("en", "de", "jp"):   # XTD10, MIC and STAIR files: ids from the names file
         recs = read_texts(xtd, lang=lang)
-        assert len(recs) == 1000 and recs[5].id == "5"
-    names = xtd / "XTD10" / "test_image_names.txt"
-    if names.exists():
-        recs = read_texts(xtd, lang="es", ids_file=names)
-        assert recs[0].id == names.read_text().split()[0]
+        assert len(recs) == 1000 and [r.id for r in recs] == names
+    recs = read_texts(xtd, lang="es", ids_file=xtd / "XTD10" / "test_image_names.txt")
+    assert recs[0].id == names[0]
     fm = read_images(shared_data / "fashion-mnist" / "test1000_images.npy")
     labels = np.load(shared_data / "fashion-mnist" / "test1000_labels.npy")
     assert len(fm) == 1000 and [r.label for r in fm[:20]] == labels[:20].tolist()
