@@ -40,8 +40,10 @@ bench: $(STAMP)
 	$(PY) bench/local_cka.py
 	$(PY) bench/embed.py
 
-# The paper's experiments on ../shared/data (resumable: rerun after an interruption);
-# docs/results/ receives the tables and docs/results/report/ the plots. N_INIT=500 for the paper's restarts.
+# The paper's experiments on ../shared/data (resumable: rerun after an interruption): Flickr8k,
+# cross-domain (Flickr8k <-> scenes), cross-lingual (Multi30K, XTD10), classification; the tables and
+# plots go to docs/results/.  Variables: N_INIT (FAQ restarts, default 500), SEEDS, DRAWS, PARTS, ...
+# (see bench/experiments.sh).
 experiments: $(STAMP)
 	bash bench/experiments.sh
 
