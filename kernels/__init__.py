@@ -47,6 +47,16 @@ _REGISTRY: dict[tuple[str, str], str] = {
     ("topk", "cupy"): "local_cka_cupy:topk_ops",
     # CSV/TSV bodies (fastcka.sources); without Numba the library keeps its row loop
     ("text", "numba"): "text_cpu:numba_ops",
+    # QAP: one kernel function, or None where the library's array code is the implementation
+    ("lap", "numba"): "_qap_families:lap_numba",
+    ("lap", "numpy"): "_qap_families:none",
+    ("lap", "cupy"): "_qap_families:lap_cupy",
+    ("sinkhorn", "numba"): "_qap_families:sinkhorn_numba",
+    ("sinkhorn", "numpy"): "_qap_families:none",
+    ("sinkhorn", "cupy"): "_qap_families:none",
+    ("faq_gradient", "numba"): "_qap_families:faq_gradient_numba",
+    ("faq_gradient", "numpy"): "_qap_families:none",
+    ("faq_gradient", "cupy"): "_qap_families:none",
 }
 
 

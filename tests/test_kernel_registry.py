@@ -113,3 +113,15 @@ def test_gpu_twins_streaming_topk_match_full_sort(method, monkeypatch, small_con
     np.testing.assert_array_equal(r.t2s_indices, topk_full(S.T, k))
     np.testing.assert_allclose(r.s2t_scores, np.take_along_axis(S, topk_full(S, k), 1),
                                rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("family,engines", [
+    ("lap", {"numba": True, "numpy": False, "cupy": True}),
+    ("sinkhorn", {"numba": True, "numpy": False, "cupy": False}),
+    ("faq_gradient", {"numba": True, "numpy": False, "cupy": False}),
+])
+def test_qap_families_give_a_kernel_or_none(family, engines):
+    """QAP families: one kernel function, or None where the library's array code runs."""
+    for engine, has_kernel in engines.items():
+        got = kernels.ops(family, engine)
+        assert callable(got) if has_kernel else got is None, (family, engine)
