@@ -29,6 +29,7 @@ import warnings
 
 import numpy as np
 
+from .. import config
 from .._progress import progress
 from ..backend import Backend
 from ._frank_wolfe import frank_wolfe
@@ -181,7 +182,7 @@ def batch_size(be: Backend, n: int, k: int, itemsize: int, batch_size) -> int:
     six n'×n' arrays per restart (the most :func:`frank_wolfe` holds at once)."""
     if batch_size is not None:
         return max(1, min(k, operator.index(batch_size)))
-    budget = (8 << 30) if be.is_gpu else (512 << 20)
+    budget = config.QAP_BATCH_BUDGET[be.device]
     per = 6 * n * n * itemsize + 1
     return max(1, min(k, budget // per))
 

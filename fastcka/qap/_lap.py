@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import config
 from ..backend import Backend
 from ._ops import ops
 
@@ -33,7 +34,9 @@ def resolve_kind(lap: str, be: Backend, n_free: int, n_init: int) -> str:
     """``lap="auto"``: "jv" on GPU, on CPU for n' ≥ 256 and for batched restarts of n' ≥ 64."""
     if lap != "auto":
         return lap
-    return "jv" if (be.is_gpu or n_free >= 256 or (n_init > 1 and n_free >= 64)) else "scipy"
+    jv = (be.device == "gpu" or n_free >= config.LAP_JV_MIN_FREE
+          or (n_init > 1 and n_free >= config.LAP_JV_MIN_FREE_BATCHED))
+    return "jv" if jv else "scipy"
 
 
 class LapSolver:
