@@ -300,3 +300,19 @@ def test_report_reads_the_long_csv_as_the_json(stores, capsys):
         got = read_query_result(d / f"rq{suffix}")
         assert got["kind"] == "retrieve" and got["n_queries"] == ref["n_queries"] == 12
         assert got["ranks"].tolist() == ref["ranks"].tolist() and got["k_max"] == ref["k_max"]
+
+
+def test_embed_text_ids_file_from_stdin(tmp_path, monkeypatch):
+    """`embed text CAPTIONS.txt --ids-file -` reads the line ids from stdin (the reader the
+    command calls), as from the file."""
+    from fastcka.datasets import read_texts
+
+    (tmp_path / "c.txt").write_text("a dog\na cat\n")
+    (tmp_path / "ids.txt").write_text("img1.jpg\nimg2.jpg\n")
+    ref = read_texts(tmp_path / "c.txt", ids_file=tmp_path / "ids.txt")
+    _stdin(monkeypatch, "img1.jpg\nimg2.jpg\n")
+    from fastcka._io import reset_stdin
+
+    reset_stdin()
+    got = read_texts(tmp_path / "c.txt", ids_file="-")
+    assert got == ref and [r.id for r in got] == ["img1.jpg", "img2.jpg"]
