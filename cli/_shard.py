@@ -80,6 +80,19 @@ def write_partial(path: str, command: str, settings: dict, inputs: str, shard: t
                 f.create_dataset(key, data=arr)
 
 
+def mark_partial(path: str, command: str, settings: dict, inputs: str, shard: tuple[int, int],
+                 rows: tuple[int, int], extra: dict | None = None) -> None:
+    """Make the HDF5 file ``path`` (a shard's store) a partial output: its head last, so that
+    a shard killed before this point is refused by ``fastcka merge``, never half-merged."""
+    import h5py
+
+    head = {"format": FORMAT, "command": command, "settings": settings, "inputs": inputs,
+            "shard": shard[0], "n_shards": shard[1], "rows": list(rows), **(extra or {})}
+    with h5py.File(path, "a") as f:
+        f.attrs[ATTR] = json.dumps(head)
+        f.flush()
+
+
 def read_head(path: str) -> dict:
     import h5py
 

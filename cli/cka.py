@@ -14,10 +14,20 @@ import click
 import numpy as np
 
 from fastcka._io import check_outputs
+from fastcka.parallel import parse_scheduler
 from fastcka.plots import PLOT_FORMATS
 
 from ._common import check_result_path, emit_result, load_many, write_rows
-from ._options import device_option, examples, json_option, parse_sigma, resolve, seed_option
+from ._options import (
+    device_option,
+    examples,
+    json_option,
+    parse_sigma,
+    resolve,
+    scheduler_context,
+    seed_option,
+)
+from ._shard import fingerprint, parse_shard, shard_option, shard_range, write_partial
 
 METRICS = ("cka", "mutual_knn", "cknna")
 
@@ -49,7 +59,8 @@ def _plot_format(path: str | None, fmt: str | None, hint: str = "'--plot'") -> s
 
 @click.command("cka", epilog=examples(
     "fastcka cka img.h5 txt.h5 --kernel rbf --permutations 1000",
-    "fastcka cka a.h5 b.h5 c.h5 -o cka.csv --plot cka.pdf"))
+    "fastcka cka a.h5 b.h5 c.h5 -o cka.csv --plot cka.pdf",
+    "fastcka cka a.h5 b.h5 c.h5 --shard 0/4 -o part0.h5"))
 @click.argument("stores", nargs=-1, required=True, metavar="A B [C ...]")
 @click.option("--metric", type=click.Choice(METRICS), default="cka", show_default=True,
               help="Alignment metric.")
@@ -80,11 +91,12 @@ def _plot_format(path: str | None, fmt: str | None, hint: str = "'--plot'") -> s
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
               help="Write the value or matrix (.csv, .tsv, .json, .jsonl or .h5, or --format; "
                    "'-' = stdout).")
+@shard_option
 @seed_option
 @device_option
 @json_option
 def command(stores, metric, kernel, sigma, threshold, estimator, k, permutations, plot,
-            plot_kernels, plot_format, output, seed, device, json_):
+            plot_kernels, plot_format, output, shard, seed, device, json_):
     """Alignment between the embedding stores A, B, ... (rows paired by id)."""
     import fastcka
 
@@ -96,7 +108,17 @@ def command(stores, metric, kernel, sigma, threshold, estimator, k, permutations
         raise click.BadParameter("must be a positive number", param_hint="'--threshold'")
     if permutations is not None and (metric != "cka" or len(stores) != 2):
         raise click.UsageError("--permutations needs exactly two stores and --metric cka")
-    check_result_path(output)
+    part = parse_shard(shard)
+    if part is not None:
+        if len(stores) < 3:
+            raise click.UsageError("--shard splits the matrix of three or more stores")
+        if output is None:
+            raise click.UsageError("--shard needs -o PART.h5 (the partial output to merge)")
+        if plot is not None or plot_kernels is not None:
+            raise click.UsageError("--shard writes a partial output: draw --plot from the "
+                                   "merged matrix (fastcka merge, then cka --plot)")
+    else:
+        check_result_path(output)
     kernels_format = _plot_format(plot_kernels, plot_format, "'--plot-kernels'")
     plot_format = _plot_format(plot, plot_format)
     check_outputs({"-o": output, "--plot": plot, "--plot-kernels": plot_kernels}, stores)
@@ -107,13 +129,11 @@ def command(stores, metric, kernel, sigma, threshold, estimator, k, permutations
     n = int(sets[0].n)
     Xs = [es.X for es in sets]
 
+    opts = {"metric": metric, "kernel": kernel, "sigma": sig, "threshold": threshold,
+            "estimator": estimator, "k": k}
+
     def pair_value(X, Y):
-        if metric == "cka":
-            return fastcka.cka(X, Y, kernel=kernel, sigma=sig, threshold=threshold,
-                               estimator=estimator, device=st.device)
-        if metric == "mutual_knn":
-            return fastcka.mutual_knn(X, Y, k=k, device=st.device)
-        return fastcka.cknna(X, Y, k=k, device=st.device)
+        return _pair_value(opts, st.device, X, Y)
 
     meta = {"metric": metric, "kernel": kernel if metric == "cka" else "linear",
             "estimator": estimator if metric == "cka" else "unbiased" if metric == "cknna" else None,
@@ -146,28 +166,37 @@ def command(stores, metric, kernel, sigma, threshold, estimator, k, permutations
             write_rows(output, [{k2: v for k2, v in result.items() if k2 != "names"}
                                 | {"a": names[0], "b": names[1]}], meta=meta)
     else:
-        if metric == "cka":
-            M = fastcka.cka_matrix(Xs, kernel=kernel, sigma=sig, threshold=threshold,
-                                   estimator=estimator, device=st.device)
+        ctx = {"meta": meta, "names": names, "desc": desc, "stores": list(stores),
+               "device": st.device, "opts": opts}
+        distributed = parse_scheduler(st.scheduler)[0] != "none"
+        if part is None and not distributed:
+            if metric == "cka":
+                M = fastcka.cka_matrix(Xs, kernel=kernel, sigma=sig, threshold=threshold,
+                                       estimator=estimator, device=st.device)
+            else:
+                m = len(Xs)
+                M = np.eye(m)
+                for a in range(m):
+                    for b in range(a + 1, m):
+                        M[a, b] = M[b, a] = pair_value(Xs[a], Xs[b])
         else:
-            m = len(Xs)
-            M = np.eye(m)
-            for a in range(m):
-                for b in range(a + 1, m):
-                    M[a, b] = M[b, a] = pair_value(Xs[a], Xs[b])
-        result = dict(meta, names=names, matrix=[[float(v) for v in row] for row in M])
-        width = max(len(s) for s in names)
-        cw = [max(8, len(s)) for s in names]  # whole names: columns as wide as their header
-        lines = [f"{desc}, n = {n}",
-                 " " * width + "  " + "  ".join(f"{s:>{w}}" for s, w in zip(names, cw, strict=True))]
-        for a, s in enumerate(names):
-            lines.append(f"{s:<{width}}  " + "  ".join(f"{v:{w}.4f}" for v, w in
-                                                       zip(M[a], cw, strict=True)))
-        text = "\n".join(lines)
-        if output:
-            rows = [{"name": s} | {names[b]: float(M[a, b]) for b in range(len(names))}
-                    for a, s in enumerate(names)]
-            write_rows(output, rows, meta=meta)
+            units = matrix_units(metric, len(Xs))
+            mine = units if part is None else shard_range(units, part)
+            with scheduler_context(st) as ex:
+                res = run_units(ctx, Xs, mine, ex)
+            if part is not None:
+                lo = part[0] * len(units) // part[1]        # shard_range's first unit
+                write_partial(output, "cka", ctx, fingerprint(*Xs, sets[0].ids), part,
+                              (lo, lo + len(mine)), units_data(mine, res, n))
+                emit_result("cka", inputs={"stores": list(stores)}, outputs={"partial": output},
+                            results={"shard": part[0], "n_shards": part[1],
+                                     "units": [lo, lo + len(mine)]},
+                            text=f"shard {part[0]}/{part[1]}: units {lo}..{lo + len(mine)} of "
+                                 f"{len(units)} -> {output}",
+                            as_json=st.json, device=st.device)
+                return
+            M = matrix_from(ctx, units, res, n)
+        result, text = matrix_result(ctx, M, output)
     if plot:
         from fastcka import plots
 
@@ -190,3 +219,114 @@ def command(stores, metric, kernel, sigma, threshold, estimator, k, permutations
     emit_result("cka", inputs={"stores": list(stores)},
                 outputs={"output": output, "plot": plot, "plot_kernels": plot_kernels},
                 results=result, text=text, as_json=st.json, device=st.device)
+
+
+def _pair_value(opts: dict, device: str, X, Y) -> float:
+    import fastcka
+
+    if opts["metric"] == "cka":
+        return fastcka.cka(X, Y, kernel=opts["kernel"], sigma=opts["sigma"],
+                           threshold=opts["threshold"], estimator=opts["estimator"],
+                           device=device)
+    if opts["metric"] == "mutual_knn":
+        return fastcka.mutual_knn(X, Y, k=opts["k"], device=device)
+    return fastcka.cknna(X, Y, k=opts["k"], device=device)
+
+
+def _knn_pair_task(Xs, a, b, opts, device):
+    return _pair_value(opts, device, Xs[a], Xs[b])
+
+
+def matrix_units(metric: str, m: int) -> list[tuple]:
+    """The units of the matrix (the unit of --shard and --scheduler): for CKA every store's
+    statistics then every pair's cross sum (:func:`fastcka.parallel.cka_units`), for the
+    k-NN metrics every pair."""
+    from fastcka.parallel import cka_units
+
+    units = cka_units(m)
+    return units if metric == "cka" else [u for u in units if u[0] == "pair"]
+
+
+def run_units(ctx: dict, Xs: list, units: list, ex) -> list:
+    """The results of ``units`` here or on the executor ``ex`` (workers compute on the CPU)."""
+    from fastcka._cka import _prep_many
+    from fastcka.parallel import cka_run_units, executor
+
+    o = ctx["opts"]
+    device = "cpu" if ex is not None else ctx["device"]
+    if o["metric"] == "cka":
+        be, Xd = _prep_many(Xs, o["estimator"], device)
+        return cka_run_units([be.to_host(X) for X in Xd], units, o["kernel"], o["sigma"],
+                             o["threshold"], device=device, scheduler=ex)
+    with executor(ex) as run:
+        return run.map(_knn_pair_task, [(u[1], u[2], o, device) for u in units], shared=Xs)
+
+
+def units_data(units: list, res: list, n: int) -> dict:
+    """One shard's unit results as the arrays of its partial output."""
+    st = [(u[1], r) for u, r in zip(units, res, strict=True) if u[0] == "store"]
+    pr = [(u[1], u[2], r) for u, r in zip(units, res, strict=True) if u[0] == "pair"]
+    return {"store": np.asarray([a for a, _ in st], np.int64),
+            "store_S": np.asarray([r["S"] for _, r in st], np.float64),
+            "store_rows": np.asarray([r["rows"] for _, r in st], np.float64).reshape(-1, n),
+            "store_diags": np.asarray([r["diags"] for _, r in st], np.float64).reshape(-1, n),
+            "store_unit": np.asarray([r["unit"] for _, r in st], np.float64),
+            "pair": np.asarray([(a, b) for a, b, _ in pr], np.int64).reshape(-1, 2),
+            "pair_value": np.asarray([r for _, _, r in pr], np.float64)}
+
+
+def _units_from_data(parts: list[dict]) -> tuple[list, list]:
+    units, res = [], []
+    for d in parts:
+        for i, a in enumerate(d["store"]):
+            units.append(("store", int(a)))
+            res.append({"S": float(d["store_S"][i]), "rows": d["store_rows"][i],
+                        "diags": d["store_diags"][i], "unit": float(d["store_unit"][i])})
+        for (a, b), v in zip(d["pair"], d["pair_value"], strict=True):
+            units.append(("pair", int(a), int(b)))
+            res.append(float(v))
+    return units, res
+
+
+def matrix_from(ctx: dict, units: list, res: list, n: int) -> np.ndarray:
+    """The matrix of all the units' results: what the in-process run computes, bit for bit."""
+    m = len(ctx["names"])
+    if ctx["opts"]["metric"] == "cka":
+        from fastcka._cka import _matrix_from
+        from fastcka.parallel import cka_stats_from
+
+        return _matrix_from(cka_stats_from(n, m, units, res), ctx["opts"]["estimator"])
+    M = np.eye(m)
+    for u, v in zip(units, res, strict=True):
+        M[u[1], u[2]] = M[u[2], u[1]] = v
+    return M
+
+
+def matrix_result(ctx: dict, M: np.ndarray, output) -> tuple[dict, str]:
+    """The result and text of a matrix, -o written (the unsharded run and ``fastcka merge``)."""
+    names, meta, desc = ctx["names"], ctx["meta"], ctx["desc"]
+    result = dict(meta, names=names, matrix=[[float(v) for v in row] for row in M])
+    width = max(len(s) for s in names)
+    cw = [max(8, len(s)) for s in names]  # whole names: columns as wide as their header
+    lines = [f"{desc}, n = {meta['n']}",
+             " " * width + "  " + "  ".join(f"{s:>{w}}" for s, w in zip(names, cw, strict=True))]
+    for a, s in enumerate(names):
+        lines.append(f"{s:<{width}}  " + "  ".join(f"{v:{w}.4f}" for v, w in
+                                                   zip(M[a], cw, strict=True)))
+    if output:
+        rows = [{"name": s} | {names[b]: float(M[a, b]) for b in range(len(names))}
+                for a, s in enumerate(names)]
+        write_rows(output, rows, meta=meta)
+    return result, "\n".join(lines)
+
+
+def merge(heads: list[dict], output: str | None, as_json: bool) -> None:
+    """``fastcka merge`` of cka matrix shards: the unsharded run's matrix, -o file and output."""
+    from ._shard import read_data
+
+    ctx = heads[0]["settings"]
+    units, res = _units_from_data([read_data(h["path"]) for h in heads])
+    result, text = matrix_result(ctx, matrix_from(ctx, units, res, ctx["meta"]["n"]), output)
+    emit_result("cka", inputs={"stores": ctx["stores"]},
+                outputs={"output": output, "plot": None, "plot_kernels": None},
+                results=result, text=text, as_json=as_json, device=ctx["device"])

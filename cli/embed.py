@@ -11,12 +11,14 @@ import click
 
 from ._common import emit_result
 from ._options import device_option, examples, json_option, resolve, warn
+from ._shard import parse_shard, shard_option
 
 DTYPE_CHOICE = click.Choice(["auto", "float32", "float16", "bfloat16"])
 POOLING_CHOICE = click.Choice(["mean", "cls", "pooler"])
 
 
 def _common(f):
+    f = shard_option(f)
     f = click.option("--workers", type=click.IntRange(min=1), default=None,
                      help="Parallel decoding/tokenisation threads (default min(4, cores)).")(f)
     f = click.option("--limit", type=click.IntRange(min=1), default=None,
@@ -32,12 +34,15 @@ def _common(f):
     return f
 
 
-def _check_output(output: str, *inputs) -> None:
+def _check_output(output: str, *inputs, shard=None) -> None:
     """Refuse a bad or input-overwriting STORE before any model is loaded or input read."""
     from fastcka._io import check_outputs, real_target
     from fastcka.store import _spec_lock, check_store_target, parse_spec
 
     path, group = parse_spec(output)
+    if shard is not None and group != "/":
+        raise click.UsageError("--shard writes a partial store: give -o PART.h5 (no ::/group; "
+                               "`fastcka merge PARTS -o STORE::/group` names the set)")
     check_outputs({"-o": path}, inputs)
     check_store_target(path)
     with _spec_lock(real_target(path), group):  # another live writer of STORE: refused now
@@ -89,20 +94,22 @@ def command() -> None:
               help="Folder that image names in a table/COCO file are relative to.")
 @_common
 def image(input_, output, encoder, batch_size, on_error, image_column, images_dir, workers, limit,
-          resume, pooling, dtype, device, json_):
+          resume, pooling, dtype, shard, device, json_):
     """Embed the images of INPUT (folder, CSV/TSV/JSONL, COCO JSON, .npy array)."""
     from fastcka.datasets import read_images
-    from fastcka.encoders import embed_images, get_encoder
 
     s = resolve(device, json_)
-    _check_output(output, input_, images_dir)
+    part = parse_shard(shard)
+    _check_output(output, input_, images_dir, shard=part)
     records = read_images(input_, image_column=image_column, images_dir=images_dir, limit=limit)
-    enc = get_encoder(encoder, "image", device=s.device, dtype=dtype, pooling=pooling)
-    rep = embed_images(records, enc, output, batch_size=batch_size, workers=workers, resume=resume,
-                       on_error=on_error, settings={"source": str(input_), "limit": limit},
-                       show_progress=s.verbosity >= 0)
+    kw = dict(batch_size=batch_size, workers=workers, resume=resume, on_error=on_error,
+              settings={"source": str(input_), "limit": limit})
+    enc_kw = dict(name=encoder, modality="image", device=s.device, dtype=dtype, pooling=pooling)
+    rep, enc = _embed(s, records, output, enc_kw, kw, part)
     for i, why in rep.failed:
         warn(f"image {i!r} skipped: {why}")
+    if part is not None:
+        return _shard_done(rep, part, records, "images", s, enc)
     emit_result("embed image", inputs={"input": str(input_)}, outputs={"store": rep.output},
                 results=rep.as_dict(), text=_summary(rep, "images"), as_json=s.json,
                 device=_encoder_device(enc))
@@ -130,24 +137,25 @@ def image(input_, output, encoder, batch_size, on_error, image_column, images_di
                    "test_image_names.txt is found by itself).")
 @_common
 def text(input_, output, encoder, batch_size, caption_mean, lang, caption_column, image_column,
-         ids_file, workers, limit, resume, pooling, dtype, device, json_):
+         ids_file, workers, limit, resume, pooling, dtype, shard, device, json_):
     """Embed the captions of INPUT (CSV/TSV/JSONL, COCO JSON, Flickr8k/XTD folders, .txt)."""
     from fastcka.datasets import names_file_for, read_texts
-    from fastcka.encoders import embed_texts, get_encoder
 
     s = resolve(device, json_)
-    _check_output(output, input_, ids_file)
+    part = parse_shard(shard)
+    _check_output(output, input_, ids_file, shard=part)
     if ids_file is None:                  # XTD: ids from test_image_names.txt, found beside it
         found = names_file_for(input_, lang)
         ids_file = None if found is None else str(found)
     records = read_texts(input_, lang=lang, caption_column=caption_column,
                          image_column=image_column, ids_file=ids_file, limit=limit)
-    enc = get_encoder(encoder, "text", device=s.device, dtype=dtype, pooling=pooling)
-    rep = embed_texts(records, enc, output, batch_size=batch_size, workers=workers, resume=resume,
-                      caption_mean=caption_mean,
-                      settings={"source": str(input_), "lang": lang, "limit": limit,
-                                "ids_file": ids_file},
-                      show_progress=s.verbosity >= 0)
+    kw = dict(batch_size=batch_size, workers=workers, resume=resume, caption_mean=caption_mean,
+              settings={"source": str(input_), "lang": lang, "limit": limit,
+                        "ids_file": ids_file})
+    enc_kw = dict(name=encoder, modality="text", device=s.device, dtype=dtype, pooling=pooling)
+    rep, enc = _embed(s, records, output, enc_kw, kw, part)
+    if part is not None:
+        return _shard_done(rep, part, records, "captions", s, enc)
     emit_result("embed text", inputs={"input": str(input_), "ids_file": ids_file},
                 outputs={"store": rep.output}, results=rep.as_dict(), as_json=s.json,
                 text=_summary(rep, "captions", "image ids" if caption_mean else None),
@@ -159,3 +167,166 @@ def _encoder_device(enc) -> str:
     runner = getattr(enc, "runner", None)
     d = str(getattr(runner, "device", getattr(enc, "device", "cpu")))
     return "cpu" if d == "cpu" else "gpu"
+
+
+# --------------------------------------------------------------------------------------------
+# job-array shards: --shard I/N writes a store of the shard's batches; `fastcka merge` joins them
+# --------------------------------------------------------------------------------------------
+
+def _records_fingerprint(records) -> str:
+    import numpy as np
+
+    from ._shard import fingerprint
+
+    ids = np.asarray([str(r.id) for r in records])
+    if records and hasattr(records[0], "captions"):
+        return fingerprint(ids, np.asarray(["\x1f".join(r.captions) for r in records]))
+    return fingerprint(ids, np.asarray([str(getattr(r, "path", "") or "") for r in records]))
+
+
+def _shard_done(rep, part, records, what: str, s, enc) -> None:
+    """Mark the shard's store as a partial output (settings, input fingerprint, batch range)."""
+    import json
+
+    from fastcka.store import parse_spec
+
+    from ._shard import mark_partial, write_partial
+
+    settings = json.loads(json.dumps({"modality": rep.modality, "encoder": rep.encoder,
+                                      "dim": int(rep.dim), "store_settings": rep.settings}))
+    path = str(parse_spec(rep.output)[0])
+    fp = _records_fingerprint(records)
+    if rep.n_rows == 0:          # no batch (more shards than batches) or none readable
+        write_partial(path, "embed", settings, fp, part, rep.batches, {})
+    mark_partial(path, "embed", settings, fp, part, rep.batches,
+                 {"failed": [list(f) for f in rep.failed], "n_rows": int(rep.n_rows)})
+    emit_result("embed", inputs={"n_records": len(records)}, outputs={"partial": path},
+                results={**rep.as_dict(), "shard": part[0], "n_shards": part[1],
+                         "batches": list(rep.batches)},
+                text=f"shard {part[0]}/{part[1]}: batches {rep.batches[0]}..{rep.batches[1]}, "
+                     f"{rep.n_rows} rows ({rep.n_inputs} {what}) -> {path}",
+                as_json=s.json, device=_encoder_device(enc))
+
+
+def join_stores(sets, output: str, modality: str, encoder: str, settings: dict):
+    """Write the rows (and labels, where every part has them) of ``sets`` in order as one
+    store, atomically: what one writer of all the batches writes."""
+    import numpy as np
+
+    from fastcka.store import write_store
+
+    labels = (np.concatenate([np.asarray(es.labels) for es in sets])
+              if all(getattr(es, "labels", None) is not None for es in sets) else None)
+    return write_store(output, np.concatenate([es.X for es in sets]),
+                       np.concatenate([np.asarray(es.ids, dtype=str) for es in sets]),
+                       modality=modality, encoder=encoder, settings=settings, labels=labels)
+
+
+def check_merge_output(output) -> None:
+    if output is None:
+        raise click.UsageError("merging embed shards needs -o STORE (file.h5[::/group])")
+    _check_output(output)
+
+
+def merge(heads: list[dict], output: str, as_json: bool) -> None:
+    """``fastcka merge`` of embed shards: the unsharded run's store (rows, ids, settings), written
+    atomically.  Its ``created`` attribute is the time of the merge (a run's own start time in an
+    unsharded run): the one attribute that differs between any two runs."""
+
+    from fastcka.errors import InputError
+    from fastcka.store import read_store
+
+    sets = [read_store(h["path"]) for h in heads if h.get("n_rows")]
+    st = heads[0]["settings"]
+    if not sets:
+        raise InputError("the shards hold no rows (every input was unreadable)")
+    out = join_stores(sets, output, st["modality"], st["encoder"], st["store_settings"])
+    failed = [f for h in heads for f in h.get("failed", [])]
+    for i, why in failed:
+        warn(f"image {i!r} skipped: {why}")
+    emit_result("merge", inputs={"parts": [h["path"] for h in heads]},
+                outputs={"store": output},
+                results={"n_rows": int(out.n), "dim": int(out.dim), "encoder": st["encoder"],
+                         "shards": len(heads), "failed": [{"id": i, "reason": r}
+                                                          for i, r in failed]},
+                text=f"wrote {output}: {out.n} rows x {out.dim} ({st['encoder']}) from "
+                     f"{len(heads)} shards", as_json=as_json)
+
+
+# --------------------------------------------------------------------------------------------
+# a Dask scheduler: every worker embeds one shard into its own store, one merge at the end
+# --------------------------------------------------------------------------------------------
+
+def _distributed(s) -> bool:
+    from fastcka.parallel import parse_scheduler
+
+    return parse_scheduler(s.scheduler)[0] != "none"
+
+
+def _part_spec(output: str, i: int, n: int) -> str:
+    """The store a worker writes shard i of n to: a hidden file beside the output's."""
+    from fastcka.store import parse_spec
+
+    path, group = parse_spec(output)
+    tag = "" if group == "/" else "." + group.strip("/").replace("/", "~")
+    return str(path.with_name(f".{path.name}{tag}.part-{i}-of-{n}.h5"))
+
+
+def _run(records, output, enc_kw, kw, shard, show_progress):
+    """Load the encoder and embed ``records`` (or shard ``shard`` of their batches)."""
+    from fastcka.encoders import embed_images, embed_texts, get_encoder
+
+    enc = get_encoder(enc_kw["name"], enc_kw["modality"], device=enc_kw["device"],
+                      dtype=enc_kw["dtype"], pooling=enc_kw["pooling"])
+    fn = embed_images if enc_kw["modality"] == "image" else embed_texts
+    return fn(records, enc, output, show_progress=show_progress, shard=shard, **kw), enc
+
+
+def _embed(s, records, output, enc_kw, kw, part):
+    """Here (all, or the --shard's batches), or over the workers of --scheduler."""
+    if part is None and _distributed(s):
+        return _on_cluster(s, records, output, enc_kw, kw)
+    return _run(records, output, enc_kw, kw, part, s.verbosity >= 0)
+
+
+def _embed_task(shared, i, n, part):
+    """One worker's shard: its own encoder and StoreWriter (chunk files beside the output)."""
+    records, enc_kw, kw = shared
+    return _run(records, part, enc_kw, kw, (i, n), False)[0]
+
+
+def _on_cluster(s, records, output, enc_kw, kw):
+    """Embed over the workers of ``--scheduler`` (one shard each, the records sent once per
+    worker) and merge the shards' stores into ``output``: the in-process store's rows."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from fastcka.encoders.pipeline import EmbedReport
+    from fastcka.store import read_store
+
+    from ._options import scheduler_context
+
+    with scheduler_context(s) as ex:
+        n = max(1, ex.n_workers)
+        parts = [_part_spec(output, i, n) for i in range(n)]
+        reps = ex.map(_embed_task, [(i, n, parts[i]) for i in range(n)],
+                      shared=(records, enc_kw, kw))
+    have = [read_store(p) for p, r in zip(parts, reps, strict=True) if r.n_rows]
+    if not have:
+        from fastcka.errors import InputError
+
+        raise InputError(f"none of the {len(records)} inputs could be embedded")
+    r0 = reps[0]
+    out = join_stores(have, output, r0.modality, r0.encoder, r0.settings)
+    for p in parts:
+        Path(p).unlink(missing_ok=True)
+    from fastcka.store import _spec_str, parse_spec
+
+    rep = EmbedReport(output=_spec_str(*parse_spec(output)), encoder=r0.encoder,
+                      modality=r0.modality, dim=r0.dim, n_total=r0.n_total,
+                      n_written=sum(r.n_written for r in reps),
+                      n_existing=sum(r.n_existing for r in reps),
+                      n_inputs=sum(r.n_inputs for r in reps),
+                      failed=[f for r in reps for f in r.failed], n_rows=int(out.n),
+                      seconds=max(r.seconds for r in reps), settings=r0.settings)
+    return rep, SimpleNamespace(device=enc_kw["device"] if enc_kw["device"] != "auto" else "cpu")

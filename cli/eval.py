@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import click
+import numpy as np
 
 from ._common import check_result_path, load_pair
 from ._options import (
@@ -24,6 +25,7 @@ from ._options import (
     scheduler_context,
     seed_option,
 )
+from ._shard import fingerprint, parse_shard, shard_option, shard_range, write_partial
 
 
 def journal_path(output: str) -> Path:
@@ -76,7 +78,8 @@ class _Journal:
 
 @click.command("eval", epilog=examples(
     "fastcka eval txt.h5 img.h5 -o grid.csv",
-    "fastcka eval txt.h5 img.h5 --methods faq:rbf,local-cka -o grid.csv --resume"))
+    "fastcka eval txt.h5 img.h5 --methods faq:rbf,local-cka -o grid.csv --resume",
+    "fastcka eval txt.h5 img.h5 --shard 0/8 -o part0.h5"))
 @click.argument("src", metavar="SRC")
 @click.argument("tgt", metavar="TGT")
 @click.option("--base", nargs=2, default=None, metavar="BSRC BTGT",
@@ -101,21 +104,27 @@ class _Journal:
 @click.option("--n-init", type=click.IntRange(min=1), default=500, show_default=True,
               help="FAQ random restarts.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="The table (.csv, .tsv, .json or .h5).")
+              help="The table (.csv, .tsv, .json or .h5); with --shard the partial output.")
 @click.option("--resume", is_flag=True, default=False,
               help="Reuse the cells an interrupted run with the same options journaled.")
+@shard_option
 @seed_option
 @device_option
 @json_option
 def command(src, tgt, base, methods, seeds, queries, draws, direction, seed_strategy, stretch,
-            n_init, output, resume, seed, device, json_):
+            n_init, output, resume, shard, seed, device, json_):
     """Run the paper's evaluation grid on SRC/TGT (stores paired by id) and write one table."""
     import fastcka.evaluate as ev
     from fastcka._progress import progress
 
     s = resolve(device, json_, seed)
-    check_result_path(output)
+    part = parse_shard(shard)
+    if part is None:
+        check_result_path(output)
     cells = ev.plan(methods, seeds, draws, direction)     # bad options fail before any reading
+    grid = len(cells)
+    if part is not None:
+        cells = shard_range(cells, part)
     a, b = load_pair(src, tgt)
     base_arg = None
     if base is not None:
@@ -125,12 +134,15 @@ def command(src, tgt, base, methods, seeds, queries, draws, direction, seed_stra
               "seeds": seeds, "queries": queries, "draws": draws, "direction": direction,
               "seed_strategy": seed_strategy, "stretch": stretch, "n_init": n_init,
               "seed": s.seed}
+    if part is not None:
+        params["shard"] = list(part)
     jpath = journal_path(output)
     done = _read_journal(jpath, params) if resume else []
     prep_kw = dict(seeds=seeds, queries=queries, draws=draws, base=base_arg,
                    seed_strategy=seed_strategy, stretch=stretch, n_init=n_init, rng=s.seed,
                    device=s.device)
-    ev.check_cells(cells, ev.prepare(a.X, b.X, **prep_kw))   # validate before the journal
+    ev.check_cells(ev.plan(methods, seeds, draws, direction),
+                   ev.prepare(a.X, b.X, **prep_kw))   # validate before the journal
     journal = _Journal(jpath, params, fresh=not resume)
     bar = progress(total=len(cells), desc="eval", unit="cell", initial=len(done))
 
@@ -143,18 +155,50 @@ def command(src, tgt, base, methods, seeds, queries, draws, direction, seed_stra
     try:
         with scheduler_context(s) as ex:
             table = ev.evaluate(a.X, b.X, methods=methods, directions=direction, done=done,
-                                on_row=on_row, scheduler=ex, **prep_kw)
+                                on_row=on_row, scheduler=ex, cells=cells, **prep_kw)
     finally:
         journal.close()
         bar.close()
     table.meta.update(source=a.spec, target=b.spec,
                       base=list(base) if base else None)
+    if part is not None:
+        lo = part[0] * grid // part[1]               # shard_range's first cell
+        inputs = fingerprint(a.X, b.X, a.ids, *(() if base is None else (ba.X, bb.X, ba.ids)))
+        params.pop("shard")
+        write_partial(output, "eval", params, inputs, part, (lo, lo + len(cells)),
+                      {"rows": np.asarray([json.dumps(r) for r in table.rows]),
+                       "meta": np.asarray([json.dumps(table.meta)])})
+        jpath.unlink(missing_ok=True)
+        emit({"output": output, "shard": part[0], "n_shards": part[1],
+              "cells": [lo, lo + len(cells)], "of": grid},
+             f"shard {part[0]}/{part[1]}: cells {lo}..{lo + len(cells)} of {grid} -> {output}",
+             s.json)
+        return
     table.write(output)
     jpath.unlink(missing_ok=True)
+    _report(table, output, len(done), s.json)
+
+
+def merge(heads: list[dict], output: str | None, as_json: bool) -> None:
+    """``fastcka merge`` of eval shards: the unsharded run's table, written atomically."""
+    import fastcka.evaluate as ev
+
+    from ._shard import read_data
+
+    if output is None:
+        raise click.UsageError("merging eval shards needs -o TABLE (.csv, .tsv, .json or .h5)")
+    parts = [read_data(h["path"]) for h in heads]
+    rows = [json.loads(r) for p in parts for r in p["rows"]]
+    table = ev.EvalTable(rows, json.loads(parts[0]["meta"][0]))
+    table.write(output)
+    _report(table, output, 0, as_json)
+
+
+def _report(table, output: str, reused: int, as_json: bool) -> None:
     summary = table.summary()
-    result = {"output": output, "cells": len(table), "reused": len(done),
+    result = {"output": output, "cells": len(table), "reused": reused,
               "seconds": float(sum(r["seconds"] for r in table.rows)), "summary": summary}
-    emit(result, _text(summary, output), s.json)
+    emit(result, _text(summary, output), as_json)
 
 
 def _text(summary: list[dict], output: str) -> str:

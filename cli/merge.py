@@ -15,15 +15,17 @@ from ._options import examples, json_option, resolve
 from ._shard import check_parts
 
 # command recorded in a partial output -> module with its merge(heads, output, as_json)
-MERGERS = {"retrieve": "fastcka.cli.retrieve", "cka": "fastcka.cli.cka"}
+MERGERS = {"retrieve": "fastcka.cli.retrieve", "cka": "fastcka.cli.cka",
+           "eval": "fastcka.cli.eval", "embed": "fastcka.cli.embed"}
 
 
 @click.command("merge", epilog=examples(
-    "fastcka merge part-*.h5 -o ranks.csv"))
+    "fastcka merge part-*.h5 -o ranks.csv",
+    "fastcka merge emb-part-*.h5 -o emb.h5::/image"))
 @click.argument("parts", nargs=-1, required=True, metavar="PARTS...")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
               help="The result file the unsharded run writes with -o (same formats; '-' = "
-                   "stdout).")
+                   "stdout; for embed shards the store file.h5[::/group]).")
 @json_option
 def command(parts, output, json_):
     """Merge the partial outputs PARTS of one sharded run into its result."""
@@ -34,5 +36,6 @@ def command(parts, output, json_):
     cmd = heads[0]["command"]
     if cmd not in MERGERS:
         raise click.UsageError(f"{heads[0]['path']}: cannot merge partial outputs of {cmd!r}")
-    check_result_path(output)
-    importlib.import_module(MERGERS[cmd]).merge(heads, output, s.json)
+    mod = importlib.import_module(MERGERS[cmd])
+    getattr(mod, "check_merge_output", check_result_path)(output)
+    mod.merge(heads, output, s.json)

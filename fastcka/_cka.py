@@ -370,9 +370,19 @@ def cka(X: Any, Y: Any, *, kernel: str = "linear", sigma: Any = "paper", thresho
     return _cka_from(st, 0, 1, estimator)
 
 
+def _prep_many(Xs: list, estimator: str, device: str):
+    """The backend and the validated inputs of a matrix (same number of rows)."""
+    be = get_backend(*Xs, device=device)
+    min_rows = 4 if estimator == "unbiased" else 2
+    Xd = [_prep(be, X, f"Xs[{k}]", min_rows=min_rows) for k, X in enumerate(Xs)]
+    for k in range(1, len(Xd)):
+        check_same_rows(Xd[0], Xd[k], "Xs[0]", f"Xs[{k}]")
+    return be, Xd
+
+
 def cka_matrix(Xs: Sequence[Any], *, kernel: str = "linear", sigma: Any = "paper",
                threshold: float = 1.0, estimator: str = "biased", device: str = "auto",
-               progress=None) -> np.ndarray:
+               progress=None, scheduler: Any = None) -> np.ndarray:
     """Pairwise CKA between several paired representations.
 
     Parameters
@@ -380,6 +390,10 @@ def cka_matrix(Xs: Sequence[Any], *, kernel: str = "linear", sigma: Any = "paper
     Xs : sequence of m (n, p_k) array_like, same n
     kernel, sigma, threshold, estimator, device
         See :func:`cka`.
+    scheduler : None, str or fastcka.parallel.Executor
+        Compute it on a Dask cluster (:mod:`fastcka.parallel`, the workers on the CPU): one
+        task per input (its bandwidth and self statistics), then one task per pair; the
+        matrix is the in-process CPU one bit for bit.
 
     Returns
     -------
@@ -389,7 +403,9 @@ def cka_matrix(Xs: Sequence[Any], *, kernel: str = "linear", sigma: Any = "paper
     -----
     Each input's Gram statistics (bandwidth, row sums, self-HSIC) are computed once; one pass
     over the tiles accumulates every ``Σ K_a∘K_b`` together (m GEMMs and one fused kernel per
-    tile).  Linear: one ``(Σp)×(Σp)`` float64 cross-covariance, ``O(n·(Σp)²)``.
+    tile).  Linear: the ``(Σp)×(Σp)`` float64 cross-covariance, one block ``X_aᵀX_b`` per pair,
+    ``O(n·(Σp)²)``.  Every entry's sums are formed on their own, so they do not depend on the
+    other inputs (what makes the distributed and sharded matrices identical).
     """
     _check_kernel(kernel)
     sigma = _check_sigma(sigma, threshold)
@@ -397,13 +413,20 @@ def cka_matrix(Xs: Sequence[Any], *, kernel: str = "linear", sigma: Any = "paper
     Xs = list(Xs)
     if len(Xs) < 1:
         raise InputError("cka_matrix needs at least one input")
-    be = get_backend(*Xs, device=device)
-    min_rows = 4 if estimator == "unbiased" else 2
-    Xd = [_prep(be, X, f"Xs[{k}]", min_rows=min_rows) for k, X in enumerate(Xs)]
-    for k in range(1, len(Xd)):
-        check_same_rows(Xd[0], Xd[k], "Xs[0]", f"Xs[{k}]")
-    st, _ = _stats(be, Xd, kernel, sigma, threshold, progress)
-    m = len(Xd)
+    be, Xd = _prep_many(Xs, estimator, device)
+    if scheduler is not None and scheduler != "none":
+        from .parallel import cka_matrix_stats
+
+        st = cka_matrix_stats([be.to_host(X) for X in Xd], kernel, sigma, threshold,
+                              scheduler=scheduler)
+    else:
+        st, _ = _stats(be, Xd, kernel, sigma, threshold, progress)
+    return _matrix_from(st, estimator)
+
+
+def _matrix_from(st: _Stats, estimator: str) -> np.ndarray:
+    """The CKA matrix of the statistics of m inputs (NaN rows where a self-HSIC is <= 0)."""
+    m = len(st.S)
     self_h = [st.hsic(a, a, estimator) for a in range(m)]
     out = np.eye(m)
     with warnings.catch_warnings():
@@ -414,7 +437,7 @@ def cka_matrix(Xs: Sequence[Any], *, kernel: str = "linear", sigma: Any = "paper
     bad = [a for a in range(m) if not self_h[a] > 0]
     if bad:
         warnings.warn(f"inputs {bad} have a non-positive self-HSIC: their CKA entries are NaN",
-                      RuntimeWarning, stacklevel=2)
+                      RuntimeWarning, stacklevel=3)
         for a in bad:
             out[a, :] = out[:, a] = math.nan
     return out

@@ -90,34 +90,36 @@ def _kernel_stats(be: Backend, Xs: list, kinds: list[int], gammas: list[float],
                   unit)
 
 
-def _linear_feature_stats(be: Backend, Xs: list) -> _Stats:
+def _linear_feature_stats(be: Backend, Xs: list, pairs: list[tuple[int, int]] | None = None,
+                          affs=None) -> _Stats:
     """Linear-kernel statistics in feature space from column-centred features (float64).
 
     ``S[a, b] = ‖X_aᵀ X_b‖²_F`` with centred features, row sums 0, diagonals ``‖x_i‖²``:
-    ``O(n · (Σ p)²)`` time, ``O((Σ p)²)`` memory.
+    ``O(n · (Σ p)²)`` time, ``O((Σ p)²)`` memory.  Each ``X_aᵀ X_b`` is its own GEMM (``a = b``
+    a SYRK) over the same row chunks, so an entry does not depend on the other inputs: ``pairs``
+    (``a <= b``, default all) computes only those entries (the others stay 0) and gives the
+    bits the whole matrix gives (:func:`fastcka.parallel.cka_matrix_stats`).
     """
     xp = be.xp
     n = int(Xs[0].shape[0])
+    m = len(Xs)
     dims = [int(X.shape[1]) for X in Xs]
-    offs = np.concatenate([[0], np.cumsum(dims)])
-    affs = _affs(be, Xs)
-    C = xp.zeros((int(offs[-1]), int(offs[-1])))
-    diags = xp.zeros((len(Xs), n))
+    pairs = ([(a, b) for a in range(m) for b in range(a, m)] if pairs is None
+             else [tuple(p) for p in pairs])
+    need = sorted({a for p in pairs for a in p})
+    affs = _affs(be, Xs) if affs is None else affs
+    C = {p: xp.zeros((dims[p[0]], dims[p[1]])) for p in pairs}
+    diags = xp.zeros((m, n))
     step = int(config.CKA_CHUNK_ROWS)
-    Z = xp.empty((min(step, n), int(offs[-1])))
     for r0 in range(0, n, step):
         r1 = min(n, r0 + step)
-        Zc = Z[: r1 - r0]
-        for a, X in enumerate(Xs):
-            Zc[:, offs[a]:offs[a + 1]] = _median.block64(xp, X, r0, r1, affs[a])
-            blk = Zc[:, offs[a]:offs[a + 1]]
-            diags[a, r0:r1] = (blk * blk).sum(axis=1)
-        C += xp.dot(Zc.T, Zc)  # syrk on BLAS backends
-    m = len(Xs)
+        blk = {a: _median.block64(xp, Xs[a], r0, r1, affs[a]) for a in need}
+        for a in need:
+            diags[a, r0:r1] = (blk[a] * blk[a]).sum(axis=1)
+        for a, b in pairs:
+            C[a, b] += xp.dot(blk[a].T, blk[b])  # syrk on BLAS backends where a == b
     S = np.zeros((m, m))
-    for a in range(m):
-        for b in range(a, m):
-            blk = C[offs[a]:offs[a + 1], offs[b]:offs[b + 1]]
-            S[a, b] = S[b, a] = be.scalar((blk * blk).sum())
+    for (a, b), c in C.items():
+        S[a, b] = S[b, a] = be.scalar((c * c).sum())
     return _Stats(n, S, np.zeros((m, n)), be.to_host(diags).astype(np.float64),
                   [1.0 / (aff[1] * aff[1]) for aff in affs])

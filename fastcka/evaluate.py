@@ -458,7 +458,7 @@ def evaluate(S: Any, T: Any, *, methods: Any = ("faq", "local-cka", "linreg", "r
              done: Iterable[dict[str, Any]] = (),
              on_row: Callable[[dict[str, Any]], None] | None = None,
              progress: Callable[[int, int, Cell], None] | None = None,
-             scheduler: Any = None) -> EvalTable:
+             scheduler: Any = None, cells: Sequence[Cell] | None = None) -> EvalTable:
     """Run the paper's protocol over a grid and return the tidy table (one row per cell).
 
     Parameters
@@ -494,6 +494,9 @@ def evaluate(S: Any, T: Any, *, methods: Any = ("faq", "local-cka", "linreg", "r
         Run the cells as tasks of a Dask cluster (one task per cell, the prepared data sent
         once per worker, see :mod:`fastcka.parallel`); the rows are the in-process ones (but
         for ``seconds``), and ``on_row`` is called for each once all have come back.
+    cells : list of Cell, optional
+        Run only these cells of the grid (e.g. one job-array shard's, ``fastcka eval
+        --shard``); the table holds their rows, in grid order, and the grid's metadata.
 
     Returns
     -------
@@ -503,7 +506,12 @@ def evaluate(S: Any, T: Any, *, methods: Any = ("faq", "local-cka", "linreg", "r
         ``objective`` FAQ's (the CKA under the matching), ``seed_cka``/``seed_cka_linear`` the
         rbf (paper σ) and linear CKA of the cell's seed sets.  NaN where not applicable.
     """
-    cells = plan(methods, seeds, draws, directions)
+    grid = plan(methods, seeds, draws, directions)
+    if cells is not None:
+        keys = {c.key for c in cells}
+        cells = [c for c in grid if c.key in keys]
+    else:
+        cells = grid
     prep = prepare(S, T, seeds=seeds, queries=queries, draws=draws, base=base,
                    seed_strategy=seed_strategy, stretch=stretch, n_init=n_init, maxiter=maxiter,
                    tol=tol, rng=rng, device=device, ids_S=ids_S, ids_T=ids_T, lap=lap,

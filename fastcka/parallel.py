@@ -44,7 +44,8 @@ import numpy as np
 from .errors import FastckaError, InputError, one_line
 
 __all__ = ["SCHEDULER_ENV", "Executor", "InProcess", "DaskExecutor", "executor",
-           "parse_scheduler", "faq_restarts"]
+           "parse_scheduler", "faq_restarts", "cka_units", "cka_run_units", "cka_stats_from",
+           "cka_matrix_stats"]
 
 SCHEDULER_ENV = "FASTCKA_SCHEDULER"
 _CHOICES = "'none', 'local', 'local:N', 'tcp://HOST:PORT' or 'slurm'"
@@ -97,6 +98,14 @@ class Executor:
     def map(self, fn: Callable, tasks: Sequence[tuple], shared: Any = None) -> list:
         raise NotImplementedError
 
+    def scatter(self, shared: Any) -> Any:
+        """``shared`` sent to the workers once, as a handle that several :meth:`map` calls take
+        as their ``shared`` (release it with :meth:`release`)."""
+        return shared
+
+    def release(self, handle: Any) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -122,20 +131,27 @@ class DaskExecutor(Executor):
     def n_workers(self) -> int:
         return max(1, len(self.client.scheduler_info().get("workers", {})))
 
+    def scatter(self, shared):
+        # a one-element list: scatter would split a tuple or list into one future per item
+        return self.client.scatter([shared], broadcast=True, hash=False)[0]
+
+    def release(self, handle):
+        if _is_future(handle):
+            handle.release()
+
     def map(self, fn, tasks, shared=None):
         if not tasks:
             return []
         client = self.client
-        # a one-element list: scatter would split a tuple or list into one future per item
-        fut = (client.scatter([shared], broadcast=True, hash=False)[0] if shared is not None
-               else None)
+        owned = shared is not None and not _is_future(shared)
+        fut = self.scatter(shared) if owned else shared
         futures = [client.submit(fn, fut, *t, pure=False) for t in tasks]
         try:
             return client.gather(futures)
         finally:
             for f in futures:
                 f.release()
-            if fut is not None:
+            if owned:
                 fut.release()
 
     def close(self) -> None:
@@ -143,6 +159,10 @@ class DaskExecutor(Executor):
             self.client.close()
             if self.cluster is not None:
                 self.cluster.close()
+
+
+def _is_future(obj) -> bool:
+    return type(obj).__name__ == "Future" and type(obj).__module__.startswith("distributed")
 
 
 def _import_distributed():
@@ -299,3 +319,125 @@ def faq_restarts(scheduler, be, inputs, n_init, starts, rng, run_opts, batch_siz
     inc = np.concatenate([p[2] for p in parts])
     return cols, nit, inc
 
+
+
+# --------------------------------------------------------------------------------------------
+# unit: the CKA matrix over many inputs
+# --------------------------------------------------------------------------------------------
+#
+# The in-process matrix (fastcka.cka.cka_matrix) forms every entry's sums on its own: the
+# linear feature path one GEMM X_aᵀX_b per pair, the Gram path per-entry sums over the same
+# tiles (the Numba tile kernels' chunks do not depend on the thread count).  So an input's
+# statistics (bandwidth, Σ K_a∘K_a, row sums, diagonal) and a pair's Σ K_a∘K_b computed alone,
+# on any worker or shard, are the bits the whole matrix holds, and the matrix built from them
+# by fastcka.cka._matrix_from is the in-process one.
+
+def cka_units(m: int) -> list[tuple]:
+    """The units of an m-input CKA matrix: every input ``("store", a)``, then every pair
+    ``("pair", a, b)`` (a < b)."""
+    return [("store", a) for a in range(m)] + [("pair", a, b) for a in range(m)
+                                                for b in range(a + 1, m)]
+
+
+def _features(Xs, kernel: str) -> bool:
+    """Whether the matrix takes the linear feature path (decided once, over all inputs)."""
+    from ._cka import _use_features
+
+    return kernel == "linear" and _use_features(int(Xs[0].shape[0]),
+                                                [int(X.shape[1]) for X in Xs])
+
+
+def _cka_store(be, X, kernel, sigma, threshold, features, full=True) -> dict:
+    """One input's bandwidth (scaled-units gamma) and, if ``full``, its self statistics."""
+    from ._cka import _affs, _kernel_stats, _linear_feature_stats, _sigmas
+
+    (aff,) = _affs(be, [X])
+    gamma = 0.0
+    if kernel == "rbf":
+        (s,) = _sigmas(be, [X], sigma, threshold, [aff])
+        gamma = 1.0 / (2.0 * (s * aff[1]) ** 2)
+    if not full:
+        return {"gamma": gamma}
+    if features:
+        st = _linear_feature_stats(be, [X], [(0, 0)], affs=[aff])
+    else:
+        st = _kernel_stats(be, [X], [int(kernel == "rbf")], [gamma], affs=[aff])
+    return {"gamma": gamma, "S": float(st.S[0, 0]), "rows": st.rows[0], "diags": st.diags[0],
+            "unit": float(st.unit[0])}
+
+
+def _cka_pair(be, Xa, Xb, kernel, features, gammas) -> float:
+    """``Σ K_a∘K_b`` of one pair (the gammas of its two inputs from :func:`_cka_store`)."""
+    from ._cka import _affs, _kernel_stats, _linear_feature_stats
+
+    affs = _affs(be, [Xa, Xb])
+    if features:
+        st = _linear_feature_stats(be, [Xa, Xb], [(0, 1)], affs=affs)
+    else:
+        st = _kernel_stats(be, [Xa, Xb], [int(kernel == "rbf")] * 2, list(gammas), affs=affs)
+    return float(st.S[0, 1])
+
+
+def _cka_store_task(Xs, a, kernel, sigma, threshold, features, full, device):
+    from .backend import get_backend
+
+    be = get_backend(device=device)
+    return _cka_store(be, be.asarray(Xs[a]), kernel, sigma, threshold, features, full)
+
+
+def _cka_pair_task(Xs, a, b, kernel, features, gammas, device):
+    from .backend import get_backend
+
+    be = get_backend(device=device)
+    return _cka_pair(be, be.asarray(Xs[a]), be.asarray(Xs[b]), kernel, features, gammas)
+
+
+def cka_run_units(Xs, units, kernel, sigma, threshold, *, device="cpu", scheduler=None,
+                  features=None) -> list:
+    """The results of some :func:`cka_units` of the inputs ``Xs`` (validated, host arrays):
+    a dict per store unit, ``Σ K_a∘K_b`` per pair unit.
+
+    With a scheduler: one task per input whose bandwidth a pair needs (rbf) or whose store
+    unit is asked for, then one task per pair; the inputs are scattered once per worker.
+    ``features`` (the linear path) is decided over all of ``Xs`` unless given.
+    """
+    features = _features(Xs, kernel) if features is None else features
+    stores = sorted({u[1] for u in units if u[0] == "store"})
+    pairs = [(u[1], u[2]) for u in units if u[0] == "pair"]
+    need = sorted(set(stores) | ({a for p in pairs for a in p} if kernel == "rbf" else set()))
+    st_tasks = [(a, kernel, sigma, threshold, features, a in stores, device) for a in need]
+    with executor(scheduler) as ex:
+        handle = ex.scatter(Xs)
+        try:
+            got = dict(zip(need, ex.map(_cka_store_task, st_tasks, shared=handle), strict=True))
+            gam = {a: r["gamma"] for a, r in got.items()}
+            vals = ex.map(_cka_pair_task, [(a, b, kernel, features,
+                                            (gam.get(a, 0.0), gam.get(b, 0.0)), device)
+                                           for a, b in pairs], shared=handle)
+        finally:
+            ex.release(handle)
+    pv = dict(zip(pairs, vals, strict=True))
+    return [got[u[1]] if u[0] == "store" else pv[(u[1], u[2])] for u in units]
+
+
+def cka_stats_from(n: int, m: int, units, results):
+    """The :class:`fastcka.cka._Stats` of an m-input matrix from all its units' results."""
+    from ._cka import _Stats
+
+    S = np.zeros((m, m))
+    rows, diags, unit = np.zeros((m, n)), np.zeros((m, n)), [1.0] * m
+    for u, r in zip(units, results, strict=True):
+        if u[0] == "store":
+            a = u[1]
+            S[a, a] = r["S"]
+            rows[a], diags[a], unit[a] = r["rows"], r["diags"], r["unit"]
+        else:
+            S[u[1], u[2]] = S[u[2], u[1]] = r
+    return _Stats(n, S, rows, diags, unit)
+
+
+def cka_matrix_stats(Xs, kernel, sigma, threshold, *, scheduler=None, device="cpu"):
+    """The statistics :func:`fastcka.cka_matrix` builds its matrix from, unit by unit."""
+    units = cka_units(len(Xs))
+    res = cka_run_units(Xs, units, kernel, sigma, threshold, device=device, scheduler=scheduler)
+    return cka_stats_from(int(Xs[0].shape[0]), len(Xs), units, res)

@@ -62,6 +62,8 @@ class EmbedReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     n_rows: int = 0
     seconds: float = 0.0
+    batches: tuple[int, int] = (0, 0)  # the batch range of the run this report covers
+    settings: dict = field(default_factory=dict)  # the store's settings
 
     @property
     def rate(self) -> float:
@@ -134,7 +136,8 @@ def default_image_batch(encoder: ImageEncoder) -> int:
 def embed_images(records: Sequence, encoder: ImageEncoder, output: str, *,
                  batch_size: int | None = None,
                  workers: int | None = None, resume: bool = False, on_error: str = "skip",
-                 settings: dict | None = None, show_progress: bool = True) -> EmbedReport:
+                 settings: dict | None = None, show_progress: bool = True,
+                 shard: tuple[int, int] | None = None) -> EmbedReport:
     """Embed image records into the store ``output`` (``file.h5`` or ``file.h5::/group``).
 
     Parameters
@@ -156,6 +159,9 @@ def embed_images(records: Sequence, encoder: ImageEncoder, output: str, *,
         (the partial folder is kept, so ``resume`` continues after fixing the file).
     settings : dict, optional
         Extra entries recorded in the store's settings (source, limit, ...).
+    shard : (i, n), optional
+        Embed only shard i of n of the run's batches (:func:`shard_batches`) into ``output``:
+        each of its batches is the unsharded run's, so its rows are that run's bit for bit.
 
     Returns
     -------
@@ -172,12 +178,15 @@ def embed_images(records: Sequence, encoder: ImageEncoder, output: str, *,
     if batch_size is None:
         batch_size = default_image_batch(encoder)
     workers = _check_common(batch_size, workers, on_error)
+    n_total = len(records)
+    records, rng = shard_batches(list(_batches(list(records), batch_size)), shard)
     with _writer(output, encoder, resume, dict(settings or {}, batch_size=batch_size)) as writer:
         done = writer.existing_ids
         todo = [r for r in records if r.id not in done]
         rep = EmbedReport(output=writer.spec, encoder=encoder.name, modality="image", dim=encoder.dim,
-                          n_total=len(records), n_existing=len(records) - len(todo))
-        if not todo and writer.n == 0:
+                          n_total=n_total, n_existing=len(records) - len(todo), batches=rng,
+                          settings=dict(writer.settings))
+        if not todo and writer.n == 0 and shard is None:
             raise InputError("no images to embed")
         delay = float(os.environ.get(_DELAY_ENV, "0") or 0)
 
@@ -216,20 +225,21 @@ def embed_images(records: Sequence, encoder: ImageEncoder, output: str, *,
             if bar is not None:
                 bar.close()
         rep.seconds = time.perf_counter() - t0
-        if writer.n == 0:
+        if writer.n == 0 and shard is None:
             raise InputError(f"none of the {len(records)} images could be read "
                              f"(first: {rep.failed[0][0]!r}: {rep.failed[0][1]})")
         # a labelled source (Fashion-MNIST .npy, ImageFolder tree): labels travel with the rows
         labels = ({r.id: r.label for r in records}
                   if records and all(getattr(r, "label", None) is not None for r in records)
                   else None)
-        rep.n_rows = writer.close(labels=labels).n  # the rows of the final store, as written
+        rep.n_rows = _close(writer, labels)  # the rows of the final store, as written
     return rep
 
 
 def embed_texts(records: Sequence, encoder: TextEncoder, output: str, *, batch_size: int = 64,
                 workers: int | None = None, resume: bool = False, caption_mean: bool = True,
-                settings: dict | None = None, show_progress: bool = True) -> EmbedReport:
+                settings: dict | None = None, show_progress: bool = True,
+                shard: tuple[int, int] | None = None) -> EmbedReport:
     """Embed caption records into the store ``output``.
 
     Parameters
@@ -246,6 +256,8 @@ def embed_texts(records: Sequence, encoder: TextEncoder, output: str, *, batch_s
         True: one row per id, the mean of its captions' (normalised) embeddings, not
         renormalised.  False: one row per caption, id ``"<id>#<k>"`` (k from 0) when an id has
         several captions, the plain id when it has one.
+    shard : (i, n), optional
+        Embed only shard i of n of the run's batches (see :func:`embed_images`).
 
     Returns
     -------
@@ -260,23 +272,18 @@ def embed_texts(records: Sequence, encoder: TextEncoder, output: str, *, batch_s
         else:
             rows.extend((f"{r.id}#{k}", (c,)) for k, c in enumerate(r.captions))
     extra = dict(settings or {}, caption_mean=bool(caption_mean), batch_size=batch_size)
+    n_total = len(rows)
+    rows, rng = shard_batches(_caption_batches(rows, batch_size), shard)
     with _writer(output, encoder, resume, extra) as writer:
         done = writer.existing_ids
         todo = [r for r in rows if r[0] not in done]
         rep = EmbedReport(output=writer.spec, encoder=encoder.name, modality="text", dim=encoder.dim,
-                          n_total=len(rows), n_existing=len(rows) - len(todo))
-        if not todo and writer.n == 0:
+                          n_total=n_total, n_existing=len(rows) - len(todo), batches=rng,
+                          settings=dict(writer.settings))
+        if not todo and writer.n == 0 and shard is None:
             raise InputError("no captions to embed")
-        # group rows into batches of about batch_size captions
-        batches, cur, ncap = [], [], 0
-        for row in todo:
-            if cur and ncap + len(row[1]) > batch_size:
-                batches.append(cur)
-                cur, ncap = [], 0
-            cur.append(row)
-            ncap += len(row[1])
-        if cur:
-            batches.append(cur)
+        # a batch boundary of the whole run starts a shard, so its batches are the run's
+        batches = _caption_batches(todo, batch_size)
         delay = float(os.environ.get(_DELAY_ENV, "0") or 0)
         t0 = time.perf_counter()
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastcka-tokenize") as pool:
@@ -298,5 +305,40 @@ def embed_texts(records: Sequence, encoder: TextEncoder, output: str, *, batch_s
             if bar is not None:
                 bar.close()
         rep.seconds = time.perf_counter() - t0
-        rep.n_rows = writer.close().n
+        rep.n_rows = _close(writer)
     return rep
+
+
+def _caption_batches(rows: list, batch_size: int) -> list[list]:
+    """Rows ``(id, captions)`` grouped into batches of about ``batch_size`` captions (a row is
+    never split)."""
+    batches, cur, ncap = [], [], 0
+    for row in rows:
+        if cur and ncap + len(row[1]) > batch_size:
+            batches.append(cur)
+            cur, ncap = [], 0
+        cur.append(row)
+        ncap += len(row[1])
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+def shard_batches(batches: list, shard: tuple[int, int] | None) -> tuple[list, tuple[int, int]]:
+    """The items of shard ``(i, n)`` of a run's batches (contiguous, the counts differing by at
+    most one) and its batch range ``(b0, b1)`` of ``len(batches)``; all of them without a shard."""
+    i, n = shard if shard is not None else (0, 1)
+    b0, b1 = i * len(batches) // n, (i + 1) * len(batches) // n
+    return [x for b in batches[b0:b1] for x in b], (b0, b1)
+
+
+def _close(writer, labels=None) -> int:
+    """Write the final store and return its rows; a shard that has no rows (more shards than
+    batches, or only unreadable images) writes none and returns 0."""
+    if writer.n == 0:
+        import shutil
+
+        writer.abandon()
+        shutil.rmtree(writer.partial, ignore_errors=True)
+        return 0
+    return writer.close(labels=labels).n
