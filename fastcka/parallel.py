@@ -23,7 +23,11 @@ so a distributed result is the in-process one bit for bit:
   the random generator at its own position in the stream;
 - retrieval: one task per block of source queries, the top-k lists merged exactly
   (:func:`fastcka.retrieval.retrieve`);
-- the CKA matrix: one task per pair of stores (:func:`fastcka.cka.cka_matrix` callers).
+- the CKA matrix (:func:`fastcka.cka_matrix`): one task per input (its bandwidth and self
+  statistics), then one per pair of inputs (:func:`cka_run_units`);
+- eval grid cells (:func:`fastcka.evaluate`): one task per cell;
+- embedding (``fastcka embed`` with ``--scheduler``): one shard of the batches per worker, each
+  writing its own store, merged at the end.
 
 Inputs travel once per worker (``scatter(..., broadcast=True)``), not once per task.  Dask,
 distributed and dask-jobqueue are the ``dask`` extra; they are imported only when a cluster is

@@ -105,8 +105,9 @@ def test_bad_shard_flags(stores, capsys, tmp_path, argv, needles):
 # cka matrix shards
 # --------------------------------------------------------------------------------------------
 
-def matrix_stores(tmp_path, n=40, m=4):
-    """m stores of n paired rows (dims 5, 8, 11, ...), rows of each in its own order."""
+def matrix_stores(tmp_path, n=40, m=4, prefix="s"):
+    """m stores PREFIX0.h5 ... of n paired rows (dims 5, 8, 11, ...), rows of each in its own
+    order."""
     from fastcka.store import write_store
 
     rng = np.random.default_rng(11)
@@ -117,7 +118,7 @@ def matrix_stores(tmp_path, n=40, m=4):
         X = np.tanh(Z @ rng.standard_normal((3, 5 + 3 * a))) + 0.1 * rng.standard_normal(
             (n, 5 + 3 * a))
         perm = rng.permutation(n)
-        p = tmp_path / f"s{a}.h5"
+        p = tmp_path / f"{prefix}{a}.h5"
         write_store(p, X[perm], ids[perm], modality="other")
         paths.append(p)
     return paths

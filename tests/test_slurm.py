@@ -146,3 +146,23 @@ def test_cli_scheduler_slurm_match_equals_in_process(slurm, tmp_path):
     assert res[0] == res[1]
     assert np.isfinite(res[0][0])
     _wait_idle(slurm, 60)
+
+
+def test_job_array_of_cka_shards_then_merge(slurm, tmp_path):
+    """docs/hpc.md's cka-array.sh as written (3 array tasks instead of 8), then merge."""
+    from test_shard_merge import matrix_stores
+
+    work = tmp_path / "work"
+    work.mkdir()
+    matrix_stores(work, prefix="enc-")
+    (work / "cka-array.sh").write_text(doc_files()["cka-array.sh"])
+    subprocess.run(["sbatch", "--wait", "--array=0-2", "cka-array.sh"], cwd=work, env=slurm,
+                   check=True, capture_output=True, text=True, timeout=240)
+    parts = sorted(p.name for p in work.glob("cka-part-*.h5"))
+    assert parts == [f"cka-part-{i}.h5" for i in range(3)], _diagnostics(slurm, work)
+    for cmd in ("fastcka cka enc-*.h5 --kernel rbf -o unsharded.csv",
+                "fastcka merge cka-part-*.h5 -o cka.csv"):
+        subprocess.run(["bash", "-c", cmd], cwd=work, env=slurm, check=True, timeout=120)
+    assert (work / "cka.csv").read_bytes() == (work / "unsharded.csv").read_bytes()
+    assert len(list(work.glob("cka-*_*.log"))) == 3
+    _wait_idle(slurm, 60)
