@@ -177,6 +177,8 @@ def test_cli_scheduler_from_environment(stores, capsys, monkeypatch):
 
 def test_cli_bad_scheduler_and_unreachable_scheduler(stores, capsys):
     import dask
+    import distributed  # noqa: F401  (its config defaults first: leaving dask.config.set below
+    #                     would otherwise drop the whole 'distributed' section it created)
 
     src, tgt = stores
     code, out, err = run(["--scheduler", "local:0", "match", src, tgt], capsys)
