@@ -285,6 +285,10 @@ def test_cli_classify_writes_results(cli_data, capsys):
     assert rows[0].split(",")[1:] == CLASSES
     conf = np.array([[int(v) for v in r.split(",")[1:]] for r in rows[1:]])
     assert np.array_equal(conf, lib.methods[0].confusion)
+    from fastcka.report import read_confusion  # the layout `fastcka report DIR` reads
+
+    names, M = read_confusion(out_dir / "confusion_local-cka-linear.csv")
+    assert names == CLASSES and np.array_equal(M, lib.methods[0].confusion)
     preds = (out_dir / "predictions.csv").read_text().splitlines()
     assert preds[0] == "id,class,local-cka/linear,knn" and len(preds) == 1 + lib.n_queries
     first = preds[1].split(",")
