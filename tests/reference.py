@@ -2,7 +2,9 @@
 
 Each function is the textbook definition, written for clarity, never for speed: CKA/HSIC with the
 explicit centring matrix, the kernels and their bandwidths, local CKA pair by pair, the k nearest
-neighbours by a full sort, CKNNA, and top-k by a full stable argsort.
+neighbours by a full sort, CKNNA, and top-k by a full stable argsort; for the QAP solvers the
+objective of a permutation, padding by hand, plain Sinkhorn balancing, the LAP optimum over all
+permutations and SciPy's FAQ iteration in exact rational arithmetic.
 """
 
 from __future__ import annotations
@@ -101,3 +103,95 @@ def naive_cknna(X, Y, k):
 def topk_full(S, k):
     """Column indices of the k largest entries of every row, ties in index order."""
     return np.argsort(-S, axis=1, kind="stable")[:, :k]
+
+
+# ---------------------------------------------------------------- QAP and LAP (fastcka.qap)
+
+def naive_qap_objective(A, B, perm, S=None):
+    """trace(Aᵀ P B Pᵀ) (+ trace(Sᵀ P)) of the permutation ``perm``: Σ A ∘ B[perm][:, perm]."""
+    val = float(np.sum(A * B[perm][:, perm]))
+    if S is not None:
+        val += float(S[np.arange(len(perm)), perm].sum())
+    return val
+
+
+def naive_pad(A, B, padding):
+    """The smaller graph padded with isolated nodes (``"adopted"``: Fishkind et al.'s 2X - 1)."""
+    n = max(len(A), len(B))
+    if padding == "adopted":
+        A, B = 2 * A - 1, 2 * B - 1
+
+    def pad(X):
+        out = np.zeros((n, n))
+        out[:len(X), :len(X)] = X
+        return out
+    return pad(A), pad(B)
+
+
+def naive_sinkhorn(P, tol=1e-3, max_iter=1000):
+    """SciPy's FAQ initialisation balancing, written out plainly."""
+    c = 1 / P.sum(axis=0)
+    r = 1 / (P @ c)
+    out = P
+    for _ in range(max_iter):
+        if (np.abs(out.sum(axis=1) - 1) < tol).all() and (np.abs(out.sum(axis=0) - 1) < tol).all():
+            break
+        c = 1 / (r @ P)
+        r = 1 / (P @ c)
+        out = r[:, None] * P * c
+    return out
+
+
+def naive_lap_optimum(C, maximize=False):
+    """Optimal total of the assignment problem on C, over all n! permutations (n ≤ 8)."""
+    import itertools
+
+    n = C.shape[0]
+    totals = [sum(C[i, p[i]] for i in range(n)) for p in itertools.permutations(range(n))]
+    return max(totals) if maximize else min(totals)
+
+
+def exact_faq(A, B, maximize, maxiter=30, tol=0.03):
+    """SciPy's FAQ (barycentre start, no seeds) in exact rational arithmetic: the line search
+    and its endpoint rule (ties go to the full step) carry no rounding.
+
+    Returns (col_ind, iterations, number of iterations with an exact endpoint tie a + b = 0).
+    """
+    from fractions import Fraction
+
+    from scipy.optimize import linear_sum_assignment
+
+    n = len(A)
+    A = [[Fraction(int(x)) for x in r] for r in A]
+    B = [[Fraction(int(x)) for x in r] for r in B]
+    P = [[Fraction(1, n)] * n for _ in range(n)]
+
+    def mm(X, Y):
+        return [[sum(X[i][k] * Y[k][j] for k in range(n)) for j in range(n)] for i in range(n)]
+
+    def tr(X):
+        return [list(r) for r in zip(*X, strict=True)]
+
+    def g(X, Y):
+        M = mm(mm(A, Y), tr(B))
+        return sum(X[i][j] * M[i][j] for i in range(n) for j in range(n))
+
+    s = 1 if maximize else -1
+    ties = nit = 0
+    while nit < maxiter:
+        nit += 1
+        G = [[u + v for u, v in zip(r1, r2, strict=True)]
+             for r1, r2 in zip(mm(mm(A, P), tr(B)), mm(mm(tr(A), P), B), strict=True)]
+        _, cols = linear_sum_assignment(np.array(G, dtype=float), maximize=maximize)
+        R = [[Fraction(int(cols[i] == j)) - P[i][j] for j in range(n)] for i in range(n)]
+        a, b = g(R, R), g(P, R) + g(R, P)
+        ties += a + b == 0
+        if a * s < 0 and 0 <= -b / (2 * a) <= 1:
+            t = -b / (2 * a)
+        else:
+            t = Fraction(1) if (a + b) * s >= 0 else Fraction(0)
+        P = [[P[i][j] + t * R[i][j] for j in range(n)] for i in range(n)]
+        if float(t) * math.sqrt(float(sum(x * x for r in R for x in r))) / math.sqrt(n) < tol:
+            break
+    _, col = linear_sum_assignment(np.array(P, dtype=float), maximize=True)
+    return col, nit, ties

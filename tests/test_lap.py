@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from reference import naive_lap_optimum
 from scipy.optimize import linear_sum_assignment
 
 from fastcka.kernels.lap_cpu import lap_batch
@@ -31,6 +32,55 @@ def test_cpu_lap_reaches_scipy_optimum(n, maximize):
         cols, v = lap_batch(C, maximize=maximize)
         _check(C, cols, maximize)
         assert v.shape == (n,)
+
+
+@pytest.mark.parametrize("maximize", [False, True])
+def test_cpu_lap_matches_the_optimum_over_all_permutations(maximize):
+    rng = np.random.default_rng(5 + maximize)
+    for n in (1, 2, 3, 5, 7):
+        for C in (rng.random((n, n)), rng.integers(0, 3, (n, n)).astype(float)):
+            cols, _ = lap_batch(C, maximize=maximize)
+            assert sorted(cols.tolist()) == list(range(n))
+            assert C[np.arange(n), cols].sum() == pytest.approx(naive_lap_optimum(C, maximize),
+                                                                rel=1e-12, abs=1e-12)
+
+
+def test_cpu_lap_checked_path_solves_alike_and_updates_the_duals_in_place():
+    # checked=True (the FAQ loop's LAPs: arrays it built) skips checks and copies, same answer
+    rng = np.random.default_rng(9)
+    C = rng.random((4, 30, 30))
+    v0 = rng.standard_normal((4, 30))
+    cols, v = lap_batch(C, maximize=True, v0=v0)
+    mine = v0.copy()
+    cols2, v2 = lap_batch(C, maximize=True, v0=mine, checked=True)
+    np.testing.assert_array_equal(cols2, cols)
+    np.testing.assert_array_equal(v2, v)
+    assert v2 is mine                      # no copy: the caller gave the duals up
+    cold, _ = lap_batch(C, checked=True)
+    for b in range(4):
+        _check(C[b], cold[b], False)
+
+
+def test_faq_loop_lap_calls_take_checked_arrays(monkeypatch):
+    # inputs are checked once at the entry: no LAP of the Frank–Wolfe loop checks them again
+    import fastcka.kernels.lap_cpu as lap_cpu
+    from fastcka.qap import quadratic_assignment
+
+    calls = []
+    orig = lap_cpu.lap_batch
+
+    def spy(C, *args, **kw):
+        calls.append(kw.get("checked", False))
+        return orig(C, *args, **kw)
+
+    monkeypatch.setattr(lap_cpu, "lap_batch", spy)
+    rng = np.random.default_rng(2)
+    A, B = rng.random((40, 40)), rng.random((40, 40))
+    res = quadratic_assignment(A + A.T, B + B.T, options=dict(lap="jv", P0="randomized",
+                                                              rng=np.random.default_rng(0)))
+    assert len(calls) >= res.nit and all(calls)
+    with pytest.raises(ValueError, match="`A` contains NaN"):
+        quadratic_assignment(np.full((4, 4), np.nan), np.eye(4), options=dict(lap="jv"))
 
 
 def test_cpu_lap_batch_and_warm_start():

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
 import pytest
+from reference import exact_faq, naive_pad, naive_qap_objective, naive_sinkhorn
 from scipy.optimize import quadratic_assignment as scipy_qap
 
 from fastcka.qap import OptimizeWarning, doubly_stochastic, quadratic_assignment
-
-
-def _score(A, B, perm, S=None):
-    val = float(np.sum(A * B[perm][:, perm]))
-    if S is not None:
-        val += float(S[np.arange(len(perm)), perm].sum())
-    return val
 
 
 def _problem(n, sym, seed):
@@ -39,7 +32,7 @@ def test_objective_matches_scipy_same_deterministic_P0(sym, m, maximize):
         res = quadratic_assignment(A, B, options=dict(opts, rng=np.random.default_rng(0), **extra))
         better = res.fun >= ref.fun - 1e-9 * abs(ref.fun) if maximize else res.fun <= ref.fun + 1e-9 * abs(ref.fun)
         assert better, (res.fun, ref.fun, extra)
-        assert res.fun == pytest.approx(_score(A, B, res.col_ind), rel=1e-12)
+        assert res.fun == pytest.approx(naive_qap_objective(A, B, res.col_ind), rel=1e-12)
         assert sorted(res.col_ind) == list(range(50))
         assert (res.col_ind[pm[:, 0]] == pm[:, 1]).all()
     # SciPy's LAP in the loop: the same iterates, so the same answer
@@ -71,12 +64,12 @@ def test_randomized_restarts_batch_equals_sequential_scipy_calls():
                                                   lap="scipy"))
     np.testing.assert_allclose(res.all_fun, refs, rtol=1e-10)
     assert res.fun == pytest.approx(max(refs), rel=1e-12)
-    assert res.fun == pytest.approx(_score(A, B, res.col_ind), rel=1e-12)
+    assert res.fun == pytest.approx(naive_qap_objective(A, B, res.col_ind), rel=1e-12)
     # our warm-started LAP inside: exact too, never worse in the best restart on this instance
     res_jv = quadratic_assignment(A, B, options=dict(opts, rng=np.random.default_rng(123), n_init=4,
                                                      lap="jv", batch_size=3))
     assert len(res_jv.all_fun) == 4 and len(res_jv.all_nit) == 4
-    assert res_jv.fun == pytest.approx(_score(A, B, res_jv.col_ind), rel=1e-12)
+    assert res_jv.fun == pytest.approx(naive_qap_objective(A, B, res_jv.col_ind), rel=1e-12)
     assert res_jv.fun == pytest.approx(res_jv.all_fun.max())
 
 
@@ -107,7 +100,7 @@ def test_factored_linear_path_equals_dense():
     dense = quadratic_assignment(X @ X.T, Y @ Y.T, options=opts)
     fact = quadratic_assignment(X, Y, options=dict(opts, factored=True))
     assert fact.fun == pytest.approx(dense.fun, rel=1e-9)
-    assert fact.fun == pytest.approx(_score(X @ X.T, Y @ Y.T, fact.col_ind), rel=1e-9)
+    assert fact.fun == pytest.approx(naive_qap_objective(X @ X.T, Y @ Y.T, fact.col_ind), rel=1e-9)
 
 
 def test_float32_option():
@@ -123,7 +116,7 @@ def test_float32_option():
     r64 = quadratic_assignment(A, B, options=opts)
     r32 = quadratic_assignment(A, B, options=dict(opts, dtype="float32"))
     assert (r64.col_ind == truth).all() and (r32.col_ind == truth).all()
-    assert r32.fun == _score(A, B, r32.col_ind)          # fun is evaluated in float64
+    assert r32.fun == naive_qap_objective(A, B, r32.col_ind)          # fun is evaluated in float64
 
 
 def test_linear_term_S():
@@ -133,29 +126,17 @@ def test_linear_term_S():
     S[np.arange(30), truth] = 1e4      # an overwhelming linear reward for `truth`
     res = quadratic_assignment(A, B, options=dict(maximize=True, S=S, rng=np.random.default_rng(0)))
     assert (res.col_ind == truth).all()
-    assert res.fun == pytest.approx(_score(A, B, truth, S), rel=1e-12)
+    assert res.fun == pytest.approx(naive_qap_objective(A, B, truth, S), rel=1e-12)
     # as a cost under minimisation it is avoided entirely
     res = quadratic_assignment(A, B, options=dict(maximize=False, S=S, rng=np.random.default_rng(0)))
     assert not (res.col_ind == truth).any()
     # a small S is consistent: fun = quadratic + linear of col_ind, and S=0 changes nothing
     S2 = rng.random((30, 30))
     res = quadratic_assignment(A, B, options=dict(maximize=True, S=S2, rng=np.random.default_rng(0)))
-    assert res.fun == pytest.approx(_score(A, B, res.col_ind, S2), rel=1e-12)
+    assert res.fun == pytest.approx(naive_qap_objective(A, B, res.col_ind, S2), rel=1e-12)
     r0 = quadratic_assignment(A, B, options=dict(maximize=True, S=np.zeros((30, 30)), rng=np.random.default_rng(0)))
     r1 = quadratic_assignment(A, B, options=dict(maximize=True, rng=np.random.default_rng(0)))
     assert r0.fun == pytest.approx(r1.fun) and (r0.col_ind == r1.col_ind).all()
-
-
-def _naive_pad(A, B, padding):
-    n = max(len(A), len(B))
-    if padding == "adopted":
-        A, B = 2 * A - 1, 2 * B - 1
-
-    def pad(X):
-        out = np.zeros((n, n))
-        out[:len(X), :len(X)] = X
-        return out
-    return pad(A), pad(B)
 
 
 @pytest.mark.parametrize("padding", ["naive", "adopted"])
@@ -176,7 +157,7 @@ def test_unequal_sizes_with_padding(padding, a_smaller):
                 tol=1e-6)
     res = quadratic_assignment(A, B, options=opts)
     # reference: pad by hand, SciPy's FAQ on the padded pair, map back
-    Ap, Bp = _naive_pad(A, B, padding)
+    Ap, Bp = naive_pad(A, B, padding)
     ref = scipy_qap(Ap, Bp, options=dict(maximize=True, partial_match=seeds, rng=np.random.default_rng(0), tol=1e-6))
     ref_col = ref.col_ind[:len(A)].copy()
     ref_col[ref_col >= len(B)] = -1
@@ -216,7 +197,7 @@ def test_two_opt_padded_pairs_match_scipy_on_the_padded_pair(padding, a_smaller,
         A, B = B, A
         seeds = seeds[:, ::-1]
         seeds = seeds[np.argsort(seeds[:, 0])]       # sorted rows: SciPy places them right
-    Ap, Bp = _naive_pad(A, B, padding)
+    Ap, Bp = naive_pad(A, B, padding)
     for pm, guess in ((None, None), (seeds, None), (None, seeds)):
         opts = dict(maximize=maximize, partial_match=pm, partial_guess=guess)
         res = quadratic_assignment(A, B, "2opt", options=dict(opts, padding=padding,
@@ -263,20 +244,6 @@ def test_doubly_stochastic_batched():
     assert (P > 0).all()
 
 
-def _naive_sinkhorn(P, tol=1e-3, max_iter=1000):
-    """SciPy's FAQ initialisation balancing, written out plainly (the reference)."""
-    c = 1 / P.sum(axis=0)
-    r = 1 / (P @ c)
-    out = P
-    for _ in range(max_iter):
-        if (np.abs(out.sum(axis=1) - 1) < tol).all() and (np.abs(out.sum(axis=0) - 1) < tol).all():
-            break
-        c = 1 / (r @ P)
-        r = 1 / (P @ c)
-        out = r[:, None] * P * c
-    return out
-
-
 @pytest.mark.parametrize("numba", [True, False])
 @pytest.mark.parametrize("tol", [1e-3, 1e-9])
 def test_doubly_stochastic_matches_plain_sinkhorn(monkeypatch, numba, tol):
@@ -287,7 +254,7 @@ def test_doubly_stochastic_matches_plain_sinkhorn(monkeypatch, numba, tol):
     K[1] = doubly_stochastic(K[1], tol=1e-12)  # already balanced: returned as it is
     got = doubly_stochastic(K, tol=tol)
     for b in range(4):
-        np.testing.assert_allclose(got[b], _naive_sinkhorn(K[b], tol), rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(got[b], naive_sinkhorn(K[b], tol), rtol=1e-12, atol=1e-15)
     np.testing.assert_array_equal(doubly_stochastic(K[1], tol=tol), K[1])
 
 
@@ -307,7 +274,7 @@ def test_fused_randomized_start_kernel():
 
     rng = np.random.default_rng(4)
     K = rng.random((3, 40, 40))
-    want = np.stack([(1 / 40 + _naive_sinkhorn(k)) / 2 for k in K])
+    want = np.stack([(1 / 40 + naive_sinkhorn(k)) / 2 for k in K])
     np.testing.assert_allclose(balance_batch(K, alpha=0.5 / 40, beta=0.5), want, rtol=1e-12)
     out32 = balance_batch(K, alpha=0.5 / 40, beta=0.5, out=np.empty(K.shape, np.float32))
     assert out32.dtype == np.float32
@@ -447,49 +414,6 @@ def test_two_opt_honours_unsorted_partial_match_and_guess():
 
 # ---------------------------------------------------------------- step-size endpoint ties
 
-def _exact_faq(A, B, maximize, maxiter=30, tol=0.03):
-    """SciPy's FAQ (barycentre start, no seeds) in exact rational arithmetic: the line search
-    and its endpoint rule (ties go to the full step) carry no rounding."""
-    from fractions import Fraction
-
-    from scipy.optimize import linear_sum_assignment
-
-    n = len(A)
-    A = [[Fraction(int(x)) for x in r] for r in A]
-    B = [[Fraction(int(x)) for x in r] for r in B]
-    P = [[Fraction(1, n)] * n for _ in range(n)]
-
-    def mm(X, Y):
-        return [[sum(X[i][k] * Y[k][j] for k in range(n)) for j in range(n)] for i in range(n)]
-
-    def tr(X):
-        return [list(r) for r in zip(*X, strict=True)]
-
-    def g(X, Y):
-        M = mm(mm(A, Y), tr(B))
-        return sum(X[i][j] * M[i][j] for i in range(n) for j in range(n))
-
-    s = 1 if maximize else -1
-    ties = nit = 0
-    while nit < maxiter:
-        nit += 1
-        G = [[u + v for u, v in zip(r1, r2, strict=True)]
-             for r1, r2 in zip(mm(mm(A, P), tr(B)), mm(mm(tr(A), P), B), strict=True)]
-        _, cols = linear_sum_assignment(np.array(G, dtype=float), maximize=maximize)
-        R = [[Fraction(int(cols[i] == j)) - P[i][j] for j in range(n)] for i in range(n)]
-        a, b = g(R, R), g(P, R) + g(R, P)
-        ties += a + b == 0
-        if a * s < 0 and 0 <= -b / (2 * a) <= 1:
-            t = -b / (2 * a)
-        else:
-            t = Fraction(1) if (a + b) * s >= 0 else Fraction(0)
-        P = [[P[i][j] + t * R[i][j] for j in range(n)] for i in range(n)]
-        if float(t) * math.sqrt(float(sum(x * x for r in R for x in r))) / math.sqrt(n) < tol:
-            break
-    _, col = linear_sum_assignment(np.array(P, dtype=float), maximize=True)
-    return col, nit, ties
-
-
 @pytest.mark.parametrize("seed", [216, 336, 403, 571])
 def test_endpoint_ties_take_the_full_step(seed):
     # problems (0/1 graphs) where the exact full-step gain a + b is 0 at some iteration; the
@@ -507,7 +431,7 @@ def test_endpoint_ties_take_the_full_step(seed):
         A = (rng.random((n, n)) < 0.3).astype(float)
         B = (rng.random((n, n)) < 0.3).astype(float)
     maximize = bool(seed % 2)
-    col, nit, ties = _exact_faq(A, B, maximize)
+    col, nit, ties = exact_faq(A, B, maximize)
     assert ties >= 1  # the case this test is about
     res = quadratic_assignment(A, B, options=dict(maximize=maximize, lap="scipy"))
     ref = scipy_qap(A, B, options=dict(maximize=maximize))
@@ -599,7 +523,7 @@ def test_centred_kernels_take_the_symmetric_path_and_match_scipy():
         got = quadratic_assignment(A, B, options=opts)
         np.testing.assert_array_equal(got.col_ind, ref.col_ind)
         assert got.fun == pytest.approx(ref.fun, rel=1e-12)
-        assert got.fun == _score(A, B, got.col_ind)  # fun on the inputs as given
+        assert got.fun == naive_qap_objective(A, B, got.col_ind)  # fun on the inputs as given
 
 
 def test_truly_asymmetric_inputs_keep_the_general_path():
