@@ -43,23 +43,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._faq import batch_size as _batch_size
-from ._faq import faq as _faq
-from ._faq import faq_batched as _faq_batched
-from ._faq import host_starts as _host_starts
+from . import _faq, _twoopt
 from ._lap import rank_one_duals as rank_one_duals
 from ._problem import SYMMETRY_RTOL as SYMMETRY_RTOL
-from ._problem import build_problem as _build_problem
+from ._problem import build_problem as _build_problem  # noqa: F401 (fastcka.parallel)
 from ._score import qap_score
 from ._sinkhorn import doubly_stochastic
-from ._twoopt import two_opt as _two_opt
 from ._validate import OptimizeResult as OptimizeResult
 from ._validate import OptimizeWarning, rng_transition_warnings
 
 __all__ = ["quadratic_assignment", "OptimizeWarning", "doubly_stochastic", "qap_score"]
 
 # used by fastcka.parallel (FAQ's batches of restarts as cluster tasks)
-_PARALLEL_API = (_build_problem, _faq_batched, _host_starts, _batch_size)
+_faq_batched, _host_starts, _batch_size = _faq.faq_batched, _faq.host_starts, _faq.batch_size
 
 
 def quadratic_assignment(A: Any, B: Any, method: str = "faq", options: dict | None = None):
@@ -150,7 +146,7 @@ def quadratic_assignment(A: Any, B: Any, method: str = "faq", options: dict | No
     if options is None:
         options = {}
     method = str(method).lower()
-    methods = {"faq": _faq, "2opt": _two_opt}
+    methods = {"faq": _faq.faq, "2opt": _twoopt.two_opt}
     if method not in methods:
         raise ValueError(f"method {method} must be in {methods}.")
     rng_transition_warnings(options.get("rng", None))

@@ -222,7 +222,7 @@ def _iterate(be: Backend, pr: Problem, st: _Batch, solver: LapSolver, it: int, m
     b = pMQ + qMP - 2.0 * pMPa + (cQ - cPa)          # d/dt of the objective at t = 0
     scale = abs(qMQ) + abs(qMP) + abs(pMQ) + abs(pMPa) + abs(cQ) + abs(cPa)
     dD2 = pPa - 2.0 * pQ + n                         # |Q - P|²
-    t64, t_h, stop = _line_search(a, b, scale, dD2, maximize, tol, n)
+    t64, t_h, stop = _line_search(be, a, b, scale, dD2, maximize, tol, n)
     t = t64.astype(dt)
     tt = t[:, None, None]
     # Algorithm 1, line 6: P <- (1-t) P + t Q ; M <- (1-t) M + t M(Q) ; scalars likewise
@@ -263,28 +263,24 @@ def _iterate(be: Backend, pr: Problem, st: _Batch, solver: LapSolver, it: int, m
     return True
 
 
-def _line_search(a, b, scale, dD2, maximize: bool, tol: float, n: int):
+def _line_search(be: Backend, a, b, scale, dD2, maximize: bool, tol: float, n: int):
     """(t float64 on the device, t on the host, stop flags on the host) of the active restarts.
 
     ``stop``: the step ``t |Q - P|_F / √n`` is below ``tol`` (Algorithm 1, line 2's criterion,
     as SciPy's).  Both come to the host in one transfer (transfer 2 of 2).
     """
-    xp = _xp(a)
+    xp = be.xp
     a64 = a.astype(np.float64)
     b64 = _snap_ties(a64, b.astype(np.float64), scale.astype(np.float64))
     t64 = _step_sizes(a64, b64, 1.0 if maximize else -1.0)
     step = t64 * xp.sqrt(xp.maximum(dD2.astype(np.float64), 0.0)) / math.sqrt(n)
     finite = xp.isfinite(a64) & xp.isfinite(b64)
-    host = _to_host(xp.concatenate([t64, (step < tol).astype(np.float64), finite.astype(np.float64)]))
+    host = be.to_host(xp.concatenate([t64, (step < tol).astype(np.float64), finite.astype(np.float64)]))
     ka = len(t64)
     if not (host[2 * ka:] > 0).all():
         raise ValueError("the Frank–Wolfe iterates overflowed (non-finite objective terms): "
                          "rescale `A` and `B`, or use dtype='float64'")
     return t64, host[:ka], host[ka:2 * ka] > 0
-
-
-def _to_host(a) -> np.ndarray:
-    return a.get() if is_cupy_array(a) else np.asarray(a)
 
 
 def _project(be: Backend, st: _Batch, solver: LapSolver, k: int):

@@ -86,6 +86,8 @@ class LapSolver:
             return self.lap(Gh, maximize=maximize, checked=True)[0]
         if self.v is None:
             self.v = np.zeros((self.k, self.n))
+        if len(which) == self.k:        # every restart: its duals updated in place
+            return self.lap(Gh, maximize=maximize, v0=self.v, checked=True)[0]
         cols, v = self.lap(Gh, maximize=maximize, v0=self.v[which], checked=True)
         self.v[which] = v
         return cols
@@ -99,6 +101,8 @@ class LapSolver:
             return self.lap(G, maximize=maximize, auction=auction, checked=True)[0]
         if self.v is None:
             self.v = xp.zeros((self.k, self.n), dtype=xp.float64)
+        if len(which) == self.k:        # every restart: no index upload, duals updated in place
+            return self.lap(G, maximize=maximize, v0=self.v, auction=auction, checked=True)[0]
         wi = self.be.asarray(np.asarray(which))
         cols, v = self.lap(G, maximize=maximize, v0=self.v[wi], auction=auction, checked=True)
         self.v[wi] = v
