@@ -25,8 +25,8 @@ def _affs(be: Backend, Xs: list) -> list:
 class _Stats:
     """Sufficient statistics of m symmetric kernels: ``S[a, b] = Σ K_a∘K_b``, row sums, diagonals.
 
-    ``centered_features`` marks the linear feature-space form (kernels of column-centred features,
-    whose row sums are 0): HSIC formulas are unchanged.  ``unit[a]``: input ``a``'s kernel was
+    The linear feature-space form (:func:`_linear_feature_stats`: kernels of column-centred
+    features) has all-zero ``rows`` (their row sums are 0): HSIC formulas are unchanged.  ``unit[a]``: input ``a``'s kernel was
     formed from rows scaled by ``s`` (:func:`fastcka._median.affine`); its true kernel is
     ``unit[a] ×`` the one summed here (``1/s²`` linear, 1 RBF).
     """
