@@ -63,17 +63,21 @@ def test_cpu_lap_checked_path_solves_alike_and_updates_the_duals_in_place():
 
 def test_faq_loop_lap_calls_take_checked_arrays(monkeypatch):
     # inputs are checked once at the entry: no LAP of the Frank–Wolfe loop checks them again
-    import fastcka.kernels.lap_cpu as lap_cpu
+    import fastcka.qap._lap as qap_lap
     from fastcka.qap import quadratic_assignment
 
     calls = []
-    orig = lap_cpu.lap_batch
+    orig_ops = qap_lap.ops
 
-    def spy(C, *args, **kw):
-        calls.append(kw.get("checked", False))
-        return orig(C, *args, **kw)
+    def spy_ops(name, be):                       # the LAP kernel the solver gets, spied on
+        kernel = orig_ops(name, be)
 
-    monkeypatch.setattr(lap_cpu, "lap_batch", spy)
+        def spy(C, *args, **kw):
+            calls.append(kw.get("checked", False))
+            return kernel(C, *args, **kw)
+        return spy if name == "lap" else kernel
+
+    monkeypatch.setattr(qap_lap, "ops", spy_ops)
     rng = np.random.default_rng(2)
     A, B = rng.random((40, 40)), rng.random((40, 40))
     res = quadratic_assignment(A + A.T, B + B.T, options=dict(lap="jv", P0="randomized",
