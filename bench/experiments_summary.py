@@ -43,13 +43,15 @@ def markdown(family: str, tabs: dict) -> str:
         if not rows:
             continue
         ks = sorted({r["n_seeds"] for _, r in rows})
-        lines += ["", f"**{direction}**, matching accuracy (mean ± std over query draws):", "",
+        lines += ["", f"**{direction}**, matching accuracy (mean ± std over query draws; a bare "
+                  "value: one draw):", "",
                   f"| table | method | {' | '.join(f'{k} seeds' for k in ks)} |",
                   "|---|---|" + "---|" * len(ks)]
         cells: dict[tuple, dict[int, str]] = {}
         for name, r in rows:
-            cells.setdefault((name, _label(r)), {})[r["n_seeds"]] = _fmt(r["accuracy"],
-                                                                         r["accuracy_std"])
+            cells.setdefault((name, _label(r)), {})[r["n_seeds"]] = (
+                _fmt(r["accuracy"], r["accuracy_std"]) if r["draws"] > 1 else
+                f"{r['accuracy']:.3f}")
         for (name, lab), by_k in cells.items():
             lines.append(f"| {name} | {lab} | {' | '.join(by_k.get(k, '') for k in ks)} |")
     return "\n".join(lines) + "\n"
