@@ -12,6 +12,7 @@ in-process matrix did not get slower for it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -74,11 +75,12 @@ def main(argv=None) -> int:
     S_old = concatenated_syrk(Xs)
     rel = float(np.max(np.abs(S_new - S_old) / np.abs(S_old)))
 
+    stack = contextlib.ExitStack()
     t0 = time.perf_counter()
-    c1 = executor("local:1").__enter__()
+    c1 = stack.enter_context(executor("local:1"))
     c1.client.wait_for_workers(1)
     t1 = time.perf_counter()
-    c2 = executor("local:2").__enter__()
+    c2 = stack.enter_context(executor("local:2"))
     c2.client.wait_for_workers(2)
     t2 = time.perf_counter()
     ref = cka_matrix(Xs, device="cpu")
@@ -96,11 +98,10 @@ def main(argv=None) -> int:
             s = time.perf_counter()
             fn()
             raw[name].append(time.perf_counter() - s)
-    for ex in (c1, c2):
-        ex.close()
+    stack.close()
     med = {k: statistics.median(v) for k, v in raw.items()}
     base_s, base_m = med["concatenated SYRK (before)"], med["cka_matrix in-process"]
-    lines = ["# CKA matrix: per-pair units against the fused form", "", *machine_lines(), "",
+    lines = ["# CKA matrix: per-pair units against the fused form", "", *machine_lines("cpu", f", dask {__import__('distributed').__version__}"), "",
              f"{len(Xs)} float32 inputs of n = {args.n} rows, dims {dims} (Σp = {sum(dims)}: "
              f"the linear feature path); {args.rounds} rounds, interleaved, medians; ratios "
              f"against the reference named in the same run. Cluster start-up (not in the "
