@@ -36,6 +36,7 @@ import numpy as np
 from ._callable_module import make_module_callable
 from ._validation import check_matrix
 from .errors import InputError
+from .protocol import read_id_file
 
 __all__ = ["classify", "ClassifyResult", "MethodResult", "balanced_assignment", "draw_seeds",
            "resolve_labels", "class_prompts", "parse_classify_methods", "read_classes",
@@ -189,20 +190,7 @@ def draw_seeds(labels: np.ndarray, n_seeds: int, n_classes: int, rng: int = 0) -
 def read_classes(path: Any) -> list[str]:
     """Class names, one per line (line i = class i = integer label i); trailing blank lines are
     dropped, a blank line between names or a repeated name is an error."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            lines = [ln.strip() for ln in fh.read().splitlines()]
-    except FileNotFoundError:
-        raise InputError(f"classes file not found: {path}") from None
-    except IsADirectoryError:
-        raise InputError(f"classes file is a folder: {path}") from None
-    except UnicodeDecodeError:
-        raise InputError(f"classes file is not UTF-8 text: {path}") from None
-    while lines and not lines[-1]:
-        lines.pop()
-    if any(not ln for ln in lines):
-        raise InputError(f"classes file {path}: blank line {lines.index('') + 1} (line i names "
-                         f"class i, so blank lines would shift the labels)")
+    lines = read_id_file(path, "classes file", per_row=True)   # line i names class i
     return check_classes(lines, f"classes file {path}")
 
 

@@ -70,6 +70,8 @@ def read_id_file(path: str | os.PathLike, what: str = "id file", *,
             lines = [s.strip() for s in fh]
     except FileNotFoundError:
         raise InputError(f"{what} not found: {path}") from None
+    except IsADirectoryError:
+        raise InputError(f"{what} is a folder: {path}") from None
     except UnicodeDecodeError:
         raise InputError(f"{what} is not UTF-8 text: {path}") from None
     while lines and not lines[-1]:

@@ -120,3 +120,13 @@ def test_write_rows_bad_suffix_leaves_nothing(tmp_path):
     with pytest.raises(InputError, match="unsupported output suffix"):
         write_rows(str(tmp_path / "r.xyz"), [{"a": 1}])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_id_file_that_is_a_folder_is_an_input_error(tmp_path):
+    """A folder given as an id file is one InputError naming it (was an IsADirectoryError)."""
+    from fastcka.errors import InputError
+    from fastcka.protocol import read_id_file
+
+    for per_row in (False, True):
+        with pytest.raises(InputError, match="seed ids is a folder"):
+            read_id_file(tmp_path, "seed ids", per_row=per_row)
