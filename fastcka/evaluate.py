@@ -28,6 +28,9 @@ Protocol
 
 The grid is a list of independent :class:`Cell` specs (:func:`plan`); :func:`evaluate_cell`
 computes one from the prepared draws (:func:`prepare`), so any executor can distribute them.
+One run alone (:func:`draw_split`, :func:`match_run`, :func:`query_scores`,
+:func:`rank_queries`: what ``fastcka match`` / ``fastcka retrieve`` compute) lives in
+``fastcka/_run.py`` and is re-exported here.
 """
 
 from __future__ import annotations
@@ -49,8 +52,8 @@ from ._eval_table import (  # noqa: F401  (_same_rows re-exported for the tests)
     _same_rows,
     read_table,
 )
+from ._run import MatchRun, draw_split, match_run, query_scores, rank_queries
 from ._validation import check_matrix
-from .backend import to_host
 from .errors import InputError
 from .protocol import DIRECTIONS, N_QUERIES, N_RESTARTS, SEED_GRID
 
@@ -273,122 +276,6 @@ def _stretch(X: np.ndarray) -> np.ndarray:
     return X / np.where(sd > 0, sd, 1.0)
 
 
-def _host(a: Any) -> np.ndarray:
-    return np.asarray(to_host(a))
-
-
-# --------------------------------------------------------------------------------------------
-# one run: what `fastcka match` and `fastcka retrieve` compute alone, and each grid cell reuses
-# --------------------------------------------------------------------------------------------
-
-def draw_split(ids: Sequence[str], *, n_seeds: int | None = None,
-               seed_ids: Sequence[str] | None = None, n_queries: int | None = None,
-               query_ids: Sequence[str] | None = None, rng: int = 0,
-               seed_strategy: str = "random", features: np.ndarray | None = None,
-               min_seeds: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Seed and query rows of one run among the paired rows ``ids`` (explicit ids win).
-
-    Defaults (the paper's protocol, :data:`fastcka.protocol.N_SEEDS` /
-    :data:`~fastcka.protocol.N_QUERIES`): 320 seeds (at most n − 1; at most n // 2 when the
-    queries are not fixed either) and 500 queries among the rest (at most all of them).
-    ``rng`` seeds :func:`fastcka.protocol.split_seeds_queries`; with ``rng = 0`` the split is
-    the one of draw 0 of :func:`evaluate` whose largest seed count is ``n_seeds``.
-    """
-    from .protocol import N_QUERIES, N_SEEDS, ids_to_indices, split_seeds_queries
-
-    n = len(ids)
-    seed_idx = query_idx = None
-    if seed_ids is not None:
-        seed_idx = ids_to_indices(ids, seed_ids, "seed ids")
-    if query_ids is not None:
-        query_idx = ids_to_indices(ids, query_ids, "query ids")
-    if seed_idx is None and n_seeds is None:
-        n_seeds = min(N_SEEDS, max(n - 1, 0))
-        if query_idx is None and n_queries is None:
-            n_seeds = min(N_SEEDS, n // 2)
-    if query_idx is None and n_queries is None:
-        taken = seed_idx.size if seed_idx is not None else n_seeds
-        n_queries = min(N_QUERIES, n - taken)
-        if n_queries < 1:
-            raise InputError(f"no pairs left for queries: {n} pairs, {taken} seeds")
-    return split_seeds_queries(n, n_seeds=n_seeds, n_queries=n_queries, seed_idx=seed_idx,
-                               query_idx=query_idx, rng=rng, strategy=seed_strategy,
-                               features=features, min_seeds=min_seeds)
-
-
-@dataclass
-class MatchRun:
-    """The outcome of :func:`match_run`: every source query matched to one target query.
-
-    ``matched`` holds target rows (``-1`` when left unmatched), ``scores`` each query's score
-    (FAQ: its contribution to the objective; else the score of the assigned pair), ``scores_qq``
-    the q × q score matrix of a score method (None for FAQ).
-    """
-
-    matched: np.ndarray
-    scores: np.ndarray
-    accuracy: float
-    objective: float | None = None
-    all_objectives: np.ndarray | None = None
-    scores_qq: np.ndarray | None = None
-
-
-def match_run(S: Any, T: Any, seed_idx: np.ndarray, query_idx: np.ndarray, *,
-              method: str = "faq", kernel: str = "rbf", sigma: Any = "paper",
-              n_init: int = N_RESTARTS, maxiter: int = 30, tol: float = 1e-5, stretch: bool = False,
-              rng: int = 0, device: str = "auto", lap: str = "auto", solver: Any = None,
-              scheduler: Any = None) -> MatchRun:
-    """Match the query rows of ``S`` to those of ``T`` given the seed rows (rows paired).
-
-    ``method="faq"``: :func:`fastcka.seeded_match` (``stretch`` applies here, over the seed +
-    query points; ``rng`` drives the target shuffle and the restarts).  Else the q × q matrix
-    of :func:`fastcka.retrieval.score_matrix` on the queries with the seeds as base, and a
-    maximising linear assignment on it (``stretch`` is then the caller's: :func:`evaluate_cell`
-    stretches its points first).
-    """
-    if method == "faq":
-        from .seeded import seeded_match
-
-        res = seeded_match(S, T, seeds=seed_idx, queries=query_idx, kernel=kernel, sigma=sigma,
-                           n_init=n_init, maxiter=maxiter, tol=tol, stretch=stretch, rng=rng,
-                           device=device, lap=lap, solver=solver, scheduler=scheduler)
-        return MatchRun(res.matched_idx, res.scores, float(np.mean(res.matched_idx == query_idx)),
-                        res.objective, res.all_objectives)
-    from .retrieval import assign, score_matrix  # only score methods need retrieval
-
-    q = int(query_idx.size)
-    Sc = _host(score_matrix(method, S[query_idx], T[query_idx], S[seed_idx], T[seed_idx],
-                            kernel=kernel, sigma=sigma, device=device))
-    col = assign(Sc)  # Sc: checked inputs, float64 scores on the host
-    matched = np.where(col >= 0, query_idx[np.maximum(col, 0)], -1)
-    scores = np.where(col >= 0, Sc[np.arange(q), np.maximum(col, 0)], np.nan)
-    return MatchRun(matched, scores, float(np.mean(matched == query_idx)), scores_qq=Sc)
-
-
-def query_scores(method: str, Sq: Any, Tq: Any, Sb: Any, Tb: Any, *, kernel: str = "linear",
-                 sigma: Any = "paper", device: str = "auto", block: int | None = None):
-    """The q × q score matrix of the queries (what ``fastcka retrieve`` ranks), built in row
-    blocks of ``block`` queries when there are more (:func:`fastcka.retrieval.rows_units`)."""
-    from .retrieval import _BLOCK, rows_units, score_matrix
-
-    block = block or _BLOCK
-    q = len(Sq)
-    if q <= block:
-        return score_matrix(method, Sq, Tq, Sb, Tb, kernel=kernel, sigma=sigma, device=device)
-    return _host(rows_units("scores", method, Sq, Tq, Sb, Tb, [(0, q)], kernel=kernel,
-                            sigma=sigma, device=device, block=block)[0])
-
-
-def rank_queries(scores: Any, *, k: int = 10, device: str = "auto"):
-    """Retrieval (top-``max(k, 10)`` both ways) and the maximising assignment of a q × q score
-    matrix: ``(RetrievalResult, col_ind, matching accuracy)`` (row i's partner is column i)."""
-    from .retrieval import match_scores, matching_accuracy, retrieve
-
-    res = retrieve(scores, k=max(k, 10), device=device)
-    col = match_scores(scores)
-    return res, col, matching_accuracy(col)
-
-
 def cell_points(prep: Prepared, cell: Cell) -> tuple[np.ndarray, np.ndarray, int]:
     """The cell's source and target points ``[base ; queries]`` (in its direction) and m, its
     number of seeds."""
@@ -506,31 +393,55 @@ def evaluate(S: Any, T: Any, *, methods: Any = ("faq", "local-cka", "linreg", "r
         ``objective`` FAQ's (the CKA under the matching), ``seed_cka``/``seed_cka_linear`` the
         rbf (paper σ) and linear CKA of the cell's seed sets.  NaN where not applicable.
     """
-    grid = plan(methods, seeds, draws, directions)
-    if cells is not None:
-        keys = {c.key for c in cells}
-        cells = [c for c in grid if c.key in keys]
-    else:
-        cells = grid
+    cells = _grid_cells(plan(methods, seeds, draws, directions), cells)
     prep = prepare(S, T, seeds=seeds, queries=queries, draws=draws, base=base,
                    seed_strategy=seed_strategy, stretch=stretch, n_init=n_init, maxiter=maxiter,
                    tol=tol, rng=rng, device=device, ids_S=ids_S, ids_T=ids_T, lap=lap,
                    solver=solver)
     check_cells(cells, prep)
     have = {tuple(r[c] for c in KEY): r for r in (_normalise(r) for r in done)}
-    rows = []
     if scheduler not in (None, "none"):
-        from .parallel import executor
+        rows = _run_cells_on(scheduler, prep, cells, have, on_row)
+    else:
+        rows = _run_cells_here(prep, cells, have, on_row, progress)
+    meta = {"queries": int(queries), "seeds": _int_list(seeds, "seed counts", 1),
+            "draws": _draw_list(draws), "seed_strategy": seed_strategy, "stretch": bool(stretch),
+            "n_init": int(n_init), "base_seed": int(rng), "cross_domain": base is not None,
+            "n_pairs": int(len(prep.S))}
+    return EvalTable(rows, meta)
 
-        todo = [c for c in cells if c.key not in have]
-        with executor(scheduler) as ex:
-            got = dict(zip([c.key for c in todo],
-                           ex.map(_cell_task, [(c,) for c in todo], shared=prep), strict=True))
-        for cell in cells:
-            if cell.key not in have and on_row is not None:
-                on_row(got[cell.key])
-            rows.append(have[cell.key] if cell.key in have else got[cell.key])
-        cells = []
+
+def _grid_cells(grid: list[Cell], cells: Sequence[Cell] | None) -> list[Cell]:
+    """The cells of ``grid`` to run: all, or those of ``cells`` (a shard's), in grid order."""
+    if cells is None:
+        return grid
+    keys = {c.key for c in cells}
+    return [c for c in grid if c.key in keys]
+
+
+def _run_cells_on(scheduler: Any, prep: Prepared, cells: list[Cell], have: dict,
+                  on_row: Callable[[dict[str, Any]], None] | None) -> list[dict[str, Any]]:
+    """The rows of ``cells`` computed as tasks of ``scheduler`` (those in ``have`` reused);
+    ``on_row`` sees each new row once all have come back."""
+    from .parallel import executor
+
+    todo = [c for c in cells if c.key not in have]
+    with executor(scheduler) as ex:
+        got = dict(zip([c.key for c in todo],
+                       ex.map(_cell_task, [(c,) for c in todo], shared=prep), strict=True))
+    rows = []
+    for cell in cells:
+        if cell.key not in have and on_row is not None:
+            on_row(got[cell.key])
+        rows.append(have[cell.key] if cell.key in have else got[cell.key])
+    return rows
+
+
+def _run_cells_here(prep: Prepared, cells: list[Cell], have: dict,
+                    on_row: Callable[[dict[str, Any]], None] | None,
+                    progress: Callable[[int, int, Cell], None] | None) -> list[dict[str, Any]]:
+    """The rows of ``cells`` computed in this process, in order (those in ``have`` reused)."""
+    rows = []
     for i, cell in enumerate(cells):
         if cell.key in have:
             rows.append(have[cell.key])
@@ -541,11 +452,7 @@ def evaluate(S: Any, T: Any, *, methods: Any = ("faq", "local-cka", "linreg", "r
         if on_row is not None:
             on_row(row)
         rows.append(row)
-    meta = {"queries": int(queries), "seeds": _int_list(seeds, "seed counts", 1),
-            "draws": _draw_list(draws), "seed_strategy": seed_strategy, "stretch": bool(stretch),
-            "n_init": int(n_init), "base_seed": int(rng), "cross_domain": base is not None,
-            "n_pairs": int(len(prep.S))}
-    return EvalTable(rows, meta)
+    return rows
 
 
 make_module_callable(__name__, evaluate)
