@@ -34,11 +34,18 @@ lint: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/fastcka demo -o demo-output
 
-bench: $(STAMP)
-	$(PY) bench/cka.py
-	$(PY) bench/qap.py
-	$(PY) bench/local_cka.py
-	$(PY) bench/embed.py
+# The peers the benchmarks time against (the `bench` extra: lapx, ...; torch comes with `encoders`).
+BENCH_STAMP := $(VENV)/.fastcka-bench-installed
+$(BENCH_STAMP): pyproject.toml | $(STAMP)
+	$(PY) -m pip install -q -e ".[bench]"
+	touch $(BENCH_STAMP)
+
+# Every CPU benchmark, each with its peer in the same run, tables to bench/results/ (a script not in
+# this tree is named and skipped; the wall time of each goes to bench/results/bench_run.md).
+# BENCH_ONLY="cka.py lap.py" runs a subset.
+BENCH_ONLY ?=
+bench: $(BENCH_STAMP)
+	$(PY) bench/run_all.py $(if $(BENCH_ONLY),--only $(BENCH_ONLY))
 
 # The paper's experiments on ../shared/data (resumable: rerun after an interruption): Flickr8k,
 # cross-domain (Flickr8k <-> scenes), cross-lingual (Multi30K, XTD10), classification; the tables and

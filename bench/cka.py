@@ -17,7 +17,10 @@ Sections
    beyond the inputs (RSS high-water mark, reset through /proc/self/clear_refs once the inputs
    exist, minus the RSS then; tracemalloc is not used: its own bookkeeping inflates the RSS and
    it misses Numba's and OpenBLAS's allocations);
-4. ``--device gpu``: RBF CKA (paper σ) at n = 100k, d = 1024 on the GPU, and GPU-vs-CPU agreement
+4. linear CKA against torch (the peer: centred features, ``‖XᵀY‖²_F / (‖XᵀX‖_F‖YᵀY‖_F)``,
+   three GEMMs, in float64 and in float32, torch on the same thread count as OpenBLAS),
+   n = 10k and 50k, d = 384/256 and 1024/1024, interleaved rounds, medians, same float32 inputs;
+5. ``--device gpu``: RBF CKA (paper σ) at n = 100k, d = 1024 on the GPU, and GPU-vs-CPU agreement
    (the CPU run at a smaller n where the full one would take minutes).
 """
 
@@ -144,6 +147,49 @@ def section_linear(n, device, rows):
     print(rows[-1], flush=True)
 
 
+def torch_linear_cka(X, Y, dtype):
+    """The peer: linear CKA as a competent torch user writes it (feature space, centred)."""
+    import torch
+
+    X = torch.from_numpy(X).to(dtype)
+    Y = torch.from_numpy(Y).to(dtype)
+    X = X - X.mean(dim=0, keepdim=True)
+    Y = Y - Y.mean(dim=0, keepdim=True)
+    xy = torch.linalg.matrix_norm(X.T @ Y) ** 2
+    return float(xy / (torch.linalg.matrix_norm(X.T @ X) * torch.linalg.matrix_norm(Y.T @ Y)))
+
+
+def section_torch(sizes, rounds, rows):
+    import statistics
+
+    import torch
+
+    import fastcka
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    cases = {"fastcka": lambda X, Y: fastcka.cka(X, Y, device="cpu"),
+             "torch float64": lambda X, Y: torch_linear_cka(X, Y, torch.float64),
+             "torch float32": lambda X, Y: torch_linear_cka(X, Y, torch.float32)}
+    for n, p, q in sizes:
+        X, Y = data(n, p, q, seed=4)
+        for fn in cases.values():  # warm-up (JIT, thread pools)
+            fn(X[:1000], Y[:1000])
+        raw = {k: [] for k in cases}
+        val = {}
+        load = os.getloadavg()[0]
+        for _ in range(rounds):
+            for name, fn in cases.items():
+                t, val[name] = timed(fn, X, Y)
+                raw[name].append(t)
+        med = {k: statistics.median(v) for k, v in raw.items()}
+        for name in cases:
+            rows.append(dict(section="torch", n=n, d=f"{p}/{q}", kernel="linear", device="cpu",
+                             case=name, ours_s=med[name], value=val[name],
+                             rel_diff=abs(val[name] - val["torch float64"]) / abs(val["torch float64"]),
+                             speedup=med[name] / med["fastcka"], raw=raw[name], load=load))
+            print(rows[-1], flush=True)
+
+
 _MEM_CHILD = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[4])
@@ -255,6 +301,19 @@ def markdown(rows, header) -> str:
             out.append(f"| {r['kernel']} CKA | {r['n']} | {r['d']} | {fmt(r['ours_s'], '.2f')} | {mem} "
                        f"| {fmt(r['value'], '.6f')} | {r['note']} |")
         out.append("")
+    tor = [r for r in rows if r["section"] == "torch"]
+    if tor:
+        out += ["## Linear CKA against torch (same run, interleaved)", "",
+                f"torch {__import__('torch').__version__} on {__import__('torch').get_num_threads()} "
+                f"threads, OpenBLAS on its default ({os.cpu_count()}); float32 inputs; medians of the "
+                "rounds; |rel diff| against torch float64.", "",
+                "| n | d (X/Y) | case | seconds | case / fastcka | value | |rel diff| | rounds (s) | load |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for r in tor:
+            out.append(f"| {r['n']} | {r['d']} | {r['case']} | {fmt(r['ours_s'])} "
+                       f"| {r['speedup']:.2f}× | {r['value']:.15f} | {r['rel_diff']:.1e} "
+                       f"| {', '.join(f'{x:.3f}' for x in r['raw'])} | {r['load']:.1f} |")
+        out.append("")
     gpu = [r for r in rows if r["section"].startswith("gpu")]
     if gpu:
         out += ["## GPU", "", "| case | n | d | device | GPU s | CPU s | GPU value | CPU value | rel diff | note |",
@@ -273,6 +332,9 @@ def main(argv=None):
     ap.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     ap.add_argument("--out", default=None, help="folder for the table and the JSON (default bench/results)")
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
+    ap.add_argument("--section", nargs="*", default=None,
+                    choices=["reference", "linear", "torch", "rbf_memory"],
+                    help="CPU sections to run (default all)")
     args = ap.parse_args(argv)
     rows: list[dict] = []
     header = (f"# CKA benchmark ({'quick' if args.quick else 'full'}, device {args.device})\n\n"
@@ -280,9 +342,16 @@ def main(argv=None):
               f"{' --device gpu' if args.device == 'gpu' else ''}{' --quick' if args.quick else ''}`"
               f" on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.")
     if args.device == "cpu":
-        section_reference([1000, 5000] if args.quick else [1000, 5000, 10000, 20000], "cpu", rows)
-        section_linear(20000 if args.quick else 100_000, "cpu", rows)
-        section_rbf_memory(10000 if args.quick else 50_000, 384, rows)
+        want = set(args.section or ["reference", "linear", "torch", "rbf_memory"])
+        if "reference" in want:
+            section_reference([1000, 5000] if args.quick else [1000, 5000, 10000, 20000], "cpu", rows)
+        if "linear" in want:
+            section_linear(20000 if args.quick else 100_000, "cpu", rows)
+        if "torch" in want:
+            section_torch([(n, p, q) for n in ((2000, 10000) if args.quick else (10000, 50000))
+                           for p, q in ((384, 256), (1024, 1024))], 3, rows)
+        if "rbf_memory" in want:
+            section_rbf_memory(10000 if args.quick else 50_000, 384, rows)
         md_path = Path(args.out or ROOT / "bench" / "results") / "cka.md"
     else:
         section_gpu(20000 if args.quick else 100_000, 5000 if args.quick else 20000, rows)
