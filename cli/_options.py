@@ -64,6 +64,19 @@ def seed_option(f):
                         help="Random seed (default: the global --seed, else 0).")(f)
 
 
+def assign_options(f):
+    """``--assign dense|sparse|auto`` and ``--candidates K``: the score methods' assignment."""
+    f = click.option("--candidates", type=click.IntRange(min=1), default=None,
+                     help="--assign sparse: targets kept per query in each direction (default "
+                          "20, fastcka.config.MATCH_CANDIDATES).")(f)
+    return click.option("--assign", type=click.Choice(["dense", "sparse", "auto"]),
+                        default="dense", show_default=True,
+                        help="Score methods: dense = the q x q scores and an exact LAP; sparse "
+                             "= streamed top-K candidates of both directions and a sparse "
+                             "assignment (optimal on that graph; the q x q matrix is never "
+                             "held); auto = dense below 8192 queries, sparse from there.")(f)
+
+
 def plot_format_option(f):
     """``--plot-format png|pdf|svg`` on a subcommand that writes plots (default png)."""
     return click.option("--plot-format", "plot_format", default="png", show_default=True,

@@ -17,6 +17,7 @@ import numpy as np
 
 from ._common import check_result_path, load_pair
 from ._options import (
+    assign_options,
     device_option,
     emit,
     examples,
@@ -107,12 +108,13 @@ class _Journal:
               help="The table (.csv, .tsv, .json or .h5); with --shard the partial output.")
 @click.option("--resume", is_flag=True, default=False,
               help="Reuse the cells an interrupted run with the same options journaled.")
+@assign_options
 @shard_option
 @seed_option
 @device_option
 @json_option
 def command(src, tgt, base, methods, seeds, queries, draws, direction, seed_strategy, stretch,
-            n_init, output, resume, shard, seed, device, json_):
+            n_init, output, resume, assign, candidates, shard, seed, device, json_):
     """Run the paper's evaluation grid on SRC/TGT (stores paired by id) and write one table."""
     import fastcka.evaluate as ev
     from fastcka._progress import progress
@@ -134,13 +136,15 @@ def command(src, tgt, base, methods, seeds, queries, draws, direction, seed_stra
               "seeds": seeds, "queries": queries, "draws": draws, "direction": direction,
               "seed_strategy": seed_strategy, "stretch": stretch, "n_init": n_init,
               "seed": s.seed}
+    if assign != "dense":   # journals of dense runs keep their old parameters
+        params.update(assign=assign, candidates=candidates)
     if part is not None:
         params["shard"] = list(part)
     jpath = journal_path(output)
     done = _read_journal(jpath, params) if resume else []
     prep_kw = dict(seeds=seeds, queries=queries, draws=draws, base=base_arg,
                    seed_strategy=seed_strategy, stretch=stretch, n_init=n_init, rng=s.seed,
-                   device=s.device)
+                   device=s.device, assign=assign, candidates=candidates)
     ev.check_cells(ev.plan(methods, seeds, draws, direction),
                    ev.prepare(a.X, b.X, **prep_kw))   # validate before the journal
     journal = _Journal(jpath, params, fresh=not resume)

@@ -22,6 +22,7 @@ from fastcka.protocol import DIRECTIONS, N_RESTARTS
 from ._common import check_result_path, emit_result, load_split, split_options, write_rows
 from ._options import (
     PositiveFloat,
+    assign_options,
     device_option,
     examples,
     info,
@@ -67,6 +68,7 @@ DEFAULT_KERNEL = {"faq": "rbf", "local-cka": "linear"}
               show_default=True, help="Which store holds the source queries.")
 @click.option("--stretch", is_flag=True, default=False,
               help="Divide every feature by its standard deviation first (faq).")
+@assign_options
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
               help="Per query: source id, matched target id, score (.csv, .tsv, .json, .jsonl "
                    "or .h5, or --format; '-' = stdout).")
@@ -74,7 +76,8 @@ DEFAULT_KERNEL = {"faq": "rbf", "local-cka": "linear"}
 @device_option
 @json_option
 def command(src, tgt, n_seeds, seed_ids, n_queries, query_ids, seed_strategy, method, kernel,
-            sigma, n_init, maxiter, tol, lap, direction, stretch, output, seed, device, json_):
+            sigma, n_init, maxiter, tol, lap, direction, stretch, assign, candidates, output,
+            seed, device, json_):
     """Match the query pairs of SRC to those of TGT given seed pairs (stores paired by id).
 
     Default: SRC (e.g. captions) is the source; --direction tgt-to-src swaps the roles.
@@ -86,6 +89,10 @@ def command(src, tgt, n_seeds, seed_ids, n_queries, query_ids, seed_strategy, me
     if method == "faq" and sigma_v == "base":
         raise click.BadParameter("'base' is a local-cka bandwidth; use 'paper', 'kornblith' or a "
                                  "number with --method faq", param_hint="'--sigma'")
+    if method == "faq" and (assign == "sparse" or candidates is not None):
+        raise click.BadParameter("--assign sparse and --candidates apply to the score methods "
+                                 "(local-cka, linreg, relative, cosine), not faq",
+                                 param_hint="'--assign'")
     check_result_path(output)
     check_outputs({"-o": output}, [src, tgt, seed_ids, query_ids])
     a, b, seed_idx, query_idx = load_split(
@@ -101,7 +108,8 @@ def command(src, tgt, n_seeds, seed_ids, n_queries, query_ids, seed_strategy, me
     with scheduler_context(s) if method == "faq" else contextlib.nullcontext() as ex:
         res = match_run(a.X, b.X, seed_idx, query_idx, method=method, kernel=kernel,
                         sigma=sigma_v, n_init=n_init, maxiter=maxiter, tol=tol, stretch=stretch,
-                        rng=s.seed, device=s.device, lap=lap, scheduler=ex)
+                        rng=s.seed, device=s.device, lap=lap, scheduler=ex, assign=assign,
+                        candidates=candidates)
     matched, scores, objective, all_obj = res.matched, res.scores, res.objective, res.all_objectives
     accuracy = res.accuracy
     seconds = time.perf_counter() - t0
@@ -118,6 +126,8 @@ def command(src, tgt, n_seeds, seed_ids, n_queries, query_ids, seed_strategy, me
         "objective": objective,
         "objective_spread": None if all_obj is None else [float(all_obj.min()), float(all_obj.max())],
         "n_init": n_init if method == "faq" else None,
+        "assign": None if method == "faq" else assign,
+        "candidates": res.candidates,
         "seed": s.seed,
         "device": s.device,
         "seconds": seconds,

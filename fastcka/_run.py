@@ -77,13 +77,16 @@ class MatchRun:
     objective: float | None = None
     all_objectives: np.ndarray | None = None
     scores_qq: np.ndarray | None = None
+    topk: dict | None = None  # assign="sparse": the streamed top lists instead of scores_qq
+    candidates: int | None = None  # assign="sparse": the candidates per query it kept
 
 
 def match_run(S: Any, T: Any, seed_idx: np.ndarray, query_idx: np.ndarray, *,
               method: str = "faq", kernel: str = "rbf", sigma: Any = "paper",
               n_init: int = N_RESTARTS, maxiter: int = 30, tol: float = 1e-5, stretch: bool = False,
               rng: int = 0, device: str = "auto", lap: str = "auto", solver: Any = None,
-              scheduler: Any = None) -> MatchRun:
+              scheduler: Any = None, assign: str = "dense",
+              candidates: int | None = None) -> MatchRun:
     """Match the query rows of ``S`` to those of ``T`` given the seed rows (rows paired).
 
     ``method="faq"``: :func:`fastcka.seeded_match` (``stretch`` applies here, over the seed +
@@ -91,6 +94,14 @@ def match_run(S: Any, T: Any, seed_idx: np.ndarray, query_idx: np.ndarray, *,
     of :func:`fastcka.retrieval.score_matrix` on the queries with the seeds as base, and a
     maximising linear assignment on it (``stretch`` is then the caller's: :func:`evaluate_cell`
     stretches its points first).
+
+    ``assign`` (score methods; FAQ ignores it): ``"dense"`` the q × q matrix and SciPy's LAP;
+    ``"sparse"`` the top-``candidates`` lists of both directions (default
+    :data:`fastcka.config.MATCH_CANDIDATES`) streamed and a sparse assignment on them
+    (:mod:`fastcka._sparse_assign`: a full matching, optimal over the candidate graph, the
+    q × q matrix never held; ``scores_qq`` is then None and ``topk`` holds the lists, at least
+    10 long); ``"auto"`` dense below :data:`fastcka.config.MATCH_SPARSE_MIN` queries, sparse
+    from there.
     """
     if method == "faq":
         from .seeded import seeded_match
@@ -100,12 +111,21 @@ def match_run(S: Any, T: Any, seed_idx: np.ndarray, query_idx: np.ndarray, *,
                            device=device, lap=lap, solver=solver, scheduler=scheduler)
         return MatchRun(res.matched_idx, res.scores, float(np.mean(res.matched_idx == query_idx)),
                         res.objective, res.all_objectives)
-    from .retrieval import assign, score_matrix  # only score methods need retrieval
+    from ._sparse_assign import check_assign, sparse_run, use_sparse  # score methods only
+    from .retrieval import assign as lap_assign
+    from .retrieval import score_matrix
 
     q = int(query_idx.size)
+    assign, candidates = check_assign(assign, candidates)
+    if use_sparse(assign, q):
+        col, scores, topk = sparse_run(method, S, T, seed_idx, query_idx, kernel=kernel,
+                                       sigma=sigma, device=device, k=candidates)
+        matched = np.where(col >= 0, query_idx[np.maximum(col, 0)], -1)
+        return MatchRun(matched, scores, float(np.mean(matched == query_idx)), topk=topk,
+                        candidates=candidates)
     Sc = _host(score_matrix(method, S[query_idx], T[query_idx], S[seed_idx], T[seed_idx],
                             kernel=kernel, sigma=sigma, device=device))
-    col = assign(Sc)  # Sc: checked inputs, float64 scores on the host
+    col = lap_assign(Sc)  # Sc: checked inputs, float64 scores on the host
     matched = np.where(col >= 0, query_idx[np.maximum(col, 0)], -1)
     scores = np.where(col >= 0, Sc[np.arange(q), np.maximum(col, 0)], np.nan)
     return MatchRun(matched, scores, float(np.mean(matched == query_idx)), scores_qq=Sc)

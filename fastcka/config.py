@@ -40,6 +40,10 @@ TEXT_PARSER_MIN_BYTES = 8 << 20
 LOCAL_CHUNK_ELEMS = 1 << 22
 #: rows and columns of one streamed block of scores
 RETRIEVAL_BLOCK = 2048
+#: assign="sparse" (score methods' matching): candidates kept per query in each direction
+MATCH_CANDIDATES = 20
+#: assign="auto": the dense LAP below this many queries, the sparse path from there
+MATCH_SPARSE_MIN = 8192
 
 # --- seeded graph matching (fastcka.qap) ------------------------------------------------------
 #: bytes the batched Frank–Wolfe restarts may hold at once

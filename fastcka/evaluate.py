@@ -187,6 +187,8 @@ class Prepared:
     device: str
     lap: str
     solver: Any = None
+    assign: str = "dense"            # the score methods' assignment (match_run)
+    candidates: int | None = None
 
 
 def _pair(S: Any, T: Any, ids_S: Any, ids_T: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -217,7 +219,7 @@ def prepare(S: Any, T: Any, *, seeds: Any = DEFAULT_SEEDS, queries: int = N_QUER
             base: tuple | None = None, seed_strategy: str = "random", stretch: bool = False,
             n_init: int = N_RESTARTS, maxiter: int = 30, tol: float = 1e-5, rng: int = 0,
             device: str = "auto", ids_S: Any = None, ids_T: Any = None, lap: str = "auto",
-            solver: Any = None) -> Prepared:
+            solver: Any = None, assign: str = "dense", candidates: int | None = None) -> Prepared:
     """Pair the data and draw every base and query set of the grid (see the module notes)."""
     from .protocol import kmeans_seeds
 
@@ -259,8 +261,10 @@ def prepare(S: Any, T: Any, *, seeds: Any = DEFAULT_SEEDS, queries: int = N_QUER
         raise InputError(f"{queries} queries + {kmax} seeds need more than the {n} pairs"
                          if base is None else f"{queries} queries need more than the {n} pairs")
     qrows = {d: _query_rows(n, pool, int(queries), d) for d in ds}
+    from ._sparse_assign import check_assign
+
     return Prepared(Sx, Tx, BS, BT, base_rows, qrows, bool(stretch), int(n_init), int(maxiter),
-                    float(tol), device, lap, solver)
+                    float(tol), device, lap, solver, *check_assign(assign, candidates))
 
 
 def check_cells(cells: Sequence[Cell], prep: Prepared) -> None:
@@ -293,7 +297,7 @@ def evaluate_cell(prep: Prepared, cell: Cell) -> dict[str, Any]:
     cell's points; top-k retrieval of the score methods' q × q scores)."""
     from .backend import NUMPY_BACKEND
     from .cka import cka
-    from .retrieval import MatrixScorer, rank
+    from .retrieval import MatrixScorer, rank, topk_accuracy
 
     t0 = time.perf_counter()
     X, Y, m = cell_points(prep, cell)
@@ -318,9 +322,10 @@ def evaluate_cell(prep: Prepared, cell: Cell) -> dict[str, Any]:
                              f"{X.shape[1]} and {Y.shape[1]}")
         res = match_run(X, Y, seeds, queries, method=cell.method,
                         kernel=cell.kernel or "linear", sigma=cell.sigma or "paper",
-                        device=prep.device)
-        acc = rank(MatrixScorer(res.scores_qq, NUMPY_BACKEND, False),
-                   k=10).accuracy["source_to_target"]  # scores of checked inputs
+                        device=prep.device, assign=prep.assign, candidates=prep.candidates)
+        acc = (topk_accuracy(res.topk["s2t_indices"], (1, 5, 10)) if res.scores_qq is None
+               else rank(MatrixScorer(res.scores_qq, NUMPY_BACKEND, False),
+                         k=10).accuracy["source_to_target"])  # scores of checked inputs
         row.update(top1=acc[1], top5=acc[5], top10=acc[10])
         row["accuracy"] = float(res.accuracy)
     if prep.stretch and cell.method == "faq":
@@ -342,6 +347,7 @@ def evaluate(S: Any, T: Any, *, methods: Any = ("faq", "local-cka", "linreg", "r
              seed_strategy: str = "random", stretch: bool = False, n_init: int = N_RESTARTS,
              maxiter: int = 30, tol: float = 1e-5, rng: int = 0, device: str = "auto",
              ids_S: Any = None, ids_T: Any = None, lap: str = "auto", solver: Any = None,
+             assign: str = "dense", candidates: int | None = None,
              done: Iterable[dict[str, Any]] = (),
              on_row: Callable[[dict[str, Any]], None] | None = None,
              progress: Callable[[int, int, Cell], None] | None = None,
@@ -371,6 +377,9 @@ def evaluate(S: Any, T: Any, *, methods: Any = ("faq", "local-cka", "linreg", "r
     stretch : bool
     n_init, maxiter, tol, lap, solver
         FAQ options (see :func:`fastcka.seeded_match`).
+    assign, candidates
+        The score methods' assignment (see :func:`match_run`): ``"dense"`` (default), ``"sparse"``
+        (top-``candidates`` graph; top-1/5/10 from the same streamed lists) or ``"auto"``.
     rng : int
         Seed of the base draw (the paper: 0).
     device : {"auto", "cpu", "gpu"}
@@ -397,7 +406,7 @@ def evaluate(S: Any, T: Any, *, methods: Any = ("faq", "local-cka", "linreg", "r
     prep = prepare(S, T, seeds=seeds, queries=queries, draws=draws, base=base,
                    seed_strategy=seed_strategy, stretch=stretch, n_init=n_init, maxiter=maxiter,
                    tol=tol, rng=rng, device=device, ids_S=ids_S, ids_T=ids_T, lap=lap,
-                   solver=solver)
+                   solver=solver, assign=assign, candidates=candidates)
     check_cells(cells, prep)
     have = {tuple(r[c] for c in KEY): r for r in (_normalise(r) for r in done)}
     if scheduler not in (None, "none"):
@@ -408,6 +417,8 @@ def evaluate(S: Any, T: Any, *, methods: Any = ("faq", "local-cka", "linreg", "r
             "draws": _draw_list(draws), "seed_strategy": seed_strategy, "stretch": bool(stretch),
             "n_init": int(n_init), "base_seed": int(rng), "cross_domain": base is not None,
             "n_pairs": int(len(prep.S))}
+    if prep.assign != "dense":
+        meta.update(assign=prep.assign, candidates=prep.candidates)
     return EvalTable(rows, meta)
 
 
