@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .errors import GPUUnavailableError, InputError
-from .kernels._arrays import is_cupy_array  # noqa: F401  (the one CuPy-array test)
+from .kernels._arrays import array_module, is_cupy_array  # noqa: F401  (the one CuPy-array test)
 
 DEVICES = ("auto", "cpu", "gpu")
 
@@ -186,6 +186,12 @@ def get_backend(*arrays: Any, device: str = "auto") -> Backend:
     if device == "gpu" or any(is_cupy_array(a) for a in arrays):
         return require_gpu()
     return _cupy_backend() if gpu_available() else NUMPY_BACKEND
+
+
+def backend_of(a: Any) -> Backend:
+    """The backend ``a`` lives on: CuPy for a CuPy array, else NumPy (no copy, no probe of a
+    GPU for a host array)."""
+    return require_gpu() if is_cupy_array(a) else NUMPY_BACKEND
 
 
 def usable_devices() -> list[str]:

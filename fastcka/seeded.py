@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ._validation import as_rng, check_matrix
-from .backend import check_device, get_backend, is_cupy_array
+from .backend import array_module, backend_of, check_device, get_backend, to_host
 from .errors import InputError
 from .protocol import DIRECTIONS, N_QUERIES, N_RESTARTS, N_SEEDS, check_direction
 
@@ -86,11 +86,14 @@ class SeededMatchResult:
 
 
 def _kernel_matrix(X, kernel: str, sigma: Any, device: str):
-    """Centred, unit-Frobenius kernel of X (seeds first), dense (n×n) on the call's backend."""
-    from .cka import gram
+    """Centred, unit-Frobenius kernel of X (seeds first, checked float64 rows), dense (n×n) on
+    the call's backend."""
+    from ._cka import _check_sigma, _gram
 
-    K = gram(X, kernel=kernel, sigma=sigma, center=True, device=device)
-    be = get_backend(K, device="gpu" if is_cupy_array(K) else "cpu")
+    sigma = _check_sigma(sigma, 1.0)
+    be = get_backend(X, device=device)
+    K = _gram(be, be.asarray(X), kernel, sigma, 1.0, True)
+    be = backend_of(K)
     nrm = be.scalar(be.xp.linalg.norm(K))
     if not nrm > 0:
         raise InputError("a kernel matrix is zero after centring (all points identical?)")
@@ -115,12 +118,12 @@ def _faq(A, B, options):
 
 
 def _paired(S: Any, T: Any, ids_S: Any, ids_T: Any):
-    """``(S, T, ids or None)``: the inputs checked and, with ids, paired by id (common ids in
-    S's order, :func:`fastcka.store.common_rows`)."""
+    """``(S, T, ids or None)``: the inputs checked on the device they are on (no copy) and,
+    with ids, paired by id (common ids in S's order, :func:`fastcka.store.common_rows`)."""
     from .store import common_rows
 
-    Sx = check_matrix(S, "S", min_rows=2)
-    Tx = check_matrix(T, "T", min_rows=2)
+    Sx = check_matrix(S, "S", xp=array_module(S), min_rows=2)
+    Tx = check_matrix(T, "T", xp=array_module(T), min_rows=2)
     if ids_S is None and ids_T is None:
         if len(Sx) != len(Tx):
             raise InputError(f"S and T must have the same number of rows (paired samples), got "
@@ -138,7 +141,13 @@ def _paired(S: Any, T: Any, ids_S: Any, ids_T: Any):
     rs, rt = common_rows(ids_S, ids_T)
     if len(rs) < 2:
         raise InputError(f"S and T share only {len(rs)} ids")
-    return Sx[rs], Tx[rt], [ids_S[i] for i in rs]
+    return _rows(Sx, rs), _rows(Tx, rt), [ids_S[i] for i in rs]
+
+
+def _rows(X: Any, rows: Any, dtype: Any = None) -> Any:
+    """Rows ``rows`` (host indices) of the checked array ``X``, on the device ``X`` is on."""
+    be = backend_of(X)
+    return be.xp.asarray(X[be.asarray(rows)], dtype=dtype)
 
 
 def _split(n: int, seeds: Any, queries: Any, gen: Any, seed_strategy: str, Sx: Any):
@@ -155,7 +164,7 @@ def _split(n: int, seeds: Any, queries: Any, gen: Any, seed_strategy: str, Sx: A
         q_kw = {"query_idx": np.asarray(queries)}
     seed_idx, query_idx = split_seeds_queries(
         n, **seed_kw, **q_kw, rng=gen, strategy=seed_strategy,
-        features=Sx if seed_strategy == "kmeans" else None)
+        features=to_host(Sx) if seed_strategy == "kmeans" else None)
     seed_idx = np.asarray(seed_idx, dtype=np.int64)
     query_idx = np.asarray(query_idx, dtype=np.int64)
     if len(query_idx) == 0:
@@ -165,7 +174,7 @@ def _split(n: int, seeds: Any, queries: Any, gen: Any, seed_strategy: str, Sx: A
 
 def _contributions(A, B, col: np.ndarray, factored: bool) -> np.ndarray:
     """Each node's contribution ``Σ_j A[i, j] B[π i, π j]`` to the objective (host array)."""
-    be = get_backend(A, device="gpu" if is_cupy_array(A) else "cpu")
+    be = backend_of(A)
     if factored:
         Ah = be.to_host(A)
         Bh = be.to_host(B)
@@ -243,56 +252,78 @@ def seeded_match(S: Any, T: Any, *, seeds: Any = N_SEEDS, queries: Any = N_QUERI
     """
     t0 = time.perf_counter()
     device = check_device(device)
-    oriented = check_direction(direction)
-    if kernel not in ("rbf", "linear"):
-        raise InputError(f"kernel must be 'rbf' or 'linear', got {kernel!r}")
-    if not isinstance(n_init, (int, np.integer)) or n_init < 1:
-        raise InputError(f"n_init must be a positive integer, got {n_init!r}")
+    _check_options(direction, kernel, n_init)
     Sx, Tx, ids = _paired(S, T, ids_S, ids_T)
-    if oriented == "tgt-to-src":
+    if check_direction(direction) == "tgt-to-src":
         Sx, Tx = Tx, Sx
     gen = as_rng(rng)
     seed_idx, query_idx = _split(len(Sx), seeds, queries, gen, seed_strategy, Sx)
     m, q = len(seed_idx), len(query_idx)
     shuffle = gen.permutation(q)                      # target queries in shuffled order
-    src_rows = np.concatenate([seed_idx, query_idx])
-    tgt_rows = np.concatenate([seed_idx, query_idx[shuffle]])
-    X = np.asarray(Sx[src_rows], dtype=np.float64)
-    Y = np.asarray(Tx[tgt_rows], dtype=np.float64)
-    if stretch:
-        X = X / np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
-        Y = Y / np.where(Y.std(axis=0) > 0, Y.std(axis=0), 1.0)
-
-    # the factored path pays off when the feature dimensions are well below the free nodes
-    if kernel == "linear" and 3 * max(X.shape[1], Y.shape[1]) <= q:
-        A, B = _linear_factor(X, device), _linear_factor(Y, device)
-        factored = True
-    else:
-        A, B = _kernel_matrix(X, kernel, sigma, device), _kernel_matrix(Y, kernel, sigma, device)
-        factored = False
-    pm = np.stack([np.arange(m), np.arange(m)], axis=1)
-    options = {
-        "P0": "randomized", "maximize": True, "partial_match": pm, "rng": gen,
-        "tol": tol, "maxiter": maxiter, "n_init": int(n_init), "lap": lap,
-        "dtype": dtype, "factored": factored,
-        "device": "gpu" if is_cupy_array(A) else "cpu"}
-    if scheduler is not None:
-        options["scheduler"] = scheduler
+    X, Y = _points(Sx, Tx, seed_idx, query_idx, shuffle, stretch)
+    A, B, factored = _kernels(X, Y, kernel, sigma, device, q)
+    options = _faq_options(A, m, gen, tol, maxiter, n_init, lap, dtype, factored, scheduler)
     res = (solver or _faq)(A, B, options)
     col = np.asarray(res.col_ind)
     matched_pos = col[m:] - m                          # position among the shuffled target queries
     matched_idx = query_idx[shuffle[matched_pos]]
-    true_idx = query_idx
-    contrib = _contributions(A, B, col, factored)
-    scores = np.asarray(contrib[m:], dtype=np.float64)
-    acc = float(np.mean(matched_idx == true_idx))
+    scores = np.asarray(_contributions(A, B, col, factored)[m:], dtype=np.float64)
     all_fun = np.atleast_1d(np.asarray(res.get("all_fun", [res.fun]), dtype=np.float64))
     out = SeededMatchResult(
-        query_idx=query_idx, matched_idx=matched_idx, true_idx=true_idx, seed_idx=seed_idx,
-        scores=scores, objective=float(res.fun), all_objectives=all_fun, accuracy=acc,
-        n_init=int(n_init), nit=int(res.nit), seconds=time.perf_counter() - t0,
-        direction=direction, kernel=kernel)
+        query_idx=query_idx, matched_idx=matched_idx, true_idx=query_idx, seed_idx=seed_idx,
+        scores=scores, objective=float(res.fun), all_objectives=all_fun,
+        accuracy=float(np.mean(matched_idx == query_idx)), n_init=int(n_init), nit=int(res.nit),
+        seconds=time.perf_counter() - t0, direction=direction, kernel=kernel)
     if ids is not None:
         out.query_ids = [ids[i] for i in query_idx]
         out.matched_ids = [ids[i] for i in matched_idx]
     return out
+
+
+def _check_options(direction: str, kernel: str, n_init: Any) -> None:
+    """Refuse a bad ``direction``, ``kernel`` or ``n_init`` before any work."""
+    check_direction(direction)
+    if kernel not in ("rbf", "linear"):
+        raise InputError(f"kernel must be 'rbf' or 'linear', got {kernel!r}")
+    if not isinstance(n_init, (int, np.integer)) or n_init < 1:
+        raise InputError(f"n_init must be a positive integer, got {n_init!r}")
+
+
+def _points(Sx: Any, Tx: Any, seed_idx: np.ndarray, query_idx: np.ndarray,
+            shuffle: np.ndarray, stretch: bool):
+    """The QAP's points, float64 on the device of the data: ``X`` = source seeds then source
+    queries, ``Y`` = target seeds then the target queries in ``shuffle`` order (each feature
+    divided by its standard deviation with ``stretch``)."""
+    X = _rows(Sx, np.concatenate([seed_idx, query_idx]), np.float64)
+    Y = _rows(Tx, np.concatenate([seed_idx, query_idx[shuffle]]), np.float64)
+    if stretch:
+        X, Y = _stretch(X), _stretch(Y)
+    return X, Y
+
+
+def _stretch(X: Any) -> Any:
+    xp = backend_of(X).xp
+    return X / xp.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
+
+
+def _kernels(X: Any, Y: Any, kernel: str, sigma: Any, device: str, q: int):
+    """``(A, B, factored)``: the two sides' kernels, or with the factored linear path (when
+    the feature dimensions are well below the q free nodes, where it pays off) their factors."""
+    if kernel == "linear" and 3 * max(X.shape[1], Y.shape[1]) <= q:
+        return _linear_factor(X, device), _linear_factor(Y, device), True
+    return (_kernel_matrix(X, kernel, sigma, device), _kernel_matrix(Y, kernel, sigma, device),
+            False)
+
+
+def _faq_options(A: Any, m: int, gen: Any, tol: float, maxiter: int, n_init: int, lap: str,
+                 dtype: Any, factored: bool, scheduler: Any) -> dict:
+    """The options of :func:`fastcka.qap.quadratic_assignment`: maximise from random starts
+    with the m seeds (the first m nodes of both sides) as the partial match."""
+    pm = np.stack([np.arange(m), np.arange(m)], axis=1)
+    options = {
+        "P0": "randomized", "maximize": True, "partial_match": pm, "rng": gen,
+        "tol": tol, "maxiter": maxiter, "n_init": int(n_init), "lap": lap,
+        "dtype": dtype, "factored": factored, "device": backend_of(A).device}
+    if scheduler is not None:
+        options["scheduler"] = scheduler
+    return options

@@ -145,3 +145,45 @@ def test_seeded_match_reference_embeddings(reference_embeddings):
     # chance is 1/500; the paper-scale protocol with these encoders is far above it
     assert res.accuracy > 0.05
     assert 0 < res.objective <= 1.0 + 1e-9
+
+
+@pytest.mark.parametrize("kernel", ["rbf", "linear"])
+def test_seeded_match_checks_each_input_once_where_it_lives(kernel, monkeypatch):
+    """Validate once, at the entry, with the array module of the data (issue 11 item 3): the
+    kernels are built from the already-checked points (no second check of the n×d rows), and
+    the result is the one of the kernels built through the public, checking ``gram``."""
+    import fastcka._cka as ckam
+    import fastcka._validation as val
+    import fastcka.seeded as seeded
+    from fastcka.cka import gram
+
+    seen = []
+    orig = val.check_matrix
+
+    def spy(a, name, **kw):
+        seen.append((name, kw.get("xp", np), a.shape))
+        return orig(a, name, **kw)
+
+    for mod in (seeded, ckam):
+        monkeypatch.setattr(mod, "check_matrix", spy)
+    rng = np.random.default_rng(7)
+    S, T = _paired_embeddings(80, rng, noise=0.3)
+    res = seeded_match(S, T, seeds=15, queries=40, kernel=kernel, n_init=2, rng=2, device="cpu")
+    assert seen == [("S", np, S.shape), ("T", np, T.shape)]
+
+    # the same kernels as the checking public gram builds (dense: 3 * 24 > 40 queries)
+    def solver(A, B, options):
+        X, Y = captured
+        A2 = gram(X, kernel=kernel, center=True, device="cpu")
+        B2 = gram(Y, kernel=kernel, center=True, device="cpu")
+        np.testing.assert_array_equal(A, A2 / np.linalg.norm(A2))
+        np.testing.assert_array_equal(B, B2 / np.linalg.norm(B2))
+        return quadratic_assignment(A, B, method="faq", options=options)
+
+    orig_points = seeded._points
+    captured = []
+    monkeypatch.setattr(seeded, "_points",
+                        lambda *a: captured.extend(orig_points(*a)) or tuple(captured))
+    again = seeded_match(S, T, seeds=15, queries=40, kernel=kernel, n_init=2, rng=2,
+                         device="cpu", solver=solver)
+    np.testing.assert_array_equal(again.matched_idx, res.matched_idx)
