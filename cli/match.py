@@ -128,6 +128,7 @@ def command(src, tgt, n_seeds, seed_ids, n_queries, query_ids, seed_strategy, me
         "n_init": n_init if method == "faq" else None,
         "assign": None if method == "faq" else assign,
         "candidates": res.candidates,
+        "optimal": res.optimal,
         "seed": s.seed,
         "device": s.device,
         "seconds": seconds,

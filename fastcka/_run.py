@@ -79,6 +79,7 @@ class MatchRun:
     scores_qq: np.ndarray | None = None
     topk: dict | None = None  # assign="sparse": the streamed top lists instead of scores_qq
     candidates: int | None = None  # assign="sparse": the candidates per query it kept
+    optimal: bool | None = None  # assign="sparse": certified the dense LAP's optimum
 
 
 def match_run(S: Any, T: Any, seed_idx: np.ndarray, query_idx: np.ndarray, *,
@@ -99,8 +100,9 @@ def match_run(S: Any, T: Any, seed_idx: np.ndarray, query_idx: np.ndarray, *,
     ``"sparse"`` the top-``candidates`` lists of both directions (default
     :data:`fastcka.config.MATCH_CANDIDATES`) streamed and a sparse assignment on them
     (:mod:`fastcka._sparse_assign`: a full matching, optimal over the candidate graph, the
-    q × q matrix never held; ``scores_qq`` is then None and ``topk`` holds the lists, at least
-    10 long); ``"auto"`` dense below :data:`fastcka.config.MATCH_SPARSE_MIN` queries, sparse
+    q × q matrix never held; ``scores_qq`` is then None, ``topk`` holds the lists, at least
+    10 long, and ``optimal`` says whether the result is certified to be the dense optimum,
+    :func:`fastcka._sparse_assign.certify`); ``"auto"`` dense below :data:`fastcka.config.MATCH_SPARSE_MIN` queries, sparse
     from there.
     """
     if method == "faq":
@@ -118,11 +120,11 @@ def match_run(S: Any, T: Any, seed_idx: np.ndarray, query_idx: np.ndarray, *,
     q = int(query_idx.size)
     assign, candidates = check_assign(assign, candidates)
     if use_sparse(assign, q):
-        col, scores, topk = sparse_run(method, S, T, seed_idx, query_idx, kernel=kernel,
-                                       sigma=sigma, device=device, k=candidates)
-        matched = np.where(col >= 0, query_idx[np.maximum(col, 0)], -1)
-        return MatchRun(matched, scores, float(np.mean(matched == query_idx)), topk=topk,
-                        candidates=candidates)
+        sp = sparse_run(method, S, T, seed_idx, query_idx, kernel=kernel, sigma=sigma,
+                        device=device, k=candidates)
+        matched = np.where(sp.col_ind >= 0, query_idx[np.maximum(sp.col_ind, 0)], -1)
+        return MatchRun(matched, sp.scores, float(np.mean(matched == query_idx)), topk=sp.topk,
+                        candidates=candidates, optimal=sp.optimal)
     Sc = _host(score_matrix(method, S[query_idx], T[query_idx], S[seed_idx], T[seed_idx],
                             kernel=kernel, sigma=sigma, device=device))
     col = lap_assign(Sc)  # Sc: checked inputs, float64 scores on the host

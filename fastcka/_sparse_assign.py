@@ -21,6 +21,13 @@ the dense assignment's optimum whenever the dense optimum uses only those edges:
 optimum almost always lies in the top-k union already (tested, measured in
 ``bench/match_scale.py``).  Ties at the k-th place of a list are broken as the stream breaks
 them.
+
+Certificate (square problems): :func:`certify` builds dual potentials of the sparse optimum from
+shortest paths in its residual graph and bounds every pair outside the graph by the k-th score
+of its row's and its column's list (a pair outside both lists scores no more than either).
+``optimal=True`` is then a proof, up to ``q * CERTIFY_RTOL * max|score|`` in the total, that no
+full matching of the complete q x q scores does better: the sparse result *is* the dense LAP's
+optimum.  ``False`` only means the bound was not tight enough to show it.
 """
 
 from __future__ import annotations
@@ -54,6 +61,61 @@ def use_sparse(assign: str, n_queries: int) -> bool:
     return assign == "sparse" or (assign == "auto" and n_queries >= config.MATCH_SPARSE_MIN)
 
 
+#: relative tolerance of the optimality certificate (of the largest absolute score)
+CERTIFY_RTOL = 1e-10
+
+
+def _potentials(src, dst, w, n: int, tol: float):
+    """Shortest distances from a virtual source (0-weight arcs to all ``n`` nodes) over the arcs
+    ``src -> dst`` (weights ``w``, possibly negative), by vectorised Bellman–Ford sweeps; None
+    when ``n`` sweeps do not settle them (a negative cycle: the matching is not optimal)."""
+    d = np.zeros(n)
+    for _ in range(n + 1):
+        new = d.copy()
+        np.minimum.at(new, dst, d[src] + w)
+        if not (new < d - tol).any():
+            return new
+        d = new
+    return None
+
+
+def certify(rows, cols, vals, col, res: dict, k: int, qt: int, *, block: int = 2048):
+    """Whether the matching ``col`` (square, optimal on the edges) is provably optimal over the
+    complete graph: dual potentials from shortest paths in the residual graph (LP duality),
+    and every pair outside the edges bounded by its row's and column's k-th streamed score.
+
+    True guarantees that no full matching of the complete score matrix scores more than
+    ``q * CERTIFY_RTOL * max|score|`` above ``col``; False says only that the bound could not
+    show it (the dense optimum may still be ``col``).
+    """
+    qs = col.size
+    if qs != qt:
+        return False
+    tol = CERTIFY_RTOL * max(1.0, float(np.abs(vals).max()))
+    a = np.empty(qs)
+    key = rows * qt + cols
+    a[:] = vals[np.searchsorted(key, np.arange(qs) * qt + col)]       # matched scores
+    off = cols != col[rows]
+    # arc M(i) -> j' for every edge (i, j'): the reduced cost s_iM(i) - s_ij' of the swap
+    d = _potentials(col[rows[off]], cols[off], a[rows[off]] - vals[off], qt, tol)
+    if d is None:
+        return False
+    lists_r, lists_c = res["s2t_scores"][:, :k], res["t2s_scores"][:, :k]
+    theta = lists_r[:, -1] if lists_r.shape[1] < qt else np.full(qs, -np.inf)
+    phi = lists_c[:, -1] if lists_c.shape[1] < qs else np.full(qt, -np.inf)
+    lhs = a + d[col]                 # pair (i, j') is safe when lhs_i - d_j' >= s_ij'
+    open_rows = np.flatnonzero(lhs < np.minimum(theta, (phi + d).max()) - tol)
+    for i0 in range(0, open_rows.size, block):
+        r = open_rows[i0:i0 + block]
+        bound = np.minimum(theta[r, None], phi[None, :])
+        bad_r, bad_c = np.nonzero(lhs[r, None] - d[None, :] < bound - tol)
+        bad = r[bad_r] * qt + bad_c
+        pos = np.minimum(np.searchsorted(key, bad), key.size - 1)
+        if (key[pos] != bad).any():   # a pair outside the graph might improve the matching
+            return False
+    return True
+
+
 @dataclass
 class SparseAssignment:
     """Outcome of :func:`sparse_assign`.
@@ -63,7 +125,8 @@ class SparseAssignment:
     streamed lists (``s2t_indices`` ... as :func:`fastcka._topk.topk_stream`, host arrays, with
     ``lists`` entries per row); ``n_edges`` the edges of the final graph; ``fallback`` the rows
     (or columns, when q_s > q_t) scored densely because the candidates could not complete a
-    matching.
+    matching; ``optimal`` (square problems) whether :func:`certify` proves ``col_ind`` the
+    dense assignment's optimum (None: not checked, q_s != q_t).
     """
 
     col_ind: np.ndarray
@@ -71,6 +134,7 @@ class SparseAssignment:
     topk: dict
     n_edges: int
     fallback: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    optimal: bool | None = None
 
 
 def _candidate_edges(res: dict, k: int, qs: int, qt: int):
@@ -185,15 +249,16 @@ def sparse_assign(scorer, k: int | None = None, *, lists: int | None = None,
     key = rows * qt + cols
     pos = np.searchsorted(key, np.flatnonzero(hit) * qt + col[hit])
     scores[hit] = vals[pos]
-    return SparseAssignment(col, scores, res, int(rows.size), free)
+    optimal = certify(rows, cols, vals, col, res, k, qt, block=block) if qs == qt else None
+    return SparseAssignment(col, scores, res, int(rows.size), free, optimal)
 
 
-def sparse_run(method: str, S, T, seed_idx, query_idx, *, kernel, sigma, device, k: int):
+def sparse_run(method: str, S, T, seed_idx, query_idx, *, kernel, sigma, device,
+               k: int) -> SparseAssignment:
     """:func:`sparse_assign` of one score method on the queries of ``S``/``T`` (the seeds as
-    base): ``(col_ind, assigned scores, top-10 lists)`` with host arrays."""
+    base), with the top-10 lists (host arrays)."""
     from .retrieval import make_scorer
 
     sc = make_scorer(method, S[query_idx], T[query_idx], S[seed_idx], T[seed_idx],
                      kernel=kernel, sigma=sigma, device=device)
-    res = sparse_assign(sc, k, lists=10)
-    return res.col_ind, res.scores, res.topk
+    return sparse_assign(sc, k, lists=10)
