@@ -19,7 +19,7 @@ import numpy as np
 from qap_symmetric import SHARED, centred_rbf
 
 from fastcka import qap
-from fastcka.qap._problem import DenseProblem, _lmul, _rmul
+from fastcka.qap._frank_wolfe import DenseProblem, _lmul, _rmul
 
 emb = SHARED / "embeddings"
 A = centred_rbf(np.load(emb / "flickr8k_caption_minilm_l6_mean5.npy")[:820])

@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     from scipy.optimize import quadratic_assignment as scipy_qap
 
     from fastcka import qap
-    from fastcka.qap import _problem  # where the threshold is read
+    from fastcka.qap import _frank_wolfe as _problem  # where the threshold is read
 
     emb = SHARED / "embeddings"
     txt = np.load(emb / "flickr8k_caption_minilm_l6_mean5.npy")[:820]

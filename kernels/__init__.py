@@ -57,6 +57,10 @@ _REGISTRY: dict[tuple[str, str], str] = {
     ("faq_gradient", "numba"): "_qap_families:faq_gradient_numba",
     ("faq_gradient", "numpy"): "_qap_families:none",
     ("faq_gradient", "cupy"): "_qap_families:none",
+    # FAQ: the op set of one request (fused gradient, Sinkhorn balancing, engine capabilities)
+    ("faq", "numba"): "_qap_families:faq_numba",
+    ("faq", "numpy"): "_qap_families:faq_numpy",
+    ("faq", "cupy"): "_qap_families:faq_cupy",
 }
 
 

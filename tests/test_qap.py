@@ -529,7 +529,7 @@ def test_centred_kernels_take_the_symmetric_path_and_match_scipy():
 def test_truly_asymmetric_inputs_keep_the_general_path():
     from fastcka import qap as q
     from fastcka.backend import NUMPY_BACKEND
-    from fastcka.qap._problem import near_symmetric
+    from fastcka.qap._frank_wolfe import near_symmetric
 
     rng = np.random.default_rng(6)
     n = 30
@@ -560,3 +560,38 @@ def test_apply_M_stacked_gemm_matches_per_restart_products(transpose):
     for r in range(k):
         ref = A22.T @ P[r] @ B22 if transpose else A22 @ P[r] @ B22.T
         np.testing.assert_allclose(got[r], ref, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("engine,kernels_there,auction,device_starts", [
+    ("numba", True, False, False), ("numpy", False, False, False), ("cupy", False, True, True)])
+def test_faq_op_set_per_engine(engine, kernels_there, auction, device_starts):
+    # one lookup per request: the fused gradient and the balancing kernel exactly where the
+    # "faq_gradient" / "sinkhorn" families have them, and what the engine offers
+    from fastcka import kernels
+
+    got = kernels.ops("faq", engine)
+    assert got.gradient is kernels.ops("faq_gradient", engine)
+    assert got.balance is kernels.ops("sinkhorn", engine)
+    assert (got.gradient is not None) is kernels_there
+    assert got.auction is auction and got.device_starts is device_starts
+
+
+def test_randomized_starts_skip_the_array_sinkhorn_where_a_kernel_balances(monkeypatch):
+    # with the Numba engine the starts are balanced by the kernel (qap._sinkhorn does not run);
+    # without it by doubly_stochastic's array code: the same restarts either way
+    import fastcka.qap._sinkhorn as sk
+
+    calls = []
+    orig = sk.doubly_stochastic
+    monkeypatch.setattr(sk, "doubly_stochastic", lambda *a, **k: calls.append(1) or orig(*a, **k))
+    A, B, _ = _problem(30, True, 4)
+    opts = dict(P0="randomized", n_init=4, lap="scipy")
+    fast = quadratic_assignment(A, B, options=dict(opts, rng=np.random.default_rng(1)))
+    assert calls == []
+    monkeypatch.setenv("FASTCKA_DISABLE_NUMBA", "1")
+    plain = quadratic_assignment(A, B, options=dict(opts, rng=np.random.default_rng(1)))
+    assert calls
+    g = np.random.default_rng(1)
+    ref = [scipy_qap(A, B, options=dict(P0="randomized", rng=g)).fun for _ in range(4)]
+    np.testing.assert_allclose(fast.all_fun, ref, rtol=1e-12)
+    np.testing.assert_allclose(plain.all_fun, ref, rtol=1e-12)

@@ -2,15 +2,21 @@
 
 The steps of one call, each a function below:
 
-1. :func:`fastcka.qap._validate.validate_faq` checks every input once (SciPy's order and
+1. :func:`fastcka.qap._qap.validate_faq` checks every input once (SciPy's order and
    messages), on the device the computation will run on;
 2. :func:`_draw_starts` draws the restarts' random matrices in SciPy's order (``P0`` first, then
    the shuffle of the non-seed nodes of ``B``, :func:`_seeds_first`);
 3. :func:`faq_batched` runs the restarts in batches that fit memory, each batch one
    :func:`fastcka.qap._frank_wolfe.frank_wolfe` (Vogelstein et al. 2015, Algorithm 1, on the
-   free block of Fishkind et al. 2019's seeded problem, :mod:`fastcka.qap._problem`);
+   free block of Fishkind et al. 2019's seeded problem, :mod:`fastcka.qap._frank_wolfe`);
 4. :func:`_pick_best` maps every restart back to the caller's node indices, scores it on the
-   caller's matrices and returns the best as SciPy's ``OptimizeResult``.
+   caller's matrices (:func:`scores`, :func:`qap_score`) and returns the best as SciPy's
+   ``OptimizeResult``.
+
+A randomized start (Algorithm 1 line 1; SciPy's ``P0="randomized"``) is ``(J + DS(K)) / 2``
+with ``J = 11ᵀ/n'`` the barycentre and ``DS(K)`` a uniform random matrix balanced to
+doubly-stochastic by Sinkhorn–Knopp (the request's balancing kernel, or
+:func:`fastcka.qap.doubly_stochastic` where the engine has none).
 
 References
 ----------
@@ -26,18 +32,16 @@ from __future__ import annotations
 import dataclasses
 import operator
 import warnings
+from typing import Any
 
 import numpy as np
 
 from .. import config
 from .._progress import progress
-from ..backend import Backend
-from ._frank_wolfe import frank_wolfe
+from ..backend import Backend, get_backend, is_cupy_array
+from ._frank_wolfe import Problem, build_problem, frank_wolfe
 from ._lap import resolve_kind
-from ._problem import Problem, build_problem, pad_pair
-from ._score import host_scalar, qap_score, scores, seeded_perm
-from ._sinkhorn import randomized_from_host, randomized_on_device
-from ._validate import FaqRequest, OptimizeResult, OptimizeWarning, validate_faq
+from ._qap import FaqRequest, OptimizeResult, OptimizeWarning, pad_pair, seeded_perm, validate_faq
 
 
 def faq(A, B, **options):
@@ -73,7 +77,7 @@ def _solve(req: FaqRequest):
     lap_kind = resolve_kind(req.lap, req.be, req.n_free, req.n_init)
     if req.scheduler in (None, "none") or req.n_init == 1 or req.shuffle_input:
         problem = build_problem(req.be, A_p, B_p, S_p, perm_A, perm_B, req.n_seeds, req.dtype,
-                                req.factored)
+                                req.factored, req.ops)
         cols, nit, inc = faq_batched(req.be, problem, req.n_init, starts, req.maximize,
                                      req.maxiter, req.tol, lap_kind, req.batch_size)
     else:  # the same batches of restarts, as tasks of a Dask cluster (fastcka.parallel)
@@ -127,7 +131,7 @@ def _draw_starts(req: FaqRequest):
     if req.p0_kind == "barycenter":
         return "barycenter", None
     rng = req.rng
-    if req.be.is_gpu:
+    if req.ops.device_starts:
         seed = int(rng.integers(0, 2**63 - 1) if hasattr(rng, "integers")
                    else rng.randint(0, 2**31 - 1))
         return "randomized", seed
@@ -191,12 +195,38 @@ def _batch_starts(be: Backend, pr: Problem, starts, idx: list, s: int):
     """The (len(idx), n', n') starts of the restarts ``idx`` (first ``s``), None: barycentre."""
     kind, data = starts
     if kind == "randomized" and not isinstance(data, int):
-        return randomized_from_host(be, data(idx), pr.dtype)
+        return _randomized_from_host(be, pr.ops.balance, data(idx), pr.dtype)
     if kind == "randomized":
-        return randomized_on_device(be, len(idx), pr.n, data + s, pr.dtype)
+        return _randomized_on_device(be, len(idx), pr.n, data + s, pr.dtype)
     if kind == "array":
         return be.asarray(np.broadcast_to(data, (len(idx), pr.n, pr.n)).copy(), pr.dtype)
     return None  # barycenter: handled analytically
+
+
+def _randomized_from_host(be: Backend, balance, Ks, dtype):
+    """``(J/n + DS(K)) / 2`` for host random matrices ``Ks`` (k, n, n), on ``be`` in ``dtype``.
+
+    ``balance``: the request's Sinkhorn kernel, which writes the start once in the working
+    dtype; without one, :func:`fastcka.qap.doubly_stochastic`'s array code.
+    """
+    Ks = Ks if isinstance(Ks, np.ndarray) else np.stack(Ks)
+    n = Ks.shape[-1]
+    if balance is not None:
+        return balance(Ks, alpha=0.5 / n, beta=0.5, out=np.empty(Ks.shape, dtype))
+    from ._sinkhorn import doubly_stochastic
+
+    P = (1.0 / n + doubly_stochastic(Ks)) / 2.0
+    return be.asarray(P, dtype)
+
+
+def _randomized_on_device(be: Backend, k: int, n: int, seed: int, dtype):
+    """k randomized starts drawn and balanced on the device (its generator, seeded)."""
+    from ._sinkhorn import doubly_stochastic
+
+    g = be.xp.random.default_rng(seed % (2**63))
+    K = g.random((k, n, n), dtype=be.xp.float64)
+    P = (1.0 / n + doubly_stochastic(K)) / 2.0
+    return P.astype(dtype, copy=False)
 
 
 def faq_batched(be: Backend, pr: Problem, k: int, starts, maximize: bool, maxiter: int,
@@ -290,3 +320,60 @@ def _pick_best(req: FaqRequest, padded, perm_A, perm_B, cols_all, nit_all, inc_a
     if req.n_init > 1:
         res.update(all_fun=all_fun, all_nit=np.asarray(nit_all, dtype=int), best_index=int(best))
     return OptimizeResult(res)
+
+
+# ---- objectives of permutations ----------------------------------------------------------
+
+def qap_score(A: Any, B: Any, perm: Any, S: Any = None) -> float:
+    """``trace(Aᵀ P B Pᵀ) (+ trace(Sᵀ P))`` of the permutation ``perm`` (SciPy's ``fun``).
+
+    Notes
+    -----
+    O(n²) time, one n×n temporary; evaluated as ``Σ A ∘ B[perm][:, perm]``.
+    """
+    xp = get_backend(A, device="cpu" if not is_cupy_array(A) else "gpu").xp
+    perm = xp.asarray(perm)
+    out = xp.sum(A * B[perm][:, perm])
+    if S is not None:
+        out = out + xp.sum(S[xp.arange(len(perm)), perm])
+    return out
+
+
+def host_scalar(a: Any) -> Any:
+    """A NumPy scalar from a NumPy scalar (returned as is) or a 0-d CuPy array."""
+    return a.get()[()] if is_cupy_array(a) else a
+
+
+def scores(be: Backend, A, B, S, perms, n_a, n_b, factored) -> np.ndarray:
+    """float64 objective of each permutation on the caller's (unpadded) matrices."""
+    xp = be.xp
+    out = np.empty(len(perms))
+    if factored:
+        X = be.asarray(A, np.float64)
+        Y = be.asarray(B, np.float64)
+        for r, p in enumerate(perms):
+            pg = be.asarray(p)
+            val = xp.sum((X.T @ Y[pg]) ** 2)
+            if S is not None:
+                val = val + xp.sum(be.asarray(S)[xp.arange(len(p)), pg])
+            out[r] = be.scalar(val)
+        return out
+    Ad = be.asarray(A, np.float64)
+    Bd = be.asarray(B, np.float64)
+    Sd = None if S is None else be.asarray(S, np.float64)
+    for r, p in enumerate(perms):
+        p = p[:n_a]
+        valid = p < n_b
+        if valid.all():
+            pg = be.asarray(p)
+            val = xp.sum(Ad * Bd[pg][:, pg])
+            if Sd is not None:
+                val = val + xp.sum(Sd[xp.arange(n_a), pg])
+        else:
+            rows = be.asarray(np.flatnonzero(valid))
+            pg = be.asarray(p[valid])
+            val = xp.sum(Ad[rows][:, rows] * Bd[pg][:, pg])
+            if Sd is not None:
+                val = val + xp.sum(Sd[rows, pg])
+        out[r] = be.scalar(val)
+    return out

@@ -1,4 +1,10 @@
-"""The linear assignment steps of FAQ: SciPy's solver, or ours warm-started per restart.
+"""The kernels of one FAQ request, and its linear assignment steps (SciPy's solver, or ours
+warm-started per restart).
+
+:func:`faq_ops` asks the kernel registry (:func:`fastcka.kernels.ops`) once per request for the
+LAP kernel, the fused gradient, the Sinkhorn balancing and what the engine offers (the auction
+warm start, random starts drawn on the device); the library code below and in :mod:`._faq`,
+:mod:`._frank_wolfe` uses that one object and never branches on the device.
 
 Each Frank–Wolfe iteration's direction is a LAP (Vogelstein et al. 2015, Algorithm 1 line 4:
 the permutation ``Q`` maximising or minimising ``trace(∇f(P)ᵀ Q)``), and so is the final
@@ -23,11 +29,37 @@ PLoS ONE 10 (2015) e0121002, doi:10.1371/journal.pone.0121002.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 
 from .. import config
 from ..backend import Backend
-from ._ops import ops
+
+
+def ops(name: str, be: Backend) -> Any:
+    """The kernel of family ``name`` ("lap", "faq", ...) for ``be`` (or None where the library's
+    array code is the implementation): the one registry lookup, :func:`fastcka.kernels.ops`."""
+    return be.ops(name)
+
+
+@dataclass(frozen=True)
+class FaqOps:
+    """The kernels of one FAQ request (looked up once, :func:`faq_ops`)."""
+
+    lap: Any                # batched exact LAP kernel, or None (SciPy's solver)
+    gradient: Any           # fused 2·M + C of a batch, or None (array code)
+    balance: Any            # batched Sinkhorn balancing, or None (:func:`doubly_stochastic`)
+    auction: bool           # the LAP kernel offers the auction warm start (``lap="auction"``)
+    device_starts: bool     # randomized starts are drawn by the device's own generator
+
+
+def faq_ops(be: Backend) -> FaqOps:
+    """The request's kernels on ``be``'s engine: the "lap" family and the "faq" op set."""
+    fam = ops("faq", be)
+    return FaqOps(lap=ops("lap", be), gradient=fam.gradient, balance=fam.balance,
+                  auction=fam.auction, device_starts=fam.device_starts)
 
 
 def resolve_kind(lap: str, be: Backend, n_free: int, n_init: int) -> str:
@@ -42,11 +74,11 @@ def resolve_kind(lap: str, be: Backend, n_free: int, n_init: int) -> str:
 class LapSolver:
     """LAP steps of one FAQ batch: SciPy, or our exact solver warm-started per restart."""
 
-    def __init__(self, be: Backend, kind: str, k: int, n: int):
+    def __init__(self, be: Backend, lap: Any, kind: str, k: int, n: int):
         self.be, self.kind, self.k, self.n = be, kind, k, n
         self.v = None       # column duals of the last direction LAP, per restart (warm start)
         self.v_optimal = False  # v is already optimal for the next LAP (rank-one start)
-        self.lap = ops("lap", be)
+        self.lap = lap      # the request's LAP kernel (on the arrays' device), :class:`FaqOps`
         if self.lap is None:            # Numba disabled on the CPU: SciPy's solver
             self.kind = "scipy"
 
@@ -61,10 +93,7 @@ class LapSolver:
         if v is None:
             if self.lap is None:
                 return
-            if be.is_gpu:
-                v = self.lap(G0[None], maximize=maximize)[1][0]
-            else:
-                v = be.asarray(self.lap(np.ascontiguousarray(be.to_host(G0)), maximize=maximize)[1])
+            v = self.lap(G0[None], maximize=maximize)[1][0]
             cache[key] = v
         self.v = be.xp.repeat(v[None], self.k, axis=0)
 
@@ -74,37 +103,26 @@ class LapSolver:
         self.v_optimal = True
 
     def solve(self, G, *, maximize: bool, which, final: bool = False):
-        """Assignments (k', n) (backend ints) of the LAPs on ``G[r]``, restarts ``which``."""
+        """Assignments (k', n) (backend ints) of the LAPs on ``G[r]``, restarts ``which``.
+
+        The kernel works on the arrays' device; ``G`` was built from checked inputs
+        (``checked=True``: no check, no copy, the duals updated in place).
+        """
         be = self.be
         v_optimal, self.v_optimal = self.v_optimal, False     # holds for this LAP only
         if self.kind == "scipy":
             return be.asarray(_scipy_batch(be.to_host(G), maximize, self.n))
-        if be.is_gpu:
-            return self._solve_gpu(G, maximize, which, final, v_optimal)
-        Gh = np.ascontiguousarray(be.to_host(G))
-        if final:
-            return self.lap(Gh, maximize=maximize, checked=True)[0]
-        if self.v is None:
-            self.v = np.zeros((self.k, self.n))
-        if len(which) == self.k:        # every restart: its duals updated in place
-            return self.lap(Gh, maximize=maximize, v0=self.v, checked=True)[0]
-        cols, v = self.lap(Gh, maximize=maximize, v0=self.v[which], checked=True)
-        self.v[which] = v
-        return cols
-
-    def _solve_gpu(self, G, maximize, which, final, v_optimal):
-        xp = self.be.xp
-        G = xp.ascontiguousarray(G)
+        G = be.xp.ascontiguousarray(G)
         # the auction improves a warm start; optimal duals need no improving
-        auction = self.kind == "auction" and not v_optimal
+        kw = {"auction": True} if self.kind == "auction" and not v_optimal else {}
         if final:
-            return self.lap(G, maximize=maximize, auction=auction, checked=True)[0]
+            return self.lap(G, maximize=maximize, checked=True, **kw)[0]
         if self.v is None:
-            self.v = xp.zeros((self.k, self.n), dtype=xp.float64)
+            self.v = be.xp.zeros((self.k, self.n), dtype=np.float64)
         if len(which) == self.k:        # every restart: no index upload, duals updated in place
-            return self.lap(G, maximize=maximize, v0=self.v, auction=auction, checked=True)[0]
-        wi = self.be.asarray(np.asarray(which))
-        cols, v = self.lap(G, maximize=maximize, v0=self.v[wi], auction=auction, checked=True)
+            return self.lap(G, maximize=maximize, v0=self.v, checked=True, **kw)[0]
+        wi = be.asarray(which)
+        cols, v = self.lap(G, maximize=maximize, v0=self.v[wi], checked=True, **kw)
         self.v[wi] = v
         return cols
 

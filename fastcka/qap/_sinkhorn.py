@@ -1,8 +1,10 @@
-"""Sinkhorn–Knopp balancing, and FAQ's randomized starts built on it.
+"""Sinkhorn–Knopp balancing (:func:`doubly_stochastic`), the array code of FAQ's randomized
+starts where the engine has no balancing kernel.
 
 A randomized start (Vogelstein et al. 2015, Algorithm 1 line 1; SciPy's ``P0="randomized"``) is
 ``(J + DS(K)) / 2`` with ``J = 11ᵀ/n'`` the barycentre and ``DS(K)`` a uniform random matrix
-balanced to doubly-stochastic by Sinkhorn–Knopp iterations.
+balanced to doubly-stochastic by Sinkhorn–Knopp iterations (drawn in :mod:`._faq`, which calls
+the registry's kernel directly where there is one: this module then does not run).
 
 References
 ----------
@@ -19,8 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import NUMPY_BACKEND, Backend, get_backend, is_cupy_array
-from ._ops import ops
+from ..backend import get_backend, is_cupy_array
 
 
 def doubly_stochastic(P: Any, tol: float = 1e-3, max_iter: int = 1000) -> Any:
@@ -39,7 +40,7 @@ def doubly_stochastic(P: Any, tol: float = 1e-3, max_iter: int = 1000) -> Any:
     """
     single = P.ndim == 2
     be = get_backend(P, device="gpu" if is_cupy_array(P) else "cpu")
-    balance_batch = ops("sinkhorn", be)
+    balance_batch = be.ops("sinkhorn")
     if balance_batch is not None and P.dtype == np.float64:
         out = balance_batch(P[None] if single else P, tol, max_iter)
         return out[0] if single else out
@@ -68,24 +69,3 @@ def doubly_stochastic(P: Any, tol: float = 1e-3, max_iter: int = 1000) -> Any:
         active = active & ~within(c * rP)
     out = rr[:, :, None] * P3 * cc[:, None, :]
     return out[0] if single else out
-
-
-def randomized_from_host(be: Backend, Ks, dtype):
-    """``(J/n + DS(K)) / 2`` for host random matrices ``Ks`` (k, n, n), on ``be`` in ``dtype``."""
-    Ks = Ks if isinstance(Ks, np.ndarray) else np.stack(Ks)
-    n = Ks.shape[-1]
-    balance_batch = None if be.is_gpu else ops("sinkhorn", NUMPY_BACKEND)
-    if balance_batch is not None:
-        # (J/n + DS(K)) / 2 written once, in the working dtype
-        return balance_batch(Ks, alpha=0.5 / n, beta=0.5, out=np.empty(Ks.shape, dtype))
-    P = (1.0 / n + doubly_stochastic(Ks)) / 2.0
-    return be.asarray(P, dtype)
-
-
-def randomized_on_device(be: Backend, k: int, n: int, seed: int, dtype):
-    """k randomized starts drawn and balanced on the GPU (CuPy's generator, seeded)."""
-    xp = be.xp
-    g = xp.random.default_rng(seed % (2**63))
-    K = g.random((k, n, n), dtype=xp.float64)
-    P = (1.0 / n + doubly_stochastic(K)) / 2.0
-    return P.astype(dtype, copy=False)

@@ -17,9 +17,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._problem import pad_pair
-from ._score import seeded_perm
-from ._validate import OptimizeResult, common_validation, legacy_rng, validate_guess, warn_unknown
+from ._qap import (
+    OptimizeResult,
+    common_validation,
+    legacy_rng,
+    pad_pair,
+    seeded_perm,
+    validate_guess,
+    warn_unknown,
+)
 
 
 def two_opt(A, B, maximize=False, rng=None, partial_match=None, partial_guess=None,
