@@ -20,8 +20,8 @@ Usage::
 
     python bench/match_scale.py [--quick] [--rounds R] [--out FILE]
 
-Writes ``bench/results/match_scale.md`` (``--quick``: ``match_scale_quick.md``).  Time: about
-4 minutes on the 2-core machine under load, ~1 minute with ``--quick``.
+Writes ``bench/results/match_scale.md`` (``--quick``: ``match_scale_quick.md``).  Time on the
+2-core machine at load average ~14: 3.5 minutes (``--quick``: 20-50 s).
 """
 
 from __future__ import annotations
