@@ -4,15 +4,18 @@ LocalCluster of 1 and 2 workers (one task per input, one per pair) against in-pr
 
 Why: the per-pair form makes every entry independent of the other inputs, so the matrix from
 per-pair tasks or job-array shards is the in-process one bit for bit; this checks that the
-in-process matrix did not get slower for it.
+in-process matrix did not get slower for it.  The per-pair rows: the biased estimator's form
+(no kernel diagonals: what ``cka_matrix`` computes by default) and the unbiased one's (with
+them); the SYRK reference computes no diagonals either.
 
-    python bench/cka_matrix_units.py [--rounds 3] [--n 8192] [--out bench/results/cka_matrix_units.md]
+    python bench/cka_matrix_units.py [--rounds 5] [--n 8192] [--out bench/results/cka_matrix_units.md]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
 import sys
 import time
@@ -59,7 +62,7 @@ def main(argv=None) -> int:
     from fastcka.parallel import executor
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--n", type=int, default=8192)
     ap.add_argument("--dims", default="256,384,512,768,256,384")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" /
@@ -87,7 +90,12 @@ def main(argv=None) -> int:
     for ex in (c1, c2):
         assert np.array_equal(ref, cka_matrix(Xs, device="cpu", scheduler=ex))
 
-    cases = {"per-pair GEMMs (fastcka today)": lambda: _linear_feature_stats(be, Xs),
+    for est in ("biased", "unbiased"):
+        assert np.array_equal(cka_matrix(Xs, device="cpu", estimator=est),
+                              cka_matrix(Xs, device="cpu", estimator=est, scheduler=c2))
+
+    cases = {"per-pair GEMMs (fastcka today)": lambda: _linear_feature_stats(be, Xs, diags=False),
+             "per-pair GEMMs + diagonals (unbiased)": lambda: _linear_feature_stats(be, Xs),
              "concatenated SYRK (before)": lambda: concatenated_syrk(Xs),
              "cka_matrix in-process": lambda: cka_matrix(Xs, device="cpu"),
              "cka_matrix, Dask 1 worker": lambda: cka_matrix(Xs, device="cpu", scheduler=c1),
@@ -101,7 +109,9 @@ def main(argv=None) -> int:
     stack.close()
     med = {k: statistics.median(v) for k, v in raw.items()}
     base_s, base_m = med["concatenated SYRK (before)"], med["cka_matrix in-process"]
-    lines = ["# CKA matrix: per-pair units against the fused form", "", *machine_lines("cpu", f", dask {__import__('distributed').__version__}"), "",
+    lines = ["# CKA matrix: per-pair units against the fused form", "",
+             *machine_lines("cpu", f", dask {__import__('distributed').__version__}"),
+             f"- load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}", "",
              f"{len(Xs)} float32 inputs of n = {args.n} rows, dims {dims} (Σp = {sum(dims)}: "
              f"the linear feature path); {args.rounds} rounds, interleaved, medians; ratios "
              f"against the reference named in the same run. Cluster start-up (not in the "
@@ -109,9 +119,9 @@ def main(argv=None) -> int:
              f"distributed matrices were checked identical to the in-process one; the two "
              f"statistics forms differ by at most {rel:.1e} relative (summation order).", "",
              "| what | seconds | ratio |", "| --- | ---: | ---: |"]
-    for k in list(cases)[:2]:
+    for k in list(cases)[:3]:
         lines.append(f"| {k} | {med[k]:.3f} | {base_s / med[k]:.2f} vs SYRK |")
-    for k in list(cases)[2:]:
+    for k in list(cases)[3:]:
         lines.append(f"| {k} | {med[k]:.3f} | {base_m / med[k]:.2f} vs in-process |")
     lines += ["", *(f"- raw {k}: " + ", ".join(f"{v:.3f}" for v in vs) for k, vs in raw.items())]
     text = "\n".join(lines) + "\n"

@@ -248,11 +248,13 @@ def _use_features(n: int, dims: Sequence[int]) -> bool:
 
 
 def _stats(be: Backend, Xs: list, kernel: str, sigma: Any, threshold: float,
-           progress=None) -> tuple[_Stats, list[float | None]]:
+           progress=None, diags: bool = True) -> tuple[_Stats, list[float | None]]:
+    """The statistics of the inputs; ``diags=False``: the linear feature path may leave the
+    kernel diagonals 0 (only the unbiased estimator reads them)."""
     if kernel == "linear":
         dims = [int(X.shape[1]) for X in Xs]
         if _use_features(int(Xs[0].shape[0]), dims):
-            return _linear_feature_stats(be, Xs), [None] * len(Xs)
+            return _linear_feature_stats(be, Xs, diags=diags), [None] * len(Xs)
         return _kernel_stats(be, Xs, [0] * len(Xs), [0.0] * len(Xs), progress), [None] * len(Xs)
     affs = _affs(be, Xs)
     sig = _sigmas(be, Xs, sigma, threshold, affs)
@@ -320,7 +322,7 @@ def hsic(X: Any, Y: Any, *, kernel: str = "linear", sigma: Any = "paper", thresh
     _check_kernel(kernel)
     sigma = _check_sigma(sigma, threshold)
     be, Xd, Yd = _prepare_pair(X, Y, estimator, device)
-    st, _ = _stats(be, [Xd, Yd], kernel, sigma, threshold)
+    st, _ = _stats(be, [Xd, Yd], kernel, sigma, threshold, diags=estimator == "unbiased")
     return st.hsic(0, 1, estimator) * st.unit[0] * st.unit[1]
 
 
@@ -366,7 +368,7 @@ def cka(X: Any, Y: Any, *, kernel: str = "linear", sigma: Any = "paper", thresho
     _check_kernel(kernel)
     sigma = _check_sigma(sigma, threshold)
     be, Xd, Yd = _prepare_pair(X, Y, estimator, device)
-    st, _ = _stats(be, [Xd, Yd], kernel, sigma, threshold)
+    st, _ = _stats(be, [Xd, Yd], kernel, sigma, threshold, diags=estimator == "unbiased")
     return _cka_from(st, 0, 1, estimator)
 
 
@@ -420,7 +422,8 @@ def cka_matrix(Xs: Sequence[Any], *, kernel: str = "linear", sigma: Any = "paper
         st = cka_matrix_stats([be.to_host(X) for X in Xd], kernel, sigma, threshold,
                               scheduler=scheduler)
     else:
-        st, _ = _stats(be, Xd, kernel, sigma, threshold, progress)
+        st, _ = _stats(be, Xd, kernel, sigma, threshold, progress,
+                       diags=estimator == "unbiased")
     return _matrix_from(st, estimator)
 
 

@@ -91,14 +91,19 @@ def _kernel_stats(be: Backend, Xs: list, kinds: list[int], gammas: list[float],
 
 
 def _linear_feature_stats(be: Backend, Xs: list, pairs: list[tuple[int, int]] | None = None,
-                          affs=None) -> _Stats:
+                          affs=None, diags: bool = True) -> _Stats:
     """Linear-kernel statistics in feature space from column-centred features (float64).
 
     ``S[a, b] = ‖X_aᵀ X_b‖²_F`` with centred features, row sums 0, diagonals ``‖x_i‖²``:
     ``O(n · (Σ p)²)`` time, ``O((Σ p)²)`` memory.  Each ``X_aᵀ X_b`` is its own GEMM (``a = b``
     a SYRK) over the same row chunks, so an entry does not depend on the other inputs: ``pairs``
     (``a <= b``, default all) computes only those entries (the others stay 0) and gives the
-    bits the whole matrix gives (:func:`fastcka.parallel.cka_matrix_stats`).
+    bits the whole matrix gives (:func:`fastcka.parallel.cka_matrix_stats`).  ``diags=False``
+    leaves the diagonals 0 (only the unbiased estimator reads them; ``S`` is the same bits).
+
+    The row blocks and the products go to buffers made once, not once per chunk (page faults
+    and a zero-filled accumulator per pair cost the matrix ~8 % of its GEMM time); the first
+    chunk's product is the accumulator itself (``0 + x`` is ``x``).
     """
     xp = be.xp
     n = int(Xs[0].shape[0])
@@ -108,18 +113,35 @@ def _linear_feature_stats(be: Backend, Xs: list, pairs: list[tuple[int, int]] | 
              else [tuple(p) for p in pairs])
     need = sorted({a for p in pairs for a in p})
     affs = _affs(be, Xs) if affs is None else affs
-    C = {p: xp.zeros((dims[p[0]], dims[p[1]])) for p in pairs}
-    diags = xp.zeros((m, n))
+    C: dict = {}
+    D = xp.zeros((m, n))
     step = int(config.CKA_CHUNK_ROWS)
+    rows = min(step, n)
+    buf = {a: xp.empty((rows, dims[a])) for a in need}
+    scratch = xp.empty(max(dims[a] * dims[b] for a, b in pairs)) if n > step else None
     for r0 in range(0, n, step):
         r1 = min(n, r0 + step)
-        blk = {a: _median.block64(xp, Xs[a], r0, r1, affs[a]) for a in need}
-        for a in need:
-            diags[a, r0:r1] = (blk[a] * blk[a]).sum(axis=1)
+        blk = {a: _rows64(xp, Xs[a], r0, r1, affs[a], buf[a]) for a in need}
+        if diags:
+            for a in need:
+                D[a, r0:r1] = (blk[a] * blk[a]).sum(axis=1)
         for a, b in pairs:
-            C[a, b] += xp.dot(blk[a].T, blk[b])  # syrk on BLAS backends where a == b
+            if r0 == 0:
+                C[a, b] = xp.dot(blk[a].T, blk[b])  # syrk on BLAS backends where a == b
+            else:
+                t = scratch[: dims[a] * dims[b]].reshape(dims[a], dims[b])
+                C[a, b] += xp.dot(blk[a].T, blk[b], out=t)
     S = np.zeros((m, m))
     for (a, b), c in C.items():
         S[a, b] = S[b, a] = be.scalar((c * c).sum())
-    return _Stats(n, S, np.zeros((m, n)), be.to_host(diags).astype(np.float64),
+    return _Stats(n, S, np.zeros((m, n)), be.to_host(D).astype(np.float64),
                   [1.0 / (aff[1] * aff[1]) for aff in affs])
+
+
+def _rows64(xp, X, r0: int, r1: int, aff, buf):
+    """:func:`fastcka._median.block64` of rows ``r0:r1`` (the same bits) written into ``buf``."""
+    B = buf[: r1 - r0]
+    xp.subtract(X[r0:r1], aff[0], out=B, dtype=xp.float64)
+    if aff[1] != 1.0:
+        B *= aff[1]
+    return B

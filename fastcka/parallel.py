@@ -376,7 +376,7 @@ def _cka_pair(be, Xa, Xb, kernel, features, gammas) -> float:
 
     affs = _affs(be, [Xa, Xb])
     if features:
-        st = _linear_feature_stats(be, [Xa, Xb], [(0, 1)], affs=affs)
+        st = _linear_feature_stats(be, [Xa, Xb], [(0, 1)], affs=affs, diags=False)
     else:
         st = _kernel_stats(be, [Xa, Xb], [int(kernel == "rbf")] * 2, list(gammas), affs=affs)
     return float(st.S[0, 1])
