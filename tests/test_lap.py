@@ -114,6 +114,96 @@ def test_cpu_lap_float32_and_bad_input():
         lap_batch(np.zeros((3, 4)))
 
 
+def _cost_families(n, rng):
+    """Cost matrices on which a cold start behaves differently: ties, dominated directions, scales."""
+    a, b = rng.random(n), rng.random(n)
+    yield rng.random((n, n))
+    yield rng.integers(0, 4, (n, n)).astype(float)                      # many ties
+    yield np.full((n, n), 3.0)                                           # all tied
+    yield rng.integers(-10**6, 10**6, (n, n)).astype(float)              # integer, negative
+    yield rng.standard_normal((n, n)) * 1e12
+    yield rng.standard_normal((n, n)) * 1e-12
+    yield np.outer(a, b)                                                 # rank one
+    yield 100.0 * b[None, :] + rng.random((n, n))                        # columns dominate
+    yield 100.0 * a[:, None] + rng.random((n, n))                        # rows dominate
+    yield np.outer(a, b) + 1e-4 * rng.random((n, n))                     # FAQ-like
+    yield rng.standard_normal((n, 2)) @ rng.standard_normal((2, n))      # low rank
+
+
+def _check_duals(C, cols, v, maximize):
+    # the returned column duals with u_i = min_j (c_ij - v_j) are optimal for the dual problem:
+    # every assigned edge is a cheapest one of its row (complementary slackness), Σu + Σv = optimum
+    s = -1.0 if maximize else 1.0
+    R = s * C - v[None, :]
+    u = R.min(axis=1)
+    n = C.shape[0]
+    scale = max(1.0, np.abs(C).max(), np.abs(v).max())
+    np.testing.assert_allclose(R[np.arange(n), cols], u, rtol=0, atol=1e-12 * scale * n)
+    assert abs(u.sum() + v.sum() - s * _opt(C, maximize)) <= 1e-11 * scale * n
+
+
+@pytest.mark.parametrize("maximize", [False, True])
+def test_cold_jv_initialisation_reaches_scipy_optimum_with_optimal_duals(maximize):
+    rng = np.random.default_rng(20 + maximize)
+    for n in (1, 2, 3, 9, 40, 150):
+        for C in _cost_families(n, rng):
+            cols, v = lap_batch(C, maximize=maximize)
+            _check(C, cols, maximize)
+            _check_duals(C, cols, v, maximize)
+            # a warm start from these optimal duals (kept: their bound is the optimum) stays exact
+            cols2, v2 = lap_batch(C, maximize=maximize, v0=v)
+            _check(C, cols2, maximize)
+            _check_duals(C, cols2, v2, maximize)
+
+
+def test_jv_initialisation_leaves_a_valid_partial_assignment():
+    # the augmentations only stay exact if the initialisation hands over a matching in which
+    # every assigned row sits on a cheapest column of its reduced costs c_ij - v_j
+    from fastcka.kernels.lap_cpu import _initial_assignment
+
+    rng = np.random.default_rng(30)
+    for n in (1, 2, 5, 60, 200):
+        for C in _cost_families(n, rng):
+            for warm, v0 in ((False, np.zeros(n)), (True, rng.standard_normal(n)),
+                             (True, np.zeros(n))):
+                v = v0.copy()
+                col4row, row4col = np.empty(n, np.int64), np.empty(n, np.int64)
+                free = np.empty(n, np.int64)
+                nfree = _initial_assignment(C, 1.0, v, warm, col4row, row4col, free,
+                                            np.empty(n), np.empty(n, np.int64))
+                assigned = np.flatnonzero(col4row >= 0)
+                assert sorted(free[:nfree].tolist()) == np.flatnonzero(col4row < 0).tolist()
+                assert len(assigned) + nfree == n
+                np.testing.assert_array_equal(row4col[col4row[assigned]], assigned)
+                assert (row4col >= 0).sum() == len(assigned)     # no column held twice
+                R = C - v[None, :]
+                np.testing.assert_allclose(R[assigned, col4row[assigned]],
+                                           R[assigned].min(axis=1), rtol=0,
+                                           atol=1e-12 * max(1.0, np.abs(C).max()) * n)
+
+
+def test_warm_duals_are_kept_only_when_they_bound_the_optimum_better():
+    from fastcka.kernels.lap_cpu import _column_reduction, _dual_bound, _keep_warm
+
+    rng = np.random.default_rng(31)
+    n = 80
+    b = rng.random(n)
+    C = 100.0 * b[None, :] + rng.random((n, n))          # columns dominate: v = 0 is far off
+    _, v_opt = lap_batch(C)
+    w, argmin = np.empty(n), np.empty(n, np.int64)
+    assert _keep_warm(C, 1.0, v_opt.copy(), w, argmin)   # optimal duals: bound = optimum
+    assert not _keep_warm(C, 1.0, np.zeros(n), w, argmin)
+    # the column reduction left in w/argmin: column minima and their first rows
+    np.testing.assert_array_equal(w, C.min(axis=0))
+    np.testing.assert_array_equal(argmin, C.argmin(axis=0))
+    # the dual bound is Σv + Σ_i min_j (c_ij - v_j), never above the optimum
+    v = rng.standard_normal(n)
+    assert _dual_bound(C, 1.0, v) == pytest.approx(v.sum() + (C - v).min(axis=1).sum(), rel=1e-12)
+    assert _dual_bound(C, 1.0, v) <= _opt(C, False) + 1e-9
+    assert _column_reduction(C, 1.0, w, argmin, v) == pytest.approx(_dual_bound(C, 1.0, v),
+                                                                   rel=1e-12)
+
+
 @pytest.mark.cudasim
 def test_cuda_lap_reaches_scipy_optimum():
     from fastcka.kernels.lap_cuda import lap_batch_cuda
