@@ -247,3 +247,11 @@ def test_certificate_is_sound_and_fires():
     S = rng.standard_normal((30, 30))
     assert sparse_assign(_scorer(S), 30).optimal is True
     assert sparse_assign(_scorer(S[:, :20]), 30).optimal is None     # not square: not checked
+
+
+def test_cli_eval_bad_candidates(stores, capsys, tmp_path):
+    src, tgt, *_ = stores
+    code, _, err = run(["eval", src, tgt, "--methods", "linreg", "--seeds", "10", "--queries", 20,
+                        "--assign", "sparse", "--candidates", 0, "-o", tmp_path / "t.csv"], capsys)
+    assert_one_line_error(code, err, "--candidates", "0")
+    assert not (tmp_path / "t.csv").exists()
