@@ -15,6 +15,8 @@ from pathlib import Path
 import click
 import numpy as np
 
+from fastcka.protocol import N_DRAWS, N_QUERIES, N_RESTARTS, SEED_GRID
+
 from ._common import check_result_path, load_pair
 from ._options import (
     assign_options,
@@ -90,11 +92,11 @@ class _Journal:
               help="Comma-separated: faq (rbf+linear), faq:rbf, faq:linear, local-cka (linear, "
                    "rbf paper-sigma, rbf base-sigma), local-cka:linear|rbf|rbf-base, linreg, "
                    "relative, cosine.")
-@click.option("--seeds", "seeds", default="10,20,40,80,160,320", show_default=True,
+@click.option("--seeds", "seeds", default=",".join(map(str, SEED_GRID)), show_default=True,
               help="Seed counts (nested sets drawn once with --seed).")
-@click.option("--queries", type=int, default=500, show_default=True,
+@click.option("--queries", type=int, default=N_QUERIES, show_default=True,
               help="Query pairs per draw.")
-@click.option("--draws", type=int, default=3, show_default=True,
+@click.option("--draws", type=int, default=N_DRAWS, show_default=True,
               help="Query draws 0..N-1 (results averaged over them in reports).")
 @click.option("--direction", type=click.Choice(["src-to-tgt", "tgt-to-src", "both"]),
               default="both", show_default=True)
@@ -102,7 +104,7 @@ class _Journal:
               show_default=True)
 @click.option("--stretch", is_flag=True, default=False,
               help="Divide every feature by its std over the cell's base + queries first.")
-@click.option("--n-init", type=click.IntRange(min=1), default=500, show_default=True,
+@click.option("--n-init", type=click.IntRange(min=1), default=N_RESTARTS, show_default=True,
               help="FAQ random restarts.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="The table (.csv, .tsv, .json or .h5); with --shard the partial output.")

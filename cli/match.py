@@ -17,7 +17,7 @@ import time
 import click
 
 from fastcka._io import check_outputs
-from fastcka.protocol import DIRECTIONS, N_RESTARTS
+from fastcka.protocol import DIRECTIONS, FAQ_MAXITER, FAQ_TOL, N_RESTARTS
 
 from ._common import check_result_path, emit_result, load_split, split_options, write_rows
 from ._options import (
@@ -56,9 +56,9 @@ DEFAULT_KERNEL = {"faq": "rbf", "local-cka": "linear"}
               help="RBF bandwidth: 'paper', 'kornblith' (faq), 'base' (local-cka) or a number.")
 @click.option("--n-init", type=click.IntRange(min=1), default=N_RESTARTS, show_default=True,
               help="FAQ random restarts (run as one batch); the best objective is kept.")
-@click.option("--maxiter", type=click.IntRange(min=1), default=30, show_default=True,
+@click.option("--maxiter", type=click.IntRange(min=1), default=FAQ_MAXITER, show_default=True,
               help="FAQ Frank-Wolfe iterations per restart.")
-@click.option("--tol", type=PositiveFloat(), default=1e-5,
+@click.option("--tol", type=PositiveFloat(), default=FAQ_TOL,
               show_default=True, help="FAQ stopping tolerance.")
 @click.option("--lap", type=click.Choice(["auto", "scipy", "jv", "auction"]), default="auto",
               show_default=True,

@@ -17,7 +17,7 @@ import numpy as np
 
 from .backend import to_host
 from .errors import InputError
-from .protocol import N_RESTARTS
+from .protocol import FAQ_MAXITER, FAQ_TOL, N_RESTARTS
 
 __all__ = ["draw_split", "match_run", "MatchRun", "query_scores", "rank_queries"]
 
@@ -84,7 +84,7 @@ class MatchRun:
 
 def match_run(S: Any, T: Any, seed_idx: np.ndarray, query_idx: np.ndarray, *,
               method: str = "faq", kernel: str = "rbf", sigma: Any = "paper",
-              n_init: int = N_RESTARTS, maxiter: int = 30, tol: float = 1e-5, stretch: bool = False,
+              n_init: int = N_RESTARTS, maxiter: int = FAQ_MAXITER, tol: float = FAQ_TOL, stretch: bool = False,
               rng: int = 0, device: str = "auto", lap: str = "auto", solver: Any = None,
               scheduler: Any = None, assign: str = "dense",
               candidates: int | None = None) -> MatchRun:

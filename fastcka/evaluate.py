@@ -55,7 +55,15 @@ from ._eval_table import (  # noqa: F401  (_same_rows re-exported for the tests)
 from ._run import MatchRun, draw_split, match_run, query_scores, rank_queries
 from ._validation import check_matrix
 from .errors import InputError
-from .protocol import DIRECTIONS, N_QUERIES, N_RESTARTS, SEED_GRID
+from .protocol import (
+    DIRECTIONS,
+    FAQ_MAXITER,
+    FAQ_TOL,
+    N_DRAWS,
+    N_QUERIES,
+    N_RESTARTS,
+    SEED_GRID,
+)
 
 __all__ = ["evaluate", "EvalTable", "Cell", "plan", "prepare", "evaluate_cell", "parse_methods",
            "draw_split", "match_run", "MatchRun", "query_scores", "rank_queries",
@@ -215,9 +223,9 @@ def _query_rows(n: int, pool: np.ndarray, q: int, d: int) -> np.ndarray:
     return gen.permutation(pool)[:q].astype(np.intp)
 
 
-def prepare(S: Any, T: Any, *, seeds: Any = DEFAULT_SEEDS, queries: int = N_QUERIES, draws: Any = 3,
+def prepare(S: Any, T: Any, *, seeds: Any = DEFAULT_SEEDS, queries: int = N_QUERIES, draws: Any = N_DRAWS,
             base: tuple | None = None, seed_strategy: str = "random", stretch: bool = False,
-            n_init: int = N_RESTARTS, maxiter: int = 30, tol: float = 1e-5, rng: int = 0,
+            n_init: int = N_RESTARTS, maxiter: int = FAQ_MAXITER, tol: float = FAQ_TOL, rng: int = 0,
             device: str = "auto", ids_S: Any = None, ids_T: Any = None, lap: str = "auto",
             solver: Any = None, assign: str = "dense", candidates: int | None = None) -> Prepared:
     """Pair the data and draw every base and query set of the grid (see the module notes)."""
@@ -342,10 +350,10 @@ def _cell_task(prep: Prepared, cell: Cell) -> dict[str, Any]:
 
 
 def evaluate(S: Any, T: Any, *, methods: Any = ("faq", "local-cka", "linreg", "relative"),
-             seeds: Any = DEFAULT_SEEDS, queries: int = N_QUERIES, draws: Any = 3,
+             seeds: Any = DEFAULT_SEEDS, queries: int = N_QUERIES, draws: Any = N_DRAWS,
              directions: Any = ("src-to-tgt",), base: tuple | None = None,
              seed_strategy: str = "random", stretch: bool = False, n_init: int = N_RESTARTS,
-             maxiter: int = 30, tol: float = 1e-5, rng: int = 0, device: str = "auto",
+             maxiter: int = FAQ_MAXITER, tol: float = FAQ_TOL, rng: int = 0, device: str = "auto",
              ids_S: Any = None, ids_T: Any = None, lap: str = "auto", solver: Any = None,
              assign: str = "dense", candidates: int | None = None,
              done: Iterable[dict[str, Any]] = (),

@@ -18,11 +18,15 @@ from .errors import InputError
 STRATEGIES = ("random", "kmeans")
 
 # The paper's protocol defaults (METHOD §2), defined here once: the seed pairs and the query pairs
-# of one run, the FAQ restarts, and the seed counts of the evaluation grid.
+# of one run, the FAQ restarts and stopping rule, the seed counts and query draws of the
+# evaluation grid.
 N_SEEDS = 320
 N_QUERIES = 500
 N_RESTARTS = 500
+FAQ_MAXITER = 30
+FAQ_TOL = 1e-5
 SEED_GRID = (10, 20, 40, 80, 160, 320)
+N_DRAWS = 3
 
 # The one direction vocabulary (docs/glossary.md): which side holds the source queries.
 DIRECTIONS = ("src-to-tgt", "tgt-to-src")

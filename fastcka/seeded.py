@@ -18,7 +18,15 @@ import numpy as np
 from ._validation import as_rng, check_matrix
 from .backend import array_module, backend_of, check_device, get_backend, to_host
 from .errors import InputError
-from .protocol import DIRECTIONS, N_QUERIES, N_RESTARTS, N_SEEDS, check_direction
+from .protocol import (
+    DIRECTIONS,
+    FAQ_MAXITER,
+    FAQ_TOL,
+    N_QUERIES,
+    N_RESTARTS,
+    N_SEEDS,
+    check_direction,
+)
 
 __all__ = ["seeded_match", "SeededMatchResult", "DIRECTIONS"]
 
@@ -187,7 +195,8 @@ def _contributions(A, B, col: np.ndarray, factored: bool) -> np.ndarray:
 
 
 def seeded_match(S: Any, T: Any, *, seeds: Any = N_SEEDS, queries: Any = N_QUERIES,
-                 kernel: str = "rbf", sigma: Any = "paper", n_init: int = N_RESTARTS, maxiter: int = 30, tol: float = 1e-5,
+                 kernel: str = "rbf", sigma: Any = "paper", n_init: int = N_RESTARTS, maxiter: int = FAQ_MAXITER,
+                 tol: float = FAQ_TOL,
                  direction: str = "src-to-tgt", stretch: bool = False,
                  seed_strategy: str = "random", rng: Any = 0, device: str = "auto",
                  ids_S: Any = None, ids_T: Any = None, lap: str = "auto",
