@@ -41,8 +41,7 @@ import numpy as np
 
 from . import _median, config
 from ._cka_stats import _affs, _kernel_stats, _linear_feature_stats, _Stats
-from ._validation import check_matrix, check_same_rows
-from .backend import Backend, get_backend
+from .backend import Backend, check_matrix, check_same_rows, get_backend
 from .errors import InputError
 
 KERNELS = ("linear", "rbf")

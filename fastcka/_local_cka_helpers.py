@@ -12,8 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import check_matrix
-from .backend import Backend
+from .backend import Backend, check_matrix
 from .errors import InputError
 
 KERNELS = ("linear", "rbf")

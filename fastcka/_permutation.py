@@ -12,7 +12,7 @@ from . import _median
 from ._cka import _check_kernel, _check_sigma, _gram, _prepare_pair, _ratio, _stats
 from ._cka_stats import _affs, _Stats
 from ._progress import progress
-from ._validation import as_rng
+from .backend import as_rng
 from .errors import InputError
 
 
@@ -30,7 +30,7 @@ class PermutationResult:
     """
 
     def __repr__(self) -> str:
-        from ._validation import compact_repr
+        from ._repr import compact_repr
 
         return compact_repr(self)
 

@@ -219,9 +219,9 @@ def note_numba_compile() -> bool:
     """Say once per process, when Numba has not compiled fastcka's kernels yet, that the first
     run compiles them and where the result is cached.  Returns whether it said so."""
     global _NOTED
-    from .backend import numba_enabled
+    from .backend import NUMPY_BACKEND
 
-    if _NOTED or not progress_enabled() or not numba_enabled() or numba_is_cached():
+    if _NOTED or not progress_enabled() or NUMPY_BACKEND.engine != "numba" or numba_is_cached():
         return False
     _NOTED = True
     print(f"fastcka: first run: Numba compiles the CPU kernels (about 30 s, once); they are "

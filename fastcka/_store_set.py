@@ -116,7 +116,7 @@ class EmbeddingSet:
     """
 
     def __repr__(self) -> str:
-        from ._validation import compact_repr
+        from ._repr import compact_repr
 
         return compact_repr(self)
 

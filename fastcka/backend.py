@@ -20,6 +20,10 @@ Kernels
 
 ``import fastcka`` never imports CuPy (nor torch): CuPy is imported the first time a GPU is
 considered.
+
+Inputs are checked here too (:func:`check_matrix`: shape, dtype, finite values), once at the
+public entry, with the array module they live on (``xp``), so a CuPy input is checked on its
+device; inner calls take the checked arrays.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from .errors import GPUUnavailableError, InputError
-from .kernels._arrays import array_module, is_cupy_array  # noqa: F401  (the one CuPy-array test)
+from .kernels import array_module, is_cupy_array  # noqa: F401  (the one CuPy-array test)
 
 DEVICES = ("auto", "cpu", "gpu")
 
@@ -192,6 +196,47 @@ def backend_of(a: Any) -> Backend:
     """The backend ``a`` lives on: CuPy for a CuPy array, else NumPy (no copy, no probe of a
     GPU for a host array)."""
     return require_gpu() if is_cupy_array(a) else NUMPY_BACKEND
+
+
+# --------------------------------------------------------------------------------------------
+# inputs checked once, at the public entry, with the array module the data lives on
+# --------------------------------------------------------------------------------------------
+
+def as_rng(seed: Any) -> np.random.Generator:
+    """A NumPy Generator from None, an int, a SeedSequence, a RandomState or a Generator."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, np.random.RandomState):
+        return np.random.default_rng(seed.randint(0, 2**31 - 1))
+    return np.random.default_rng(seed)
+
+
+def check_matrix(a: Any, name: str, *, xp: Any = np, min_rows: int = 1, finite: bool = True,
+                 dtype: Any = None) -> Any:
+    """Validate a 2-D numeric array with at least ``min_rows`` rows and finite values."""
+    if xp is np:
+        a = to_host(a)  # a CuPy input of a CPU call
+    try:
+        arr = xp.asarray(a) if dtype is None else xp.asarray(a, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{name} must be a numeric 2-D array ({exc})") from None
+    if arr.ndim != 2:
+        raise InputError(f"{name} must be a 2-D array (n_samples x n_features), got {arr.ndim}-D "
+                         f"with shape {tuple(arr.shape)}")
+    if arr.dtype.kind not in "fiub":
+        raise InputError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if arr.shape[0] < min_rows:
+        raise InputError(f"{name} needs at least {min_rows} rows, got {arr.shape[0]}")
+    if finite and arr.dtype.kind == "f" and not bool(xp.isfinite(arr).all()):
+        bad = int((~xp.isfinite(arr)).any(axis=1).sum())
+        raise InputError(f"{name} contains NaN or Inf in {bad} row(s)")
+    return arr
+
+
+def check_same_rows(X: Any, Y: Any, xname: str = "X", yname: str = "Y") -> None:
+    if X.shape[0] != Y.shape[0]:
+        raise InputError(f"{xname} and {yname} must have the same number of rows (paired samples), "
+                         f"got {X.shape[0]} and {Y.shape[0]}")
 
 
 def usable_devices() -> list[str]:

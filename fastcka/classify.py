@@ -34,15 +34,24 @@ from typing import Any
 import numpy as np
 
 from ._callable_module import make_module_callable
-from ._validation import check_matrix
+from ._classify_labels import (  # noqa: F401  (re-exported: the labels, prompts and seeds)
+    DEFAULT_TEMPLATE,
+    check_classes,
+    check_templates,
+    class_prompts,
+    draw_seeds,
+    read_classes,
+    read_labels,
+    resolve_labels,
+)
+from ._classify_output import confusion_text, write_classification  # noqa: F401  (re-exported)
+from .backend import check_matrix, to_host
 from .errors import InputError
-from .protocol import read_id_file
 
 __all__ = ["classify", "ClassifyResult", "MethodResult", "balanced_assignment", "draw_seeds",
            "resolve_labels", "class_prompts", "parse_classify_methods", "read_classes",
            "read_labels", "CLASSIFY_METHODS", "DEFAULT_TEMPLATE"]
 
-DEFAULT_TEMPLATE = "a photo of a {}."
 DEFAULT_METHODS = ("local-cka:linear", "local-cka:rbf", "linreg", "relative")
 
 
@@ -68,194 +77,6 @@ def parse_classify_methods(methods: Any) -> list[tuple[str, str, str]]:
 def method_name(method: str, kernel: str, sigma: str) -> str:
     """``local-cka/rbf/paper``, ``linreg``, ...: one label per variant."""
     return "/".join(x for x in (method, kernel, sigma) if x)
-
-
-# --------------------------------------------------------------------------------------------
-# labels, prompts, seeds
-# --------------------------------------------------------------------------------------------
-
-def _dupes(items: Sequence[str]) -> list[str]:
-    seen: set[str] = set()
-    out = []
-    for x in items:
-        if x in seen and x not in out:
-            out.append(x)
-        seen.add(x)
-    return out
-
-
-def check_classes(classes: Sequence[Any], what: str = "classes") -> list[str]:
-    """Class names as strings: non-empty, unique."""
-    names = [str(c) for c in classes]
-    if len(names) < 2:
-        raise InputError(f"{what}: classification needs at least 2 classes, got {len(names)}")
-    if any(not n.strip() for n in names):
-        raise InputError(f"{what}: a class name is empty")
-    dup = _dupes(names)
-    if dup:
-        raise InputError(f"{what}: duplicate class name(s) {', '.join(map(repr, dup[:3]))}"
-                         + (f" and {len(dup) - 3} more" if len(dup) > 3 else ""))
-    return names
-
-
-def resolve_labels(labels: Any, classes: Sequence[str], what: str = "labels") -> np.ndarray:
-    """Labels (class indices ``0..C-1``, or class names) -> int64 class indices.
-
-    A string label is a class name, or else a decimal index into ``classes``.
-    """
-    arr = np.asarray(labels)
-    if arr.ndim != 1:
-        raise InputError(f"{what} must be one label per image (1-D), got shape {arr.shape}")
-    C = len(classes)
-    if arr.dtype.kind in "iu":
-        idx = arr.astype(np.int64)
-    elif arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            raise InputError(f"{what}: numeric labels must be whole class indices")
-        idx = arr.astype(np.int64)
-    else:
-        pos = {c: i for i, c in enumerate(classes)}
-        out = np.empty(arr.shape[0], dtype=np.int64)
-        for k, v in enumerate(arr.tolist()):
-            s = str(v).strip()
-            if s in pos:
-                out[k] = pos[s]
-            elif s.lstrip("-").isdigit():
-                out[k] = int(s)
-            else:
-                raise InputError(f"{what}: label {s!r} is not one of the {C} classes")
-        idx = out
-    bad = idx[(idx < 0) | (idx >= C)]
-    if bad.size:
-        raise InputError(f"{what}: label {int(bad[0])} is not a class index 0..{C - 1} "
-                         f"({bad.size} such labels)")
-    return idx
-
-
-def class_prompts(classes: Sequence[str], encoder: Any, templates: Sequence[str] = (
-        DEFAULT_TEMPLATE,)) -> np.ndarray:
-    """The (C, d) prompt embeddings: for each class the mean over ``templates`` of the text
-    encoder's embedding of ``template.format(name)`` (not renormalised, as a caption mean).
-
-    ``encoder`` is a :class:`fastcka.encoders.TextEncoder` (``prepare``/``infer``)."""
-    templates = check_templates(templates)
-    texts = [t.format(c) for c in classes for t in templates]
-    E = np.asarray(encoder.infer(encoder.prepare(texts)), dtype=np.float64)
-    return E.reshape(len(classes), len(templates), -1).mean(axis=1)
-
-
-def check_templates(templates: Sequence[str]) -> list[str]:
-    if isinstance(templates, str):
-        templates = [templates]
-    out = [str(t) for t in templates]
-    if not out:
-        raise InputError("give at least one prompt template")
-    for t in out:
-        if t.count("{}") != 1 or "{" in t.replace("{}", "") or "}" in t.replace("{}", ""):
-            raise InputError(f"prompt template {t!r} must hold exactly one '{{}}' for the class "
-                             f"name (and no other braces)")
-    return out
-
-
-def draw_seeds(labels: np.ndarray, n_seeds: int, n_classes: int, rng: int = 0) -> np.ndarray:
-    """``n_seeds`` image rows balanced over classes, drawn with ``default_rng(rng)``.
-
-    Every class gets ``n_seeds // C`` seeds and ``n_seeds % C`` classes (drawn at random) one more;
-    within a class the images are drawn at random.  Returns the rows, sorted.
-    """
-    labels = np.asarray(labels, dtype=np.int64)
-    n = labels.shape[0]
-    C = int(n_classes)
-    if isinstance(n_seeds, bool) or not isinstance(n_seeds, (int, np.integer)):
-        raise InputError(f"seeds must be an integer, got {n_seeds!r}")
-    if n_seeds < C:
-        raise InputError(f"{n_seeds} seeds cannot cover the {C} classes: give at least one seed "
-                         f"per class (--seeds >= {C})")
-    if n_seeds >= n:
-        raise InputError(f"{n_seeds} seeds leave none of the {n} images to classify: give "
-                         f"fewer seeds than images")
-    gen = np.random.default_rng(int(rng))
-    per = np.full(C, n_seeds // C, dtype=np.int64)
-    per[gen.permutation(C)[: n_seeds % C]] += 1
-    rows = []
-    for c in range(C):
-        members = np.flatnonzero(labels == c)
-        if members.size < per[c]:
-            raise InputError(f"class {c} has {members.size} labelled images, fewer than the "
-                             f"{per[c]} seeds it needs")
-        rows.append(gen.permutation(members)[: per[c]])
-    return np.sort(np.concatenate(rows)).astype(np.intp)
-
-
-def read_classes(path: Any) -> list[str]:
-    """Class names, one per line (line i = class i = integer label i); trailing blank lines are
-    dropped, a blank line between names or a repeated name is an error."""
-    lines = read_id_file(path, "classes file", per_row=True)   # line i names class i
-    return check_classes(lines, f"classes file {path}")
-
-
-def read_labels(path: Any, ids: Sequence[str]) -> np.ndarray:
-    """The label of each image id from a file, aligned with ``ids``.
-
-    ``.npy``: a 1-D array, row i = image row i.  ``.csv``/``.tsv``: two columns ``id,label``
-    (an optional header ``id,label``) covering every id.  Anything else: one label per line,
-    line i = image row i.
-    """
-    import csv
-    from pathlib import Path
-
-    p = Path(path)
-    ids = [str(i) for i in ids]
-    if not p.is_file():
-        raise InputError(f"labels file not found: {p}")
-    if p.suffix.lower() == ".npy":
-        try:
-            lab = np.load(p, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise InputError(f"labels file {p}: not a readable .npy array "
-                             f"({' '.join(str(exc).split())})") from None
-        if lab.ndim != 1 or lab.shape[0] != len(ids):
-            raise InputError(f"labels/ids mismatch: {p} holds {lab.shape[0] if lab.ndim else 0} "
-                             f"labels (shape {lab.shape}) for the {len(ids)} images")
-        return lab
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InputError(f"labels file is not UTF-8 text: {p}") from None
-    if p.suffix.lower() in (".csv", ".tsv"):
-        rows = [r for r in csv.reader(text.splitlines(),
-                                      delimiter="\t" if p.suffix.lower() == ".tsv" else ",")
-                if r and any(c.strip() for c in r)]
-        if rows and [c.strip().lower() for c in rows[0]] == ["id", "label"]:
-            rows = rows[1:]
-        bad = [i for i, r in enumerate(rows) if len(r) != 2]
-        if bad:
-            raise InputError(f"labels file {p}: row {bad[0] + 1} does not have two fields "
-                             f"(id, label)")
-        got: dict[str, str] = {}
-        for r in rows:
-            k = r[0].strip()
-            if k in got:
-                raise InputError(f"labels file {p}: id {k!r} is labelled twice")
-            got[k] = r[1].strip()
-        pos = set(ids)
-        extra = [k for k in got if k not in pos]
-        missing = [i for i in ids if i not in got]
-        if extra or missing:
-            what = (f"{len(missing)} image id(s) have no label (e.g. {missing[0]!r})" if missing
-                    else f"{len(extra)} labelled id(s) are not images of the store "
-                         f"(e.g. {extra[0]!r})")
-            raise InputError(f"labels/ids mismatch: {p}: {what}")
-        return np.asarray([got[i] for i in ids], dtype=str)
-    lines = [ln.strip() for ln in text.splitlines()]
-    while lines and not lines[-1]:
-        lines.pop()
-    if len(lines) != len(ids):
-        raise InputError(f"labels/ids mismatch: {p} has {len(lines)} lines for the {len(ids)} "
-                         f"images (line i labels image row i)")
-    if any(not ln for ln in lines):
-        raise InputError(f"labels file {p}: blank line {lines.index('') + 1}")
-    return np.asarray(lines, dtype=str)
 
 
 # --------------------------------------------------------------------------------------------
@@ -485,8 +306,6 @@ def classify(images: Any, prompts: Any, labels: Any, *, classes: Sequence[str] |
     -------
     ClassifyResult
     """
-    from .retrieval import score_matrix
-
     variants = parse_classify_methods(methods)
     X = np.asarray(check_matrix(images, "images", min_rows=2), dtype=np.float64)
     P = np.asarray(check_matrix(prompts, "prompts", min_rows=2), dtype=np.float64)
@@ -501,158 +320,91 @@ def classify(images: Any, prompts: Any, labels: Any, *, classes: Sequence[str] |
         raise InputError(f"rng must be an integer seed, got {rng!r}")
     seed_rows = None
     if base is None:
-        if seeds is None:
-            seeds = 5 * C
-        if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
-            seed_rows = draw_seeds(y, int(seeds), C, int(rng))
-        else:
-            seed_rows = np.unique(np.asarray(seeds, dtype=np.intp))
-            if seed_rows.size == 0 or seed_rows.size != np.asarray(seeds).size or \
-                    seed_rows.min() < 0 or seed_rows.max() >= X.shape[0]:
-                raise InputError(f"seed rows must be distinct rows 0..{X.shape[0] - 1}")
-            if seed_rows.size >= X.shape[0]:
-                raise InputError("the seeds leave no image to classify")
+        seed_rows = _seed_rows(seeds, y, C, len(X), int(rng))
         qrows = np.setdiff1d(np.arange(X.shape[0]), seed_rows).astype(np.intp)
-        Sb, Tb = X[seed_rows], P[y[seed_rows]]
-        lb = y[seed_rows]
+        Sb, Tb, lb = X[seed_rows], P[y[seed_rows]], y[seed_rows]
     else:
-        if len(base) != 2:
-            raise InputError("base must be a pair (BT, BI): caption and image embeddings")
-        BT = np.asarray(check_matrix(base[0], "base text", min_rows=2), dtype=np.float64)
-        BI = np.asarray(check_matrix(base[1], "base images", min_rows=2), dtype=np.float64)
-        if len(BT) != len(BI):
-            raise InputError(f"base text and images must be paired by row, got {len(BT)} and "
-                             f"{len(BI)} rows")
-        if BT.shape[1] != P.shape[1]:
-            raise InputError(f"the prompts have dimension {P.shape[1]} but the base text store "
-                             f"has {BT.shape[1]}: embed the prompts with the base captions' "
-                             f"text encoder")
-        if BI.shape[1] != X.shape[1]:
-            raise InputError(f"the images have dimension {X.shape[1]} but the base images have "
-                             f"{BI.shape[1]}: use the same image encoder")
-        if any(m == "knn" for m, _, _ in variants):
-            raise InputError("method 'knn' needs labelled seed images of the same set; it has "
-                             "no meaning with a cross-domain base")
-        if seeds is not None:
-            if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or \
-                    not 4 <= seeds <= len(BT):
-                raise InputError(f"with a base, seeds must be a count 4..{len(BT)}, got {seeds!r}")
-            pick = np.sort(np.random.default_rng(int(rng)).permutation(len(BT))[: int(seeds)])
-            BT, BI = BT[pick], BI[pick]
-        qrows = np.arange(X.shape[0], dtype=np.intp)
-        Sb, Tb, lb = BI, BT, None
-    if len(Sb) < 4 and any(m != "knn" for m, _, _ in variants):
-        raise InputError(f"local CKA and the baselines need at least 4 seed pairs, got {len(Sb)}")
-    if any(m == "cosine" for m, _, _ in variants) and X.shape[1] != P.shape[1]:
-        raise InputError(f"method 'cosine' needs images and prompts of the same dimension, got "
-                         f"{X.shape[1]} and {P.shape[1]}: use local-cka, linreg or relative")
-    if balanced and len(qrows) < C:
-        raise InputError(f"--balanced needs at least as many images to classify as classes, "
-                         f"got {len(qrows)} and {C}")
+        Sb, Tb = _cross_domain_base(base, seeds, X, P, variants, int(rng))
+        qrows, lb = np.arange(X.shape[0], dtype=np.intp), None
+    _check_runnable(variants, len(Sb), X, P, balanced, len(qrows))
     Xq, yq = X[qrows], y[qrows]
     results = []
     for m, kern, sig in variants:
         t0 = time.perf_counter()
-        if m == "knn":
-            sc = _knn_scores(Xq, Sb, lb, C)
-        else:
-            sc = score_matrix(m, Xq, P, Sb, Tb, kernel=kern or "linear", sigma=sig or "paper",
-                              device=device)
-            sc = sc.get() if type(sc).__module__.startswith("cupy") else np.asarray(sc)
+        sc = _scores(m, kern, sig, Xq, P, Sb, Tb, lb, C, device)
         results.append(_evaluate(m, kern, sig, sc, yq, C, balanced, time.perf_counter() - t0))
     return ClassifyResult(classes, results, qrows, yq, seed_rows, int(len(Sb)), bool(balanced),
                           base is not None)
 
 
-# --------------------------------------------------------------------------------------------
-# outputs
-# --------------------------------------------------------------------------------------------
-
-def _slug(name: str) -> str:
-    return name.replace("/", "-")
-
-
-def confusion_text(m: MethodResult, classes: Sequence[str], width: int = 7) -> str:
-    """The confusion matrix as aligned text (rows: true class, columns: predicted)."""
-    short = [c[:width] for c in classes]
-    lw = min(max(len(c) for c in classes), 14)
-    head = " " * (lw + 1) + "".join(f"{c:>{width + 1}}" for c in short) + f"{'acc':>{width + 1}}"
-    lines = [head]
-    for i, c in enumerate(classes):
-        acc = m.per_class[i]
-        lines.append(f"{c[:lw]:<{lw}} " + "".join(f"{v:>{width + 1}d}" for v in m.confusion[i])
-                     + (f"{acc:>{width + 1}.3f}" if acc == acc else f"{'-':>{width + 1}}"))
-    return "\n".join(lines)
+def _seed_rows(seeds: Any, y: np.ndarray, C: int, n: int, rng: int) -> np.ndarray:
+    """In-domain seed rows: ``seeds`` (default 5 C) drawn balanced over classes, or given."""
+    if seeds is None:
+        seeds = 5 * C
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        return draw_seeds(y, int(seeds), C, rng)
+    seed_rows = np.unique(np.asarray(seeds, dtype=np.intp))
+    if seed_rows.size == 0 or seed_rows.size != np.asarray(seeds).size or \
+            seed_rows.min() < 0 or seed_rows.max() >= n:
+        raise InputError(f"seed rows must be distinct rows 0..{n - 1}")
+    if seed_rows.size >= n:
+        raise InputError("the seeds leave no image to classify")
+    return seed_rows
 
 
-def _confusion_plot(m: MethodResult, classes: Sequence[str], path: Any, fmt: str) -> None:
-    from .plots import confusion_matrix, save
+def _cross_domain_base(base: Any, seeds: Any, X: np.ndarray, P: np.ndarray, variants: list,
+                       rng: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(Sb, Tb)``: the base images and captions, checked against the images and prompts
+    (``seeds`` of them drawn with ``rng`` when a count is given)."""
+    if len(base) != 2:
+        raise InputError("base must be a pair (BT, BI): caption and image embeddings")
+    BT = np.asarray(check_matrix(base[0], "base text", min_rows=2), dtype=np.float64)
+    BI = np.asarray(check_matrix(base[1], "base images", min_rows=2), dtype=np.float64)
+    if len(BT) != len(BI):
+        raise InputError(f"base text and images must be paired by row, got {len(BT)} and "
+                         f"{len(BI)} rows")
+    if BT.shape[1] != P.shape[1]:
+        raise InputError(f"the prompts have dimension {P.shape[1]} but the base text store "
+                         f"has {BT.shape[1]}: embed the prompts with the base captions' "
+                         f"text encoder")
+    if BI.shape[1] != X.shape[1]:
+        raise InputError(f"the images have dimension {X.shape[1]} but the base images have "
+                         f"{BI.shape[1]}: use the same image encoder")
+    if any(m == "knn" for m, _, _ in variants):
+        raise InputError("method 'knn' needs labelled seed images of the same set; it has "
+                         "no meaning with a cross-domain base")
+    if seeds is not None:
+        if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or \
+                not 4 <= seeds <= len(BT):
+            raise InputError(f"with a base, seeds must be a count 4..{len(BT)}, got {seeds!r}")
+        pick = np.sort(np.random.default_rng(rng).permutation(len(BT))[: int(seeds)])
+        BT, BI = BT[pick], BI[pick]
+    return BI, BT
 
-    fig = confusion_matrix(m.confusion, classes, title=f"{m.name}: top-1 {m.top1:.3f}" + (
-        f", balanced {m.accuracy:.3f}" if m.balanced else ""))
-    save(fig, path, fmt)
+
+def _check_runnable(variants: list, n_base: int, X: np.ndarray, P: np.ndarray, balanced: bool,
+                    q: int) -> None:
+    """Refuse methods the base, the dimensions or the number of scored images cannot run."""
+    if n_base < 4 and any(m != "knn" for m, _, _ in variants):
+        raise InputError(f"local CKA and the baselines need at least 4 seed pairs, got {n_base}")
+    if any(m == "cosine" for m, _, _ in variants) and X.shape[1] != P.shape[1]:
+        raise InputError(f"method 'cosine' needs images and prompts of the same dimension, got "
+                         f"{X.shape[1]} and {P.shape[1]}: use local-cka, linreg or relative")
+    if balanced and q < len(P):
+        raise InputError(f"--balanced needs at least as many images to classify as classes, "
+                         f"got {q} and {len(P)}")
 
 
-def write_classification(result: ClassifyResult, out_dir: Any, *,
-                         ids: Sequence[str] | None = None, plot_format: str = "png") -> list[str]:
-    """Write the result into the folder ``out_dir``; returns the file names written.
+def _scores(m: str, kern: str, sig: str, Xq: np.ndarray, P: np.ndarray, Sb: np.ndarray,
+            Tb: np.ndarray, lb: np.ndarray | None, C: int, device: str) -> np.ndarray:
+    """The q × C score matrix of one method (host array)."""
+    if m == "knn":
+        return _knn_scores(Xq, Sb, lb, C)
+    from .retrieval import score_matrix
 
-    ``summary.csv`` (one row per method), ``per_class.csv`` (method, class, n, accuracy),
-    ``predictions.csv`` (each scored image: id, true class, one column per method),
-    ``confusion_<method>.csv`` (rows: true class, columns: predicted; the wide layout
-    ``fastcka report`` reads) and its plot ``confusion_<method>.<plot_format>``.  A folder
-    that does not exist yet is built under a temporary name and renamed when complete; files
-    in an existing folder are each replaced atomically.
-    """
-    import csv
-    import io
-    import os
-    import shutil
-
-    from ._io import atomic_write_text, real_target, temp_name
-    from ._table import write_rows
-    from .plots import check_format
-
-    fmt = check_format(plot_format)
-
-    final = real_target(out_dir)
-    if final.exists() and not final.is_dir():
-        raise InputError(f"output {out_dir} exists and is not a folder")
-    if not final.parent.is_dir():
-        raise InputError(f"output folder's parent does not exist: {final.parent}")
-    fresh = not final.exists()
-    target = temp_name(final) if fresh else final
-    if fresh:
-        target.mkdir()
-    files: list[str] = []
-    try:
-        write_rows(str(target / "summary.csv"), result.summary())
-        write_rows(str(target / "per_class.csv"), result.per_class_rows())
-        files += ["summary.csv", "per_class.csv"]
-        qids = ([str(ids[i]) for i in result.query_rows] if ids is not None
-                else [str(int(i)) for i in result.query_rows])
-        preds = [{"id": qids[k], "class": result.classes[int(result.labels[k])],
-                  **{m.name: result.classes[int(m.predictions[k])] for m in result.methods}}
-                 for k in range(result.n_queries)]
-        write_rows(str(target / "predictions.csv"), preds)
-        files.append("predictions.csv")
-        for m in result.methods:
-            buf = io.StringIO()
-            w = csv.writer(buf, lineterminator="\n")
-            w.writerow(["true \\ predicted", *result.classes])
-            for c, row in zip(result.classes, m.confusion.tolist(), strict=True):
-                w.writerow([c, *row])
-            name = f"confusion_{_slug(m.name)}"
-            atomic_write_text(target / f"{name}.csv", buf.getvalue())
-            _confusion_plot(m, result.classes, target / f"{name}.{fmt}", fmt)
-            files += [f"{name}.csv", f"{name}.{fmt}"]
-        if fresh:
-            os.rename(target, final)
-    except BaseException:
-        if fresh:
-            shutil.rmtree(target, ignore_errors=True)
-        raise
-    return files
+    sc = score_matrix(m, Xq, P, Sb, Tb, kernel=kern or "linear", sigma=sig or "paper",
+                      device=device)
+    return np.asarray(to_host(sc))
 
 
 make_module_callable(__name__, classify)

@@ -68,16 +68,41 @@ def run_demo(out_dir: str | Path = "demo-output", *, n: int = 1000, seeds: int |
     plot_format : {"png", "pdf", "svg"}
         File format of the plots.
     """
-    import fastcka
-    from fastcka.datasets import read_images, read_texts
-    from fastcka.encoders import embed_images, embed_texts, get_encoder
-    from fastcka.scenes import write_scenes
-    from fastcka.store import align, read_store
-
-    say = echo or log.info
     from .plots import check_format
 
+    say = echo or log.info
     fmt = check_format(plot_format)
+    seeds, queries = _demo_split(n, seeds, queries)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+    # 1. scenes
+    t = time.perf_counter()
+    from fastcka.scenes import write_scenes
+
+    scenes = write_scenes(out / "scenes", n=int(n), seed=seed)
+    timings["scenes"] = time.perf_counter() - t
+    say(f"rendered {len(scenes)} scenes in {timings['scenes']:.1f} s -> {out / 'scenes'}")
+    # 2. embeddings
+    store = out / "embeddings.h5"
+    X_img, X_txt, ids, encoders = _embed(out, store, image_encoder, text_encoder, device,
+                                         batch_size, workers, show_progress, say, timings)
+    # 3. CKA, 4a. seeded graph matching, 4b. local-CKA retrieval
+    cka_res = _cka_tests(X_img, X_txt, n_permutations, seed, device, say, timings)
+    m, acc = _match_and_retrieve(X_txt, X_img, seeds, queries, n_init, seed, device, say,
+                                 timings)
+    timings["total"] = time.perf_counter() - t_all
+    results = _results(ids, seed, encoders, cka_res, m, acc, n_init, store, timings)
+    _plots(out, X_img, X_txt, scenes, ids, cka_res, results, fmt)
+    with atomic_path(out / "results.json") as tmp:
+        tmp.write_text(json.dumps(results, indent=1), encoding="utf-8")
+    atomic_write_text(out / "report.md", _report(results, fmt))
+    return results
+
+
+def _demo_split(n: Any, seeds: int | None, queries: int | None) -> tuple[int, int]:
+    """Seed and query counts of the demo (default :func:`default_split`), checked."""
     if not isinstance(n, (int, np.integer)) or n < 16:
         raise InputError(f"n must be an integer >= 16, got {n!r}")
     d_seeds, d_queries = default_split(int(n))
@@ -86,19 +111,18 @@ def run_demo(out_dir: str | Path = "demo-output", *, n: int = 1000, seeds: int |
     if seeds < 4 or queries < 10 or seeds + queries > n:
         raise InputError(f"need seeds >= 4, queries >= 10 and seeds + queries <= n; got seeds "
                          f"{seeds}, queries {queries}, n {n}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-    t_all = time.perf_counter()
+    return seeds, queries
 
-    # 1. scenes ------------------------------------------------------------------------------
-    t = time.perf_counter()
-    scenes = write_scenes(out / "scenes", n=int(n), seed=seed)
-    timings["scenes"] = time.perf_counter() - t
-    say(f"rendered {len(scenes)} scenes in {timings['scenes']:.1f} s -> {out / 'scenes'}")
 
-    # 2. embeddings ---------------------------------------------------------------------------
-    store = out / "embeddings.h5"
+def _embed(out: Path, store: Path, image_encoder: str, text_encoder: str, device: str,
+           batch_size: int | None, workers: int | None, show_progress: bool, say,
+           timings: dict[str, float]):
+    """Embed the scenes' images and captions into a fresh ``store``; ``(X_img, X_txt, ids,
+    (image encoder, text encoder))``, the two sides paired by id."""
+    from fastcka.datasets import read_images, read_texts
+    from fastcka.encoders import embed_images, embed_texts, get_encoder
+    from fastcka.store import align, read_store
+
     if store.exists():
         store.unlink()  # a fresh, complete store for these scenes
     t = time.perf_counter()
@@ -116,10 +140,14 @@ def run_demo(out_dir: str | Path = "demo-output", *, n: int = 1000, seeds: int |
     timings["embed_texts"] = time.perf_counter() - t
     say(f"embedded {trep.n_rows} captions with {tenc.name} in {timings['embed_texts']:.1f} s")
     img, txt = align(read_store(f"{store}::/image"), read_store(f"{store}::/text"))
-    X_img, X_txt = img.X.astype(np.float64), txt.X.astype(np.float64)
-    ids = img.ids.tolist()
+    return img.X.astype(np.float64), txt.X.astype(np.float64), img.ids.tolist(), (ienc, tenc)
 
-    # 3. CKA -----------------------------------------------------------------------------------
+
+def _cka_tests(X_img, X_txt, n_permutations: int, seed: int, device: str, say,
+               timings: dict[str, float]) -> dict[str, dict]:
+    """Linear and RBF CKA with their permutation tests (each null kept under ``_null``)."""
+    import fastcka
+
     t = time.perf_counter()
     cka_res = {}
     for kernel in ("linear", "rbf"):
@@ -132,16 +160,21 @@ def run_demo(out_dir: str | Path = "demo-output", *, n: int = 1000, seeds: int |
     timings["cka"] = time.perf_counter() - t
     say(f"CKA linear {cka_res['linear']['cka']:.4f}, rbf {cka_res['rbf']['cka']:.4f} "
         f"({timings['cka']:.1f} s)")
+    return cka_res
 
-    # 4a. seeded graph matching (captions -> images) -------------------------------------------
+
+def _match_and_retrieve(X_txt, X_img, seeds: int, queries: int, n_init: int, seed: int,
+                        device: str, say, timings: dict[str, float]):
+    """Seeded FAQ matching captions -> images, then local-CKA retrieval with the same seeds
+    (base) and queries; ``(SeededMatchResult, retrieval accuracy dict)``."""
+    import fastcka
+
     t = time.perf_counter()
     m = fastcka.seeded_match(X_txt, X_img, seeds=seeds, queries=queries, kernel="rbf",
                              n_init=n_init, rng=seed, device=device, direction="text->image")
     timings["seeded_match"] = time.perf_counter() - t
     say(f"seeded FAQ matching: accuracy {m.accuracy:.3f} over {m.n_queries} queries "
         f"({timings['seeded_match']:.1f} s)")
-
-    # 4b. local-CKA retrieval with the same seeds (base) and queries --------------------------
     t = time.perf_counter()
     si, qi = np.asarray(m.seed_idx), np.asarray(m.query_idx)
     retr = fastcka.retrieve((X_txt[qi], X_img[qi], X_txt[si], X_img[si]), ks=KS, k=max(KS),
@@ -151,10 +184,18 @@ def run_demo(out_dir: str | Path = "demo-output", *, n: int = 1000, seeds: int |
     say("local-CKA retrieval text->image top-1/5/10: "
         + "/".join(f"{acc['source_to_target'][k]:.3f}" for k in KS)
         + f" ({timings['local_cka']:.1f} s)")
-    timings["total"] = time.perf_counter() - t_all
+    return m, acc
 
+
+def _results(ids: list, seed: int, encoders: tuple, cka_res: dict, m: Any, acc: dict,
+             n_init: int, store: Path, timings: dict[str, float]) -> dict[str, Any]:
+    """The ``results.json`` document."""
+    import fastcka
+
+    ienc, tenc = encoders
+    si, qi = np.asarray(m.seed_idx), np.asarray(m.query_idx)
     q = int(len(qi))
-    results: dict[str, Any] = {
+    return {
         "n": int(len(ids)), "seed": int(seed),
         "encoders": {"image": {"name": ienc.name, "dim": ienc.dim},
                      "text": {"name": tenc.name, "dim": tenc.dim}},
@@ -174,11 +215,6 @@ def run_demo(out_dir: str | Path = "demo-output", *, n: int = 1000, seeds: int |
         "machine": f"{platform.machine()} {platform.system()}, python {platform.python_version()}",
         "fastcka_version": fastcka.__version__,
     }
-    _plots(out, X_img, X_txt, scenes, ids, cka_res, results, fmt)
-    with atomic_path(out / "results.json") as tmp:
-        tmp.write_text(json.dumps(results, indent=1), encoding="utf-8")
-    atomic_write_text(out / "report.md", _report(results, fmt))
-    return results
 
 
 def summary(res: dict[str, Any]) -> str:

@@ -53,7 +53,7 @@ from ._eval_table import (  # noqa: F401  (_same_rows re-exported for the tests)
     read_table,
 )
 from ._run import MatchRun, draw_split, match_run, query_scores, rank_queries
-from ._validation import check_matrix
+from .backend import check_matrix
 from .errors import InputError
 from .protocol import (
     DIRECTIONS,

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import as_rng
+from .backend import as_rng
 from .errors import InputError
 
 STRATEGIES = ("random", "kmeans")

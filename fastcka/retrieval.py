@@ -36,8 +36,7 @@ from ._topk import (  # noqa: F401  (public names of this module)
     topk_rows,
     topk_stream,
 )
-from ._validation import check_matrix
-from .backend import get_backend, is_cupy_array
+from .backend import check_matrix, get_backend, is_cupy_array
 from .errors import InputError
 
 METHODS = ("local-cka", "linreg", "relative", "cosine")
@@ -211,7 +210,7 @@ class RetrievalResult:
     """
 
     def __repr__(self) -> str:
-        from ._validation import compact_repr
+        from ._repr import compact_repr
 
         return compact_repr(self)
 

@@ -15,8 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import as_rng, check_matrix
-from .backend import array_module, backend_of, check_device, get_backend, to_host
+from .backend import (
+    array_module,
+    as_rng,
+    backend_of,
+    check_device,
+    check_matrix,
+    get_backend,
+    to_host,
+)
 from .errors import InputError
 from .protocol import (
     DIRECTIONS,
@@ -57,7 +64,7 @@ class SeededMatchResult:
     """
 
     def __repr__(self) -> str:
-        from ._validation import compact_repr
+        from ._repr import compact_repr
 
         return compact_repr(self)
 

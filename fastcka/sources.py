@@ -84,10 +84,11 @@ def _load_text_table(src: Path, engine: str = "auto") -> tuple[np.ndarray, list[
         raise InputError(f"engine must be 'auto', 'fast' or 'python', got {engine!r}")
     if engine != "python":
         from . import config
-        from .backend import numba_enabled
+        from .backend import NUMPY_BACKEND
+        from .kernels import families
 
         big = engine == "fast" or src.stat().st_size >= config.TEXT_PARSER_MIN_BYTES
-        if big and numba_enabled():
+        if big and NUMPY_BACKEND.engine in families()["text"]:  # the CPU engine has a parser
             got = _fast_text_table(src, "\t" if src.suffix.lower() == ".tsv" else ",")
             if got is not None:
                 return got
@@ -153,7 +154,7 @@ def _fast_text_table(src: Path, delim: str) -> tuple[np.ndarray, list[str] | Non
     no carriage return or NUL, no blank line (csv.reader gives it no field), every line with the
     header's (or first line's) number of fields, numeric fields in ASCII.
     """
-    from fastcka.kernels import ops
+    from .backend import NUMPY_BACKEND
 
     try:
         with open(src, newline="", encoding="utf-8-sig") as fh:
@@ -190,8 +191,8 @@ def _fast_text_table(src: Path, delim: str) -> tuple[np.ndarray, list[str] | Non
     body = "\n".join(rows)
     if ncols == 0 or not body.isascii():
         return None
-    values, slow, status = ops("text", "numba").parse_table(np.frombuffer(body.encode("ascii"), np.uint8),
-                                       len(rows), ncols, ord(delim))
+    values, slow, status = NUMPY_BACKEND.ops("text").parse_table(
+        np.frombuffer(body.encode("ascii"), np.uint8), len(rows), ncols, ord(delim))
     if status:
         return None
     for k, s, e in slow.tolist():           # fields the kernel leaves to float() (nan, 1_0, ...)

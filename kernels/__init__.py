@@ -32,7 +32,25 @@ import functools
 import importlib
 from typing import Any
 
+import numpy as np
+
 ENGINES = ("numba", "numpy", "cupy")
+
+
+def is_cupy_array(a: Any) -> bool:
+    """True for a CuPy ndarray, without importing CuPy: the one CuPy-array test of the kernels
+    and the library."""
+    return type(a).__module__.startswith("cupy")
+
+
+def array_module(a: Any) -> Any:
+    """``cupy`` for a CuPy array, else ``numpy``."""
+    if is_cupy_array(a):
+        import cupy
+
+        return cupy
+    return np
+
 
 #: (family, engine) -> "module:factory" (module relative to this package)
 _REGISTRY: dict[tuple[str, str], str] = {

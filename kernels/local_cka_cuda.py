@@ -22,7 +22,7 @@ import math
 import numpy as np
 from numba import cuda  # module level: the simulator swaps this name when CUDASIM is on
 
-from ._arrays import array_module
+from . import array_module
 
 _KERNELS = None
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._arrays import array_module
+from . import array_module
 
 CHUNK_ELEMS = 1 << 22  # float64 elements of one difference temporary (32 MiB)
 

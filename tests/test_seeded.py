@@ -153,7 +153,7 @@ def test_seeded_match_checks_each_input_once_where_it_lives(kernel, monkeypatch)
     kernels are built from the already-checked points (no second check of the n×d rows), and
     the result is the one of the kernels built through the public, checking ``gram``."""
     import fastcka._cka as ckam
-    import fastcka._validation as val
+    import fastcka.backend as val
     import fastcka.seeded as seeded
     from fastcka.cka import gram
 
