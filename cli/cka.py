@@ -17,15 +17,18 @@ from fastcka._io import check_outputs
 from fastcka.parallel import parse_scheduler
 from fastcka.plots import PLOT_FORMATS
 
-from ._common import check_result_path, emit_result, load_many, write_rows
-from ._options import (
+from ._common import (
+    check_result_path,
     device_option,
+    emit_result,
     examples,
     json_option,
+    load_many,
     parse_sigma,
     resolve,
     scheduler_context,
     seed_option,
+    write_rows,
 )
 from ._shard import fingerprint, parse_shard, shard_option, shard_range, write_partial
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import click
 
-from ._common import emit_result
-from ._options import (
+from ._common import (
     device_option,
+    emit_result,
     examples,
     json_option,
     plot_format_option,

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import click
 
-from ._common import print_document, result_document
-from ._options import (
+from ._common import (
     device_option,
     dumps,
     examples,
     info,
     json_option,
     plot_format_option,
+    print_document,
     resolve,
+    result_document,
     seed_option,
 )
 

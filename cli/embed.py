@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import click
 
-from ._common import emit_result
-from ._options import device_option, examples, json_option, resolve, warn
+from ._common import device_option, emit_result, examples, json_option, resolve, warn
 from ._shard import parse_shard, shard_option
 
 DTYPE_CHOICE = click.Choice(["auto", "float32", "float16", "bfloat16"])
@@ -304,7 +303,7 @@ def _on_cluster(s, records, output, enc_kw, kw):
     from fastcka.encoders.pipeline import EmbedReport
     from fastcka.store import read_store
 
-    from ._options import scheduler_context
+    from ._common import scheduler_context
 
     with scheduler_context(s) as ex:
         n = max(1, ex.n_workers)

@@ -17,13 +17,14 @@ import numpy as np
 
 from fastcka.protocol import N_DRAWS, N_QUERIES, N_RESTARTS, SEED_GRID
 
-from ._common import check_result_path, load_pair
-from ._options import (
+from ._common import (
     assign_options,
+    check_result_path,
     device_option,
     emit,
     examples,
     json_option,
+    load_pair,
     resolve,
     scheduler_context,
     seed_option,

@@ -9,8 +9,7 @@ import numpy as np
 
 from fastcka._io import atomic_path, atomic_write_text, check_outputs
 
-from ._common import emit_result
-from ._options import examples, json_option, resolve
+from ._common import emit_result, examples, json_option, resolve
 
 
 class _Writes:

@@ -18,8 +18,7 @@ from fastcka.errors import InputError
 from fastcka.protocol import read_id_file
 from fastcka.sources import read_source
 
-from ._common import emit_result
-from ._options import examples, json_option, resolve, warn
+from ._common import emit_result, examples, json_option, resolve, warn
 
 
 @click.command("import", epilog=examples(

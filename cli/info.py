@@ -6,8 +6,7 @@ import json
 
 import click
 
-from ._common import emit_result
-from ._options import examples, json_option, resolve
+from ._common import emit_result, examples, json_option, resolve
 
 
 def format_info(info: dict) -> str:

@@ -22,7 +22,7 @@ from fastcka._progress import set_progress
 from fastcka._version import __version__
 from fastcka.errors import FastckaError, exit_code_for, one_line
 
-from ._options import Settings, apply_threads, examples, settings, setup_logging, warn
+from ._common import Settings, apply_threads, examples, settings, setup_logging, warn
 
 # subcommand -> "module:attribute"; modules are imported only when the subcommand runs, so
 # `fastcka --help` and `fastcka info` never import torch.
@@ -173,9 +173,10 @@ def cli(ctx: click.Context, device: str, json_: bool, quiet: int, verbose: int, 
 
     Embeddings travel between stages as HDF5 stores (STORE or STORE::/group).
     """
-    from fastcka.parallel import parse_scheduler
+    if scheduler != "none":             # the default needs no parsing (nor fastcka.parallel)
+        from fastcka.parallel import parse_scheduler
 
-    parse_scheduler(scheduler)          # a bad value is a usage error before any work
+        parse_scheduler(scheduler)      # a bad value is a usage error before any work
     verbosity = verbose - quiet
     ctx.obj = Settings(device=device, json=json_, verbosity=verbosity, seed=seed, debug=debug,
                        scheduler=scheduler, jobs=jobs, cluster_config=cluster_config,

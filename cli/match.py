@@ -19,18 +19,22 @@ import click
 from fastcka._io import check_outputs
 from fastcka.protocol import DIRECTIONS, FAQ_MAXITER, FAQ_TOL, N_RESTARTS
 
-from ._common import check_result_path, emit_result, load_split, split_options, write_rows
-from ._options import (
+from ._common import (
     PositiveFloat,
     assign_options,
+    check_result_path,
     device_option,
+    emit_result,
     examples,
     info,
     json_option,
+    load_split,
     parse_sigma,
     resolve,
     scheduler_context,
     seed_option,
+    split_options,
+    write_rows,
 )
 
 METHODS = ("faq", "local-cka", "linreg", "relative", "cosine")

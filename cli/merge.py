@@ -11,7 +11,7 @@ import importlib
 
 import click
 
-from ._options import examples, json_option, resolve
+from ._common import examples, json_option, resolve
 from ._shard import check_parts
 
 # command recorded in a partial output -> module with its merge(heads, output, as_json)

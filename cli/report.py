@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._common import emit_result
-from ._options import examples, json_option, plot_format_option, resolve
+from ._common import emit_result, examples, json_option, plot_format_option, resolve
 
 
 @click.command("report", epilog=examples(

@@ -14,17 +14,21 @@ from fastcka._io import check_outputs
 from fastcka.parallel import parse_scheduler
 from fastcka.protocol import DIRECTIONS
 
-from ._common import check_result_path, emit_result, load_split, split_options, write_rows
-from ._options import (
+from ._common import (
+    check_result_path,
     device_option,
+    emit_result,
     examples,
     info,
     json_option,
+    load_split,
     parse_sigma,
     resolve,
     scheduler_context,
     seed_option,
+    split_options,
     warn,
+    write_rows,
 )
 from ._shard import fingerprint, parse_shard, shard_option, shard_range, write_partial
 

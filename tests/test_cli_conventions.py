@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from fastcka._version import __version__
-from fastcka.cli._common import HEADER_KEYS
-from fastcka.cli._options import dumps
+from fastcka.cli._common import HEADER_KEYS, dumps
 from fastcka.cli.main import SUBCOMMANDS, cli
 
 from ._cli import run
