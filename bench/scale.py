@@ -37,9 +37,6 @@ def _rss_mib() -> float:
 
 def main(argv=None) -> int:
     from fastcka.parallel import executor
-    from fastcka.qap import quadratic_assignment
-    from fastcka.retrieval import _BLOCK, retrieve
-    from fastcka.seeded import seeded_match
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
@@ -48,6 +45,29 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "scale.md"))
     args = ap.parse_args(argv)
 
+    work = _workloads(args)
+    t = time.perf_counter()
+    ex1 = executor("local:1")
+    c1 = ex1.__enter__()
+    start1 = time.perf_counter() - t
+    t = time.perf_counter()
+    ex2 = executor("local:2")
+    c2 = ex2.__enter__()
+    start2 = time.perf_counter() - t
+    configs = {"in-process": None, "Dask, 1 worker": c1, "Dask, 2 workers": c2}
+    times = _rounds(work, configs, args.rounds)
+    mem = {name: c.client.run(_rss_mib) for name, c in (("1", c1), ("2", c2))}
+    ex2.__exit__(None, None, None)
+    ex1.__exit__(None, None, None)
+    lines = _table(args, work, times, mem, start1, start2)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+def _workloads(args) -> dict:
+    """The inputs and keyword arguments of the three units (a), (b), (c)."""
     emb = SHARED / "embeddings"
     ids = (emb / "flickr8k_ids.txt").read_text().split()
     img = np.load(emb / "flickr8k_image_efficientnet_lite0.npy")
@@ -63,17 +83,19 @@ def main(argv=None) -> int:
     B = Y @ Y.T
     small = {"P0": "randomized", "maximize": True, "n_init": 8, "batch_size": 4,
              "partial_match": np.stack([np.arange(10)] * 2, axis=1)}
+    return {"txt": txt, "img": img, "faq_kw": faq_kw, "ret": (Sq, Tq, Sb, Tb),
+            "ret_kw": ret_kw, "A": A, "B": B, "small": small}
 
-    t = time.perf_counter()
-    ex1 = executor("local:1")
-    c1 = ex1.__enter__()
-    start1 = time.perf_counter() - t
-    t = time.perf_counter()
-    ex2 = executor("local:2")
-    c2 = ex2.__enter__()
-    start2 = time.perf_counter() - t
-    configs = {"in-process": None, "Dask, 1 worker": c1, "Dask, 2 workers": c2}
 
+def _rounds(w: dict, configs: dict, rounds: int) -> dict[str, dict[str, list[float]]]:
+    """Warm every configuration up, then time each unit once per configuration per round
+    (interleaved), checking every result equal to the first (in-process) one."""
+    from fastcka.qap import quadratic_assignment
+    from fastcka.retrieval import retrieve
+    from fastcka.seeded import seeded_match
+
+    txt, img, faq_kw, ret_kw, (Sq, Tq, Sb, Tb) = w["txt"], w["img"], w["faq_kw"], w["ret_kw"], w["ret"]
+    A, B, small = w["A"], w["B"], w["small"]
     # warm-ups: JIT compilation in this process and in every worker
     for sched in configs.values():
         seeded_match(txt, img, **{**faq_kw, "n_init": 4}, scheduler=sched)
@@ -84,7 +106,7 @@ def main(argv=None) -> int:
     times: dict[str, dict[str, list[float]]] = {u: {c: [] for c in configs}
                                                 for u in ("faq", "ret", "small")}
     ref = {}
-    for r in range(args.rounds):
+    for r in range(rounds):
         for name, sched in configs.items():
             t = time.perf_counter()
             res = seeded_match(txt, img, **faq_kw, scheduler=sched)
@@ -106,11 +128,14 @@ def main(argv=None) -> int:
             print(f"round {r} {name}: faq {times['faq'][name][-1]:.2f}s "
                   f"retrieve {times['ret'][name][-1]:.2f}s small {ts[-1] * 1e3:.1f}ms",
                   flush=True)
+    return times
 
-    mem = {name: c.client.run(_rss_mib) for name, c in (("1", c1), ("2", c2))}
-    ex2.__exit__(None, None, None)
-    ex1.__exit__(None, None, None)
 
+def _table(args, w: dict, times: dict, mem: dict, start1: float, start2: float) -> list[str]:
+    """The markdown table and notes of the run."""
+    from fastcka.retrieval import _BLOCK
+
+    Sq, Tq, Sb, Tb = w["ret"]
     med = {u: {c: statistics.median(v) for c, v in d.items()} for u, d in times.items()}
     block_mib = _BLOCK * args.q * 8 / 2**20
     lines = ["# Scale-out: in-process against a Dask LocalCluster", ""]
@@ -148,10 +173,7 @@ def main(argv=None) -> int:
     for u in labels:
         lines.append(f"- raw {u}: " + "; ".join(
             f"{c}: " + ", ".join(f"{x:.3f}" for x in v) for c, v in times[u].items()))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    return 0
+    return lines
 
 
 if __name__ == "__main__":
