@@ -20,7 +20,11 @@ Sections
 4. linear CKA against torch (the peer: centred features, ``‖XᵀY‖²_F / (‖XᵀX‖_F‖YᵀY‖_F)``,
    three GEMMs, in float64 and in float32, torch on the same thread count as OpenBLAS),
    n = 10k and 50k, d = 384/256 and 1024/1024, interleaved rounds, medians, same float32 inputs;
-5. ``--device gpu``: RBF CKA (paper σ) at n = 100k, d = 1024 on the GPU, and GPU-vs-CPU agreement
+5. RBF CKA with the exact paper σ against torch (the peer: dense float64 squared distances
+   from one GEMM, ``torch.median`` of the non-zero ones, ``exp``, centred kernels, ``Σ Kc∘Lc``;
+   torch on the same thread count as OpenBLAS), n = 5k and 10k, d = 384/256, interleaved
+   rounds; at n = 50k the peer's two n×n float64 matrices (40 GB) do not fit this machine;
+6. ``--device gpu``: RBF CKA (paper σ) at n = 100k, d = 1024 on the GPU, and GPU-vs-CPU agreement
    (the CPU run at a smaller n where the full one would take minutes).
 """
 
@@ -160,8 +164,6 @@ def torch_linear_cka(X, Y, dtype):
 
 
 def section_torch(sizes, rounds, rows):
-    import statistics
-
     import torch
 
     import fastcka
@@ -170,10 +172,20 @@ def section_torch(sizes, rounds, rows):
     cases = {"fastcka": lambda X, Y: fastcka.cka(X, Y, device="cpu"),
              "torch float64": lambda X, Y: torch_linear_cka(X, Y, torch.float64),
              "torch float32": lambda X, Y: torch_linear_cka(X, Y, torch.float32)}
-    for n, p, q in sizes:
-        X, Y = data(n, p, q, seed=4)
+    _interleaved(cases, [(n, p, q, 4) for n, p, q in sizes], rounds, rows, "torch", "linear", 1000)
+
+
+def _interleaved(cases, sizes, rounds, rows, section, kernel, warm):
+    """Same-run interleaved rounds of every case on each ``(n, p, q, seed)`` input; one row per
+    case with the median time and its ratio to the first case (fastcka)."""
+    import statistics
+
+    first = next(iter(cases))
+    peer = next(k for k in cases if k.startswith("torch float64"))
+    for n, p, q, seed in sizes:
+        X, Y = data(n, p, q, seed=seed)
         for fn in cases.values():  # warm-up (JIT, thread pools)
-            fn(X[:1000], Y[:1000])
+            fn(X[:warm], Y[:warm])
         raw = {k: [] for k in cases}
         val = {}
         load = os.getloadavg()[0]
@@ -183,11 +195,47 @@ def section_torch(sizes, rounds, rows):
                 raw[name].append(t)
         med = {k: statistics.median(v) for k, v in raw.items()}
         for name in cases:
-            rows.append(dict(section="torch", n=n, d=f"{p}/{q}", kernel="linear", device="cpu",
+            rows.append(dict(section=section, n=n, d=f"{p}/{q}", kernel=kernel, device="cpu",
                              case=name, ours_s=med[name], value=val[name],
-                             rel_diff=abs(val[name] - val["torch float64"]) / abs(val["torch float64"]),
-                             speedup=med[name] / med["fastcka"], raw=raw[name], load=load))
+                             rel_diff=abs(val[name] - val[peer]) / abs(val[peer]),
+                             speedup=med[name] / med[first], raw=raw[name], load=load))
             print(rows[-1], flush=True)
+
+
+def torch_rbf_cka(X, Y):
+    """The peer: RBF CKA with the paper σ as a competent torch user writes it (dense, float64)."""
+    import torch
+
+    def centred_kernel(A):
+        A = torch.from_numpy(A).to(torch.float64)
+        A = A - A.mean(0)
+        sq = (A * A).sum(1)
+        D = torch.addmm(sq[:, None] + sq[None, :], A, A.T, alpha=-2.0).clamp_(min=0.0)
+        D.fill_diagonal_(0.0)
+        s2 = D[D != 0].median()  # torch.median: the lower median (the paper's σ²)
+        K = D.mul_(-0.5 / s2).exp_()
+        r = K.mean(1)
+        K -= r[:, None]
+        K -= r[None, :]
+        K += r.mean()
+        return K
+
+    K = centred_kernel(X)
+    L = centred_kernel(Y)
+    kl = torch.vdot(K.reshape(-1), L.reshape(-1))
+    return float(kl / torch.sqrt(torch.vdot(K.reshape(-1), K.reshape(-1))
+                                 * torch.vdot(L.reshape(-1), L.reshape(-1))))
+
+
+def section_rbf_torch(ns, rounds, rows):
+    import torch
+
+    import fastcka
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    cases = {"fastcka": lambda X, Y: fastcka.cka(X, Y, kernel="rbf", sigma="paper", device="cpu"),
+             "torch float64": torch_rbf_cka}
+    _interleaved(cases, [(n, 384, 256, 5) for n in ns], rounds, rows, "rbf_torch", "rbf", 500)
 
 
 _MEM_CHILD = r"""
@@ -280,6 +328,24 @@ def fmt(v, spec=".3f"):
     return str(v)
 
 
+def _torch_table(tor, title) -> list[str]:
+    """The same-run table of one torch comparison (empty without rows)."""
+    if not tor:
+        return []
+    out = [f"## {title} against torch (same run, interleaved)", "",
+            f"torch {__import__('torch').__version__} on {__import__('torch').get_num_threads()} "
+            f"threads, OpenBLAS on its default ({os.cpu_count()}); float32 inputs; medians of the "
+            "rounds; |rel diff| against torch float64.", "",
+            "| n | d (X/Y) | case | seconds | case / fastcka | value | |rel diff| | rounds (s) | load |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for r in tor:
+        out.append(f"| {r['n']} | {r['d']} | {r['case']} | {fmt(r['ours_s'])} "
+                   f"| {r['speedup']:.2f}× | {r['value']:.15f} | {r['rel_diff']:.1e} "
+                   f"| {', '.join(f'{x:.3f}' for x in r['raw'])} | {r['load']:.1f} |")
+    out.append("")
+    return out
+
+
 def markdown(rows, header) -> str:
     out = [header, ""]
     ref = [r for r in rows if r["section"] == "reference"]
@@ -301,19 +367,8 @@ def markdown(rows, header) -> str:
             out.append(f"| {r['kernel']} CKA | {r['n']} | {r['d']} | {fmt(r['ours_s'], '.2f')} | {mem} "
                        f"| {fmt(r['value'], '.6f')} | {r['note']} |")
         out.append("")
-    tor = [r for r in rows if r["section"] == "torch"]
-    if tor:
-        out += ["## Linear CKA against torch (same run, interleaved)", "",
-                f"torch {__import__('torch').__version__} on {__import__('torch').get_num_threads()} "
-                f"threads, OpenBLAS on its default ({os.cpu_count()}); float32 inputs; medians of the "
-                "rounds; |rel diff| against torch float64.", "",
-                "| n | d (X/Y) | case | seconds | case / fastcka | value | |rel diff| | rounds (s) | load |",
-                "|---|---|---|---|---|---|---|---|---|"]
-        for r in tor:
-            out.append(f"| {r['n']} | {r['d']} | {r['case']} | {fmt(r['ours_s'])} "
-                       f"| {r['speedup']:.2f}× | {r['value']:.15f} | {r['rel_diff']:.1e} "
-                       f"| {', '.join(f'{x:.3f}' for x in r['raw'])} | {r['load']:.1f} |")
-        out.append("")
+    for sec, title in (("torch", "Linear CKA"), ("rbf_torch", "RBF CKA (exact paper σ)")):
+        out += _torch_table([r for r in rows if r["section"] == sec], title)
     gpu = [r for r in rows if r["section"].startswith("gpu")]
     if gpu:
         out += ["## GPU", "", "| case | n | d | device | GPU s | CPU s | GPU value | CPU value | rel diff | note |",
@@ -333,7 +388,7 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="folder for the table and the JSON (default bench/results)")
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
     ap.add_argument("--section", nargs="*", default=None,
-                    choices=["reference", "linear", "torch", "rbf_memory"],
+                    choices=["reference", "linear", "torch", "rbf_torch", "rbf_memory"],
                     help="CPU sections to run (default all)")
     args = ap.parse_args(argv)
     rows: list[dict] = []
@@ -342,7 +397,7 @@ def main(argv=None):
               f"{' --device gpu' if args.device == 'gpu' else ''}{' --quick' if args.quick else ''}`"
               f" on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.")
     if args.device == "cpu":
-        want = set(args.section or ["reference", "linear", "torch", "rbf_memory"])
+        want = set(args.section or ["reference", "linear", "torch", "rbf_torch", "rbf_memory"])
         if "reference" in want:
             section_reference([1000, 5000] if args.quick else [1000, 5000, 10000, 20000], "cpu", rows)
         if "linear" in want:
@@ -350,6 +405,8 @@ def main(argv=None):
         if "torch" in want:
             section_torch([(n, p, q) for n in ((2000, 10000) if args.quick else (10000, 50000))
                            for p, q in ((384, 256), (1024, 1024))], 3, rows)
+        if "rbf_torch" in want:
+            section_rbf_torch((2000, 5000) if args.quick else (5000, 10000), 3, rows)
         if "rbf_memory" in want:
             section_rbf_memory(10000 if args.quick else 50_000, 384, rows)
         md_path = Path(args.out or ROOT / "bench" / "results") / "cka.md"
