@@ -19,7 +19,8 @@ Sections
    it misses Numba's and OpenBLAS's allocations);
 4. linear CKA against torch (the peer: centred features, ``‖XᵀY‖²_F / (‖XᵀX‖_F‖YᵀY‖_F)``,
    three GEMMs, in float64 and in float32, torch on the same thread count as OpenBLAS),
-   n = 10k and 50k, d = 384/256 and 1024/1024, interleaved rounds, medians, same float32 inputs;
+   n = 10k and 50k, d = 384/256 and 1024/1024, interleaved rounds, medians, same float32 inputs
+   (its own table, ``<out>/cka_torch.md``: a run of one section leaves the other table alone);
 5. RBF CKA with the exact paper σ against torch (the peer: dense float64 squared distances
    from one GEMM, ``torch.median`` of the non-zero ones, ``exp``, centred kernels, ``Σ Kc∘Lc``;
    torch on the same thread count as OpenBLAS), n = 5k and 10k, d = 384/256, interleaved
@@ -328,6 +329,15 @@ def fmt(v, spec=".3f"):
     return str(v)
 
 
+_TORCH_NOTES = {
+    "torch": "  fastcka: centred float64 features, per chunk of `CKA_CHUNK_ROWS` rows two SYRKs and "
+             "one GEMM (2/3 of the peer's multiply-adds in float64), the chunks on a pool of "
+             "threads with one BLAS thread each; the peer's three GEMMs run on torch's threads.  "
+             "float32 torch does a multiply-add in half the time, but its value is off by the "
+             "|rel diff| shown.",
+}
+
+
 def _torch_table(tor, title) -> list[str]:
     """The same-run table of one torch comparison (empty without rows)."""
     if not tor:
@@ -335,7 +345,8 @@ def _torch_table(tor, title) -> list[str]:
     out = [f"## {title} against torch (same run, interleaved)", "",
             f"torch {__import__('torch').__version__} on {__import__('torch').get_num_threads()} "
             f"threads, OpenBLAS on its default ({os.cpu_count()}); float32 inputs; medians of the "
-            "rounds; |rel diff| against torch float64.", "",
+            "rounds; |rel diff| against torch float64." + _TORCH_NOTES.get(tor[0]["section"], ""),
+            "",
             "| n | d (X/Y) | case | seconds | case / fastcka | value | |rel diff| | rounds (s) | load |",
             "|---|---|---|---|---|---|---|---|---|"]
     for r in tor:
@@ -382,6 +393,14 @@ def markdown(rows, header) -> str:
     return "\n".join(out)
 
 
+def write_table(path: Path, md: str) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(md + "\n")
+    tmp.replace(path)
+    return md
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
@@ -414,11 +433,14 @@ def main(argv=None):
         section_gpu(20000 if args.quick else 100_000, 5000 if args.quick else 20000, rows)
         section_reference([1000, 5000] if args.quick else [1000, 5000, 10000], "gpu", rows)
         md_path = Path(args.out or ROOT / "bench" / "results") / "cka_gpu.md"
-    md = markdown(rows, header)
-    md_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = md_path.with_suffix(".md.tmp")
-    tmp.write_text(md + "\n")
-    tmp.replace(md_path)
+    # the torch rows have their own table (cka_torch.md): a run of one section leaves the other
+    # table as it was
+    tor = [r for r in rows if r["section"] == "torch"]
+    rest = [r for r in rows if r["section"] != "torch"]
+    md = ""
+    for path, part in ((md_path, rest), (md_path.with_name("cka_torch.md"), tor)):
+        if part:
+            md += write_table(path, markdown(part, header)) + "\n"
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / f"cka_{args.device}.json").write_text(json.dumps(rows, indent=1, default=str))

@@ -30,7 +30,7 @@ from _machine import machine_lines  # noqa: E402
 def concatenated_syrk(Xs):
     """The former feature-path statistics: ``C = Zᵀ Z`` of the column-stacked centred inputs,
     ``S[a, b] = ‖C_ab‖²`` (same chunking and centring as fastcka.cka)."""
-    from fastcka import _median, config
+    from fastcka import _median
 
     xp = np
     n = Xs[0].shape[0]
@@ -38,7 +38,7 @@ def concatenated_syrk(Xs):
     offs = np.concatenate([[0], np.cumsum(dims)])
     affs = [_median.affine(xp, X) for X in Xs]
     C = np.zeros((offs[-1], offs[-1]))
-    step = int(config.CKA_CHUNK_ROWS)
+    step = 8192  # CKA_CHUNK_ROWS of that code
     Z = np.empty((min(step, n), offs[-1]))
     for r0 in range(0, n, step):
         r1 = min(n, r0 + step)

@@ -28,7 +28,8 @@ RESULTS = BENCH / "results"
 
 # (script, arguments, peers as importable modules, peers in words, table written)
 SCRIPTS = [
-    ("cka.py", [], ["torch"], "torch (float64, float32), naive Gram-form NumPy", "cka.md"),
+    ("cka.py", [], ["torch"], "torch (float64, float32), naive Gram-form NumPy",
+     "cka.md, cka_torch.md"),
     ("cka_matrix_units.py", [], [], "previous concatenated SYRK, same run", "cka_matrix_units.md"),
     ("qap.py", [], ["scipy"], "scipy.optimize.quadratic_assignment", "qap.md"),
     ("qap_symmetric.py", [], ["scipy"], "SciPy, the previous asymmetric path", "qap_symmetric.md"),

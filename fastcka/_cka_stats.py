@@ -8,6 +8,8 @@ linear kernel from column-centred features in ``O(n·(Σp)²)``.  Every sum is f
 
 from __future__ import annotations
 
+import os
+import queue
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,14 +98,17 @@ def _linear_feature_stats(be: Backend, Xs: list, pairs: list[tuple[int, int]] | 
 
     ``S[a, b] = ‖X_aᵀ X_b‖²_F`` with centred features, row sums 0, diagonals ``‖x_i‖²``:
     ``O(n · (Σ p)²)`` time, ``O((Σ p)²)`` memory.  Each ``X_aᵀ X_b`` is its own GEMM (``a = b``
-    a SYRK) over the same row chunks, so an entry does not depend on the other inputs: ``pairs``
-    (``a <= b``, default all) computes only those entries (the others stay 0) and gives the
-    bits the whole matrix gives (:func:`fastcka.parallel.cka_matrix_stats`).  ``diags=False``
-    leaves the diagonals 0 (only the unbiased estimator reads them; ``S`` is the same bits).
+    a SYRK) per chunk of ``CKA_CHUNK_ROWS`` rows, added up in chunk order, so an entry does not
+    depend on the other inputs: ``pairs`` (``a <= b``, default all) computes only those entries
+    (the others stay 0) and gives the bits the whole matrix gives
+    (:func:`fastcka.parallel.cka_matrix_stats`).  ``diags=False`` leaves the diagonals 0 (only
+    the unbiased estimator reads them; ``S`` is the same bits).
 
-    The row blocks and the products go to buffers made once, not once per chunk (page faults
-    and a zero-filled accumulator per pair cost the matrix ~8 % of its GEMM time); the first
-    chunk's product is the accumulator itself (``0 + x`` is ``x``).
+    On the CPU the chunks run on a pool of threads with one BLAS thread each (the chunks'
+    products are added in chunk order: the bits do not depend on the number of threads).  The
+    BLAS library's own threads on these GEMM shapes (a few hundred columns, long K) lose most
+    of their speed as soon as the machine has other work (measured in ``bench/cka.py``).
+    Row blocks and products live in buffers made once per thread, not once per chunk.
     """
     xp = be.xp
     n = int(Xs[0].shape[0])
@@ -113,29 +118,70 @@ def _linear_feature_stats(be: Backend, Xs: list, pairs: list[tuple[int, int]] | 
              else [tuple(p) for p in pairs])
     need = sorted({a for p in pairs for a in p})
     affs = _affs(be, Xs) if affs is None else affs
-    C: dict = {}
+    C = {p: xp.zeros((dims[p[0]], dims[p[1]])) for p in pairs}
     D = xp.zeros((m, n))
-    step = int(config.CKA_CHUNK_ROWS)
-    rows = min(step, n)
-    buf = {a: xp.empty((rows, dims[a])) for a in need}
-    scratch = xp.empty(max(dims[a] * dims[b] for a, b in pairs)) if n > step else None
-    for r0 in range(0, n, step):
+    step = max(1, int(config.CKA_CHUNK_ROWS))
+    starts = list(range(0, n, step))
+    threads = _chunk_threads(be, len(starts), n * sum(dims[a] * dims[b] for a, b in pairs))
+    free: queue.SimpleQueue = queue.SimpleQueue()
+    for _ in range(threads + 1 if threads > 1 else 1):
+        free.put(({a: xp.empty((min(step, n), dims[a])) for a in need},
+                  {p: xp.empty((dims[p[0]], dims[p[1]])) for p in pairs}))
+
+    def chunk(r0):
         r1 = min(n, r0 + step)
-        blk = {a: _rows64(xp, Xs[a], r0, r1, affs[a], buf[a]) for a in need}
+        bufs, prods = free.get()
+        blk = {a: _rows64(xp, Xs[a], r0, r1, affs[a], bufs[a]) for a in need}
         if diags:
             for a in need:
                 D[a, r0:r1] = (blk[a] * blk[a]).sum(axis=1)
         for a, b in pairs:
-            if r0 == 0:
-                C[a, b] = xp.dot(blk[a].T, blk[b])  # syrk on BLAS backends where a == b
-            else:
-                t = scratch[: dims[a] * dims[b]].reshape(dims[a], dims[b])
-                C[a, b] += xp.dot(blk[a].T, blk[b], out=t)
+            xp.dot(blk[a].T, blk[b], out=prods[a, b])  # syrk on BLAS backends where a == b
+        return bufs, prods
+
+    def add(done):
+        for p in pairs:
+            C[p] += done[1][p]
+        free.put(done)
+
+    if threads == 1:
+        for r0 in starts:
+            add(chunk(r0))
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(threads) as ex:
+            window = [ex.submit(chunk, r0) for r0 in starts[: threads + 1]]
+            for i in range(len(starts)):
+                add(window[i].result())
+                if i + threads + 1 < len(starts):
+                    window.append(ex.submit(chunk, starts[i + threads + 1]))
     S = np.zeros((m, m))
     for (a, b), c in C.items():
         S[a, b] = S[b, a] = be.scalar((c * c).sum())
     return _Stats(n, S, np.zeros((m, n)), be.to_host(D).astype(np.float64),
                   [1.0 / (aff[1] * aff[1]) for aff in affs])
+
+
+#: multiply-adds below which the feature path's chunks run one after another (a few ms: the
+#: pool's start-up would show)
+_THREADS_MIN_WORK = 2 ** 26
+
+
+def _chunk_threads(be: Backend, chunks: int, work: int) -> int:
+    """Threads for the feature path's chunks: 1 on a GPU, for one chunk or little ``work``,
+    else the CPUs this process may run on, at most the chunks and the BLAS's own threads."""
+    if be.device != "cpu" or chunks < 2 or work < _THREADS_MIN_WORK:
+        return 1
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:  # pragma: no cover - a dependency
+        return 1
+    blas = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(chunks, cpus or 1, min(blas) if blas else 1))
 
 
 def _rows64(xp, X, r0: int, r1: int, aff, buf):

@@ -53,3 +53,33 @@ def test_units_over_chunks_equal_the_in_process_matrix(small_config, estimator):
     assert ref[0, 2] == pytest.approx(fastcka.cka(Xs[0], Xs[2], estimator=estimator,
                                                   device="cpu"), rel=1e-12)
     assert not np.allclose(ref, np.eye(len(Xs)))
+
+
+def test_threads_do_not_change_the_bits(small_config, monkeypatch):
+    """The chunks on 1, 2 or 3 threads (one BLAS thread each): the same sums bit for bit, and
+    the naive ones to round-off."""
+    from fastcka import _cka_stats
+
+    Xs = _inputs(n=200)
+    be = get_backend(device="cpu")
+    got = []
+    for t in (1, 2, 3):
+        monkeypatch.setattr(_cka_stats, "_chunk_threads", lambda be, chunks, work, t=t: t)
+        got.append(_linear_feature_stats(be, Xs))
+    for st in got[1:]:
+        assert np.array_equal(st.S, got[0].S) and np.array_equal(st.diags, got[0].diags)
+    C = [np.asarray(X, np.float64) - np.asarray(X, np.float64).mean(axis=0) for X in Xs]
+    assert got[2].S[1, 3] == pytest.approx(((C[1].T @ C[3]) ** 2).sum(), rel=1e-12)
+
+
+def test_thread_count_follows_the_blas_and_the_work():
+    from fastcka import _cka_stats
+
+    be = get_backend(device="cpu")
+    assert _cka_stats._chunk_threads(be, 1, 2 ** 40) == 1            # one chunk
+    assert _cka_stats._chunk_threads(be, 50, 1000) == 1              # too little work
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"):                      # the user asked for 1
+        assert _cka_stats._chunk_threads(be, 50, 2 ** 40) == 1
+    assert 1 <= _cka_stats._chunk_threads(be, 50, 2 ** 40) <= 50
