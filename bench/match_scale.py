@@ -5,8 +5,9 @@ What is measured (same run, same machine, interleaved rounds):
 1. n = 4,000 queries (``--quick``: 1,000), local CKA (linear kernel, the default of
    ``match --method local-cka``) on synthetic embeddings shaped like Flickr8k (text 384-d,
    image 1280-d, p = 320 seeds, a planted alignment through a shared 64-d latent plus noise):
-   - the peers: SciPy ``linear_sum_assignment`` and ``lapx.lapjvc`` (when installed, the
-     ``bench`` extra) on the dense q x q score matrix (the matrix given, so the LAP alone);
+   - the peers: SciPy ``linear_sum_assignment``, ``lapx.lapjvc`` (when installed, the
+     ``bench`` extra) and fastcka's own dense JV solver (``kernels/lap_cpu.py: lap_batch``, the
+     LAP of FAQ) on the dense q x q score matrix (the matrix given, so the LAP alone);
    - our dense path: ``fastcka.evaluate.match_run(assign="dense")`` end to end (scores + LAP);
    - our sparse path: ``match_run(assign="sparse", candidates=k)`` end to end for several k
      (streamed top-k both ways + ``scipy.sparse.csgraph.min_weight_full_bipartite_matching``).
@@ -70,13 +71,23 @@ def compare(n: int, ks, rounds: int) -> tuple[list[dict], dict]:
     runs: dict[str, list[float]] = {}
     outs: dict[str, np.ndarray] = {}
     proofs: dict[str, bool | None] = {}
+    here = str(Path(__file__).resolve().parent)   # bench/lap.py would shadow lapx's `lap`
+    path, sys.path[:] = sys.path[:], [p for p in sys.path if str(Path(p or ".").resolve()) != here]
     try:
         import lap  # lapx, the `bench` extra: the fastest dense LAP peer we know of
+        if not hasattr(lap, "lapjvc"):
+            raise ImportError("not lapx")
         peers = [("scipy", None), ("lapx", None)]
     except ImportError:
         lap, peers = None, [("scipy", None)]
         print("  lapx not installed (pip install -e '.[bench]'): its row is left out",
               file=sys.stderr)
+    finally:
+        sys.path[:] = path
+    from fastcka.kernels.lap_cpu import lap_batch
+
+    lap_batch(np.random.default_rng(0).random((8, 8)))          # compiled before the rounds
+    peers.append(("jv", None))
     configs = [("scores", None)] + peers + [("dense", None)] + [("sparse", k) for k in ks]
     for r in range(rounds):
         order = configs if r % 2 == 0 else configs[::-1]
@@ -91,6 +102,9 @@ def compare(n: int, ks, rounds: int) -> tuple[list[dict], dict]:
             if name == "scipy":
                 t, (_, col) = _timed(lambda: linear_sum_assignment(M, maximize=True))
                 col = queries[col]
+            elif name == "jv":         # fastcka's own dense JV (kernels/lap_cpu.py, FAQ's LAP)
+                t, out = _timed(lambda: lap_batch(M, maximize=True)[0])
+                col = queries[np.asarray(out).reshape(-1)]
             elif name == "lapx":
                 t, out = _timed(lambda: lap.lapjvc(-M))
                 col = queries[np.asarray(out[2])]
@@ -158,8 +172,8 @@ def main(argv=None) -> None:
              "",
              f"## n = {n_cmp:,} queries, p = {P_SEEDS} seeds, 384-d / 1280-d ({rounds} interleaved "
              "rounds, median)", "",
-             "The peers are SciPy `linear_sum_assignment` and `lapx.lapjvc` on the dense score "
-             "matrix (the matrix given: the LAP alone; add the first row for their end-to-end "
+             "The peers are SciPy `linear_sum_assignment`, `lapx.lapjvc` and fastcka's dense JV "
+             "(`jv`, `kernels/lap_cpu.py`) on the dense score matrix (the matrix given: the LAP alone; add the first row for their end-to-end "
              "time); `dense` and `sparse` are `match_run` end to end (scores "
              "included). *same*: queries assigned as the dense LAP assigns them; *gap*: relative "
              "shortfall of the total score from the dense optimum; *certified*: the sparse "
