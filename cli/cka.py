@@ -101,9 +101,48 @@ def _plot_format(path: str | None, fmt: str | None, hint: str = "'--plot'") -> s
 def command(stores, metric, kernel, sigma, threshold, estimator, k, permutations, plot,
             plot_kernels, plot_format, output, shard, seed, device, json_):
     """Alignment between the embedding stores A, B, ... (rows paired by id)."""
-    import fastcka
-
     st = resolve(device, json_, seed)
+    sig, part, plot_format, kernels_format = _check_args(
+        stores, metric, sigma, threshold, permutations, shard, output, plot, plot_kernels,
+        plot_format)
+    check_outputs({"-o": output, "--plot": plot, "--plot-kernels": plot_kernels}, stores)
+    sets = load_many(list(stores), min_common=4)
+    names = [_label(s) for s in stores]
+    if len(set(names)) < len(names):
+        names = list(stores)
+    n = int(sets[0].n)
+    Xs = [es.X for es in sets]
+    opts = {"metric": metric, "kernel": kernel, "sigma": sig, "threshold": threshold,
+            "estimator": estimator, "k": k}
+    meta, desc = _meta(opts, n)
+    perm = None
+    if len(sets) == 2:
+        result, text, M, perm = _two_stores(opts, meta, desc, names, Xs, permutations, st,
+                                            output)
+    else:
+        ctx = {"meta": meta, "names": names, "desc": desc, "stores": list(stores),
+               "device": st.device, "opts": opts}
+        M = _matrix(ctx, Xs, sets[0].ids, part, st, output)
+        if M is None:  # a shard's partial output was written
+            return
+        result, text = matrix_result(ctx, M, output)
+    if plot:
+        _plot_values(M, perm, names, desc, metric, n, plot, plot_format)
+    if plot_kernels:
+        from fastcka import plots
+
+        fig, _ = plots.kernel_figure(Xs, names, kernel=kernel, sigma=sig, threshold=threshold,
+                                     groups=getattr(sets[0], "labels", None), rng=st.seed,
+                                     device=st.device)
+        plots.save(fig, plot_kernels, kernels_format)
+    emit_result("cka", inputs={"stores": list(stores)},
+                outputs={"output": output, "plot": plot, "plot_kernels": plot_kernels},
+                results=result, text=text, as_json=st.json, device=st.device)
+
+
+def _check_args(stores, metric, sigma, threshold, permutations, shard, output, plot,
+                plot_kernels, plot_format):
+    """The usage checks of ``cka``: ``(sigma, shard, plot format, kernels plot format)``."""
     if len(stores) < 2:
         raise click.UsageError("give at least two stores")
     sig = parse_sigma(sigma, ("paper", "kornblith"))
@@ -123,105 +162,102 @@ def command(stores, metric, kernel, sigma, threshold, estimator, k, permutations
     else:
         check_result_path(output)
     kernels_format = _plot_format(plot_kernels, plot_format, "'--plot-kernels'")
-    plot_format = _plot_format(plot, plot_format)
-    check_outputs({"-o": output, "--plot": plot, "--plot-kernels": plot_kernels}, stores)
-    sets = load_many(list(stores), min_common=4)
-    names = [_label(s) for s in stores]
-    if len(set(names)) < len(names):
-        names = list(stores)
-    n = int(sets[0].n)
-    Xs = [es.X for es in sets]
+    return sig, part, _plot_format(plot, plot_format), kernels_format
 
-    opts = {"metric": metric, "kernel": kernel, "sigma": sig, "threshold": threshold,
-            "estimator": estimator, "k": k}
 
-    def pair_value(X, Y):
-        return _pair_value(opts, st.device, X, Y)
-
+def _meta(opts: dict, n: int) -> tuple[dict, str]:
+    """The settings that hold for the value(s), and the one-line description of the metric."""
+    metric, kernel, sig = opts["metric"], opts["kernel"], opts["sigma"]
+    estimator, k = opts["estimator"], opts["k"]
     meta = {"metric": metric, "kernel": kernel if metric == "cka" else "linear",
             "estimator": estimator if metric == "cka" else "unbiased" if metric == "cknna" else None,
             "sigma": sig if metric == "cka" and kernel == "rbf" else None,
-            "threshold": threshold if metric == "cka" and sig == "kornblith" else None,
+            "threshold": opts["threshold"] if metric == "cka" and sig == "kornblith" else None,
             "n": n}
     if metric != "cka":
         meta["k"] = k
     desc = (f"{metric} ({kernel}{', sigma ' + str(sig) if kernel == 'rbf' else ''}, {estimator})"
             if metric == "cka" else f"{metric} (k={k})")
+    return meta, desc
 
-    if len(sets) == 2:
-        result = dict(meta, names=names)
-        if permutations is not None:
-            res = fastcka.cka_permutation_test(
-                Xs[0], Xs[1], n_permutations=permutations, rng=st.seed, kernel=kernel, sigma=sig,
-                threshold=threshold, estimator=estimator, device=st.device)
-            value = res.statistic
-            perm = res
-            result.update(value=value, p_value=res.p_value, null_mean=res.null_mean,
-                          null_std=res.null_std, n_permutations=res.n_permutations)
-            text = (f"{desc} = {value:.6f}  (n = {n}; permutation test: p = {res.p_value:.4g}, "
-                    f"null {res.null_mean:.4f} ± {res.null_std:.4f} over {permutations})")
-        else:
-            value = pair_value(Xs[0], Xs[1])
-            result["value"] = value
-            text = f"{desc} = {value:.6f}  (n = {n})"
-        M = np.array([[1.0, value], [value, 1.0]])
-        if output:
-            write_rows(output, [{k2: v for k2, v in result.items() if k2 != "names"}
-                                | {"a": names[0], "b": names[1]}], meta=meta)
+
+def _two_stores(opts, meta, desc, names, Xs, permutations, st, output):
+    """One value (with its permutation test when asked): ``(result, text, 2×2 matrix,
+    permutation result or None)``; ``-o`` gets one row."""
+    import fastcka
+
+    n = meta["n"]
+    result = dict(meta, names=names)
+    perm = None
+    if permutations is not None:
+        perm = fastcka.cka_permutation_test(
+            Xs[0], Xs[1], n_permutations=permutations, rng=st.seed, kernel=opts["kernel"],
+            sigma=opts["sigma"], threshold=opts["threshold"], estimator=opts["estimator"],
+            device=st.device)
+        value = perm.statistic
+        result.update(value=value, p_value=perm.p_value, null_mean=perm.null_mean,
+                      null_std=perm.null_std, n_permutations=perm.n_permutations)
+        text = (f"{desc} = {value:.6f}  (n = {n}; permutation test: p = {perm.p_value:.4g}, "
+                f"null {perm.null_mean:.4f} ± {perm.null_std:.4f} over {permutations})")
     else:
-        ctx = {"meta": meta, "names": names, "desc": desc, "stores": list(stores),
-               "device": st.device, "opts": opts}
-        distributed = parse_scheduler(st.scheduler)[0] != "none"
-        if part is None and not distributed:
-            if metric == "cka":
-                M = fastcka.cka_matrix(Xs, kernel=kernel, sigma=sig, threshold=threshold,
-                                       estimator=estimator, device=st.device)
-            else:
-                m = len(Xs)
-                M = np.eye(m)
-                for a in range(m):
-                    for b in range(a + 1, m):
-                        M[a, b] = M[b, a] = pair_value(Xs[a], Xs[b])
-        else:
-            units = matrix_units(metric, len(Xs))
-            mine = units if part is None else shard_range(units, part)
-            with scheduler_context(st) as ex:
-                res = run_units(ctx, Xs, mine, ex)
-            if part is not None:
-                lo = part[0] * len(units) // part[1]        # shard_range's first unit
-                write_partial(output, "cka", ctx, fingerprint(*Xs, sets[0].ids), part,
-                              (lo, lo + len(mine)), units_data(mine, res, n))
-                emit_result("cka", inputs={"stores": list(stores)}, outputs={"partial": output},
-                            results={"shard": part[0], "n_shards": part[1],
-                                     "units": [lo, lo + len(mine)]},
-                            text=f"shard {part[0]}/{part[1]}: units {lo}..{lo + len(mine)} of "
-                                 f"{len(units)} -> {output}",
-                            as_json=st.json, device=st.device)
-                return
-            M = matrix_from(ctx, units, res, n)
-        result, text = matrix_result(ctx, M, output)
-    if plot:
-        from fastcka import plots
+        value = _pair_value(opts, st.device, Xs[0], Xs[1])
+        result["value"] = value
+        text = f"{desc} = {value:.6f}  (n = {n})"
+    M = np.array([[1.0, value], [value, 1.0]])
+    if output:
+        write_rows(output, [{k2: v for k2, v in result.items() if k2 != "names"}
+                            | {"a": names[0], "b": names[1]}], meta=meta)
+    return result, text, M, perm
 
-        if len(sets) == 2 and permutations is not None:
-            fig = plots.permutation_null([{"null": perm.null, "observed": perm.statistic,
-                                           "p_value": perm.p_value,
-                                           "title": f"{names[0]} vs {names[1]}"}],
-                                         statistic=desc)
-        else:
-            label = {"cka": "CKA", "mutual_knn": "mutual k-NN", "cknna": "CKNNA"}[metric]
-            fig = plots.similarity_matrix(M, names, title=f"{desc}, n = {n}", label=label)
-        plots.save(fig, plot, plot_format)
-    if plot_kernels:
-        from fastcka import plots
 
-        fig, _ = plots.kernel_figure(Xs, names, kernel=kernel, sigma=sig, threshold=threshold,
-                                     groups=getattr(sets[0], "labels", None), rng=st.seed,
-                                     device=st.device)
-        plots.save(fig, plot_kernels, kernels_format)
-    emit_result("cka", inputs={"stores": list(stores)},
-                outputs={"output": output, "plot": plot, "plot_kernels": plot_kernels},
-                results=result, text=text, as_json=st.json, device=st.device)
+def _matrix(ctx, Xs, ids, part, st, output):
+    """The pairwise matrix of three or more stores (in-process, as units on the scheduler, or
+    one shard's units written as a partial output: then None)."""
+    import fastcka
+
+    opts, n = ctx["opts"], ctx["meta"]["n"]
+    if part is None and parse_scheduler(st.scheduler)[0] == "none":
+        if opts["metric"] == "cka":
+            return fastcka.cka_matrix(Xs, kernel=opts["kernel"], sigma=opts["sigma"],
+                                      threshold=opts["threshold"], estimator=opts["estimator"],
+                                      device=st.device)
+        m = len(Xs)
+        M = np.eye(m)
+        for a in range(m):
+            for b in range(a + 1, m):
+                M[a, b] = M[b, a] = _pair_value(opts, st.device, Xs[a], Xs[b])
+        return M
+    units = matrix_units(opts["metric"], len(Xs))
+    mine = units if part is None else shard_range(units, part)
+    with scheduler_context(st) as ex:
+        res = run_units(ctx, Xs, mine, ex)
+    if part is None:
+        return matrix_from(ctx, units, res, n)
+    lo = part[0] * len(units) // part[1]        # shard_range's first unit
+    write_partial(output, "cka", ctx, fingerprint(*Xs, ids), part,
+                  (lo, lo + len(mine)), units_data(mine, res, n))
+    emit_result("cka", inputs={"stores": ctx["stores"]}, outputs={"partial": output},
+                results={"shard": part[0], "n_shards": part[1],
+                         "units": [lo, lo + len(mine)]},
+                text=f"shard {part[0]}/{part[1]}: units {lo}..{lo + len(mine)} of "
+                     f"{len(units)} -> {output}",
+                as_json=st.json, device=st.device)
+    return None
+
+
+def _plot_values(M, perm, names, desc, metric, n, plot, plot_format) -> None:
+    """``--plot``: the permutation null with the observed value, or the matrix as a heatmap."""
+    from fastcka import plots
+
+    if perm is not None:
+        fig = plots.permutation_null([{"null": perm.null, "observed": perm.statistic,
+                                       "p_value": perm.p_value,
+                                       "title": f"{names[0]} vs {names[1]}"}],
+                                     statistic=desc)
+    else:
+        label = {"cka": "CKA", "mutual_knn": "mutual k-NN", "cknna": "CKNNA"}[metric]
+        fig = plots.similarity_matrix(M, names, title=f"{desc}, n = {n}", label=label)
+    plots.save(fig, plot, plot_format)
 
 
 def _pair_value(opts: dict, device: str, X, Y) -> float:
