@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import functools
 import importlib
+import sys
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -66,19 +68,20 @@ _REGISTRY: dict[tuple[str, str], str] = {
     # CSV/TSV bodies (fastcka.sources); without Numba the library keeps its row loop
     ("text", "numba"): "text_cpu:numba_ops",
     # QAP: one kernel function, or None where the library's array code is the implementation
-    ("lap", "numba"): "_qap_families:lap_numba",
-    ("lap", "numpy"): "_qap_families:none",
-    ("lap", "cupy"): "_qap_families:lap_cupy",
-    ("sinkhorn", "numba"): "_qap_families:sinkhorn_numba",
-    ("sinkhorn", "numpy"): "_qap_families:none",
-    ("sinkhorn", "cupy"): "_qap_families:none",
-    ("faq_gradient", "numba"): "_qap_families:faq_gradient_numba",
-    ("faq_gradient", "numpy"): "_qap_families:none",
-    ("faq_gradient", "cupy"): "_qap_families:none",
+    # (":factory": a factory defined below, in this file)
+    ("lap", "numba"): ":lap_numba",
+    ("lap", "numpy"): ":none",
+    ("lap", "cupy"): ":lap_cupy",
+    ("sinkhorn", "numba"): ":sinkhorn_numba",
+    ("sinkhorn", "numpy"): ":none",
+    ("sinkhorn", "cupy"): ":none",
+    ("faq_gradient", "numba"): ":faq_gradient_numba",
+    ("faq_gradient", "numpy"): ":none",
+    ("faq_gradient", "cupy"): ":none",
     # FAQ: the op set of one request (fused gradient, Sinkhorn balancing, engine capabilities)
-    ("faq", "numba"): "_qap_families:faq_numba",
-    ("faq", "numpy"): "_qap_families:faq_numpy",
-    ("faq", "cupy"): "_qap_families:faq_cupy",
+    ("faq", "numba"): ":faq_numba",
+    ("faq", "numpy"): ":faq_numpy",
+    ("faq", "cupy"): ":faq_cupy",
 }
 
 
@@ -107,4 +110,57 @@ def ops(family: str, engine: str) -> Any:
         raise KeyError(f"no kernel family {family!r} on engine {engine!r}; registered: "
                        f"{families()}") from None
     module, factory = target.split(":")
-    return getattr(importlib.import_module(f".{module}", __name__), factory)()
+    home = importlib.import_module(f".{module}", __name__) if module else sys.modules[__name__]
+    return getattr(home, factory)()
+
+
+# --------------------------------------------------------------------------------------------
+# the QAP families' factories: the kernel function, or None where the library's own NumPy/CuPy
+# array code is the implementation on that engine.  ``lap``: batched Jonker–Volgenant
+# (``lap_cpu.lap_batch`` / ``lap_cuda.lap_batch_device``); ``sinkhorn``: batched Sinkhorn
+# balancing (``sinkhorn_cpu.balance_batch``, CPU only); ``faq_gradient``: the fused symmetric FAQ
+# gradient (``faq_cpu.symmetric_gradient``, CPU only); ``faq``: the op set of one FAQ request
+# (``gradient``, ``balance``, ``auction``, ``device_starts``).
+# --------------------------------------------------------------------------------------------
+
+def none():
+    """No kernel on this engine: the library's array code runs."""
+    return None
+
+
+def lap_numba():
+    from .lap_cpu import lap_batch
+
+    return lap_batch
+
+
+def lap_cupy():
+    from .lap_cuda import lap_batch_device
+
+    return lap_batch_device
+
+
+def sinkhorn_numba():
+    from .sinkhorn_cpu import balance_batch
+
+    return balance_batch
+
+
+def faq_gradient_numba():
+    from .faq_cpu import symmetric_gradient
+
+    return symmetric_gradient
+
+
+def faq_numba():
+    return SimpleNamespace(gradient=faq_gradient_numba(), balance=sinkhorn_numba(),
+                           auction=False, device_starts=False)
+
+
+def faq_numpy():
+    return SimpleNamespace(gradient=None, balance=None, auction=False, device_starts=False)
+
+
+def faq_cupy():
+    return SimpleNamespace(gradient=None, balance=None, auction=True, device_starts=True)
+
