@@ -160,3 +160,22 @@ def test_python_dash_m_fastcka(tmp_path):
                        cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
     assert "Traceback" not in p.stderr and p.stdout == ""
+
+
+def test_default_scheduler_does_not_load_the_dask_layer(tmp_path):
+    """Without --scheduler no command parses one: fastcka.parallel (and Dask) stay unloaded;
+    a bad --scheduler is still refused as a usage error (exit 2) before any work."""
+    np.save(tmp_path / "x.npy", np.ones((4, 2), dtype=np.float32))
+    code = ("import sys\nfrom fastcka.cli.main import main\n"
+            "for argv in (['import', 'x.npy', '-o', 's.h5'], ['info', 's.h5']):\n"
+            "    try:\n        main(argv)\n    except SystemExit as e:\n        assert e.code == 0\n"
+            "sys.stdout = sys.__stdout__\n"
+            "print(sorted(m for m in ('fastcka.parallel', 'distributed', 'dask') "
+            "if m in sys.modules))")
+    p = _py(code, tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().splitlines()[-1] == "[]"
+    p = subprocess.run([sys.executable, "-m", "fastcka", "--scheduler", "nope", "info", "s.h5"],
+                       cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and p.stderr.startswith("fastcka: error:"), p.stderr
+    assert "scheduler" in p.stderr
