@@ -595,3 +595,23 @@ def test_randomized_starts_skip_the_array_sinkhorn_where_a_kernel_balances(monke
     ref = [scipy_qap(A, B, options=dict(P0="randomized", rng=g)).fun for _ in range(4)]
     np.testing.assert_allclose(fast.all_fun, ref, rtol=1e-12)
     np.testing.assert_allclose(plain.all_fun, ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("sym", [True, False])
+def test_direction_products_as_one_tall_gemm_match_the_plain_products(sym):
+    # M(Q) = A₂₂ Q B₂₂ᵀ (and A₂₂ᵀ Q B₂₂) of a stack of permutations, computed on the CPU as one
+    # tall GEMM over the gathered columns: the plain per-restart products, restart by restart
+    from fastcka import qap as q
+    from fastcka.backend import NUMPY_BACKEND
+
+    A, B, rng = _problem(37, sym, 9)
+    ident = np.arange(37)
+    pr = q._build_problem(NUMPY_BACKEND, A, B, None, ident, ident, 5, np.float64, False)
+    cols = np.stack([rng.permutation(32) for _ in range(4)])
+    A22, B22 = A[5:, 5:], B[5:, 5:]
+    for transpose in (False, True):
+        got = pr.apply_perm(cols, transpose)
+        for r in range(4):
+            Q = np.eye(32)[cols[r]]
+            want = A22.T @ Q @ B22 if transpose else A22 @ Q @ B22.T
+            np.testing.assert_allclose(got[r], want, rtol=1e-13, atol=1e-12)
