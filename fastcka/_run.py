@@ -87,7 +87,7 @@ def match_run(S: Any, T: Any, seed_idx: np.ndarray, query_idx: np.ndarray, *,
               n_init: int = N_RESTARTS, maxiter: int = FAQ_MAXITER, tol: float = FAQ_TOL, stretch: bool = False,
               rng: int = 0, device: str = "auto", lap: str = "auto", solver: Any = None,
               scheduler: Any = None, assign: str = "dense",
-              candidates: int | None = None) -> MatchRun:
+              candidates: int | None = None, dtype: Any = None) -> MatchRun:
     """Match the query rows of ``S`` to those of ``T`` given the seed rows (rows paired).
 
     ``method="faq"``: :func:`fastcka.seeded_match` (``stretch`` applies here, over the seed +
@@ -104,13 +104,17 @@ def match_run(S: Any, T: Any, seed_idx: np.ndarray, query_idx: np.ndarray, *,
     10 long, and ``optimal`` says whether the result is certified to be the dense optimum,
     :func:`fastcka._sparse_assign.certify`); ``"auto"`` dense below :data:`fastcka.config.MATCH_SPARSE_MIN` queries, sparse
     from there.
+
+    ``dtype`` (FAQ): precision of the Frank–Wolfe iterations (None: float64; ``"float32"``: the
+    faster GEMMs, every restart re-scored in float64 before the best is chosen).
     """
     if method == "faq":
         from .seeded import seeded_match
 
         res = seeded_match(S, T, seeds=seed_idx, queries=query_idx, kernel=kernel, sigma=sigma,
                            n_init=n_init, maxiter=maxiter, tol=tol, stretch=stretch, rng=rng,
-                           device=device, lap=lap, solver=solver, scheduler=scheduler)
+                           device=device, lap=lap, solver=solver, scheduler=scheduler,
+                           dtype=dtype)
         return MatchRun(res.matched_idx, res.scores, float(np.mean(res.matched_idx == query_idx)),
                         res.objective, res.all_objectives)
     from ._sparse_assign import check_assign, sparse_run, use_sparse  # score methods only

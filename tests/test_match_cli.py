@@ -42,6 +42,24 @@ def test_faq_json_matches_library(stores, capsys):
         assert json.loads(out)["objective"] == pytest.approx(lib.objective, rel=1e-9)
 
 
+def test_faq_float32_is_the_library_float32_run_scored_in_float64(stores, capsys):
+    src, tgt, X, Y, ids = stores
+    code, out, err = run(["match", src, tgt, "--seeds", 20, "--queries", 30, "--n-init", 3,
+                          "--seed", 4, "--json", "--device", "cpu", "--dtype", "float32"], capsys)
+    assert code == 0, err
+    r = json.loads(out)
+    seeds, queries = split_seeds_queries(60, n_seeds=20, n_queries=30, rng=4)
+    X32, Y32 = X.astype(np.float32), Y.astype(np.float32)
+    lib = seeded_match(X32, Y32, seeds=seeds, queries=queries, n_init=3, rng=4, device="cpu",
+                       dtype="float32")
+    lib64 = seeded_match(X32, Y32, seeds=seeds, queries=queries, n_init=3, rng=4, device="cpu")
+    assert r["objective"] == lib.objective and r["accuracy"] == lib.accuracy
+    # the planted pairs are found in float32 too, and the kept restart is scored in float64:
+    # the same matching has exactly the float64 run's objective
+    np.testing.assert_array_equal(lib.matched_idx, lib64.matched_idx)
+    assert lib.objective == lib64.objective
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".json", ".h5"])
 def test_output_rows_and_id_files(stores, capsys, tmp_path, suffix):
     src, tgt, X, Y, ids = stores
