@@ -171,9 +171,24 @@ def section_torch(sizes, rounds, rows):
 
     torch.set_num_threads(os.cpu_count() or 1)
     cases = {"fastcka": lambda X, Y: fastcka.cka(X, Y, device="cpu"),
+             "fastcka before (BLAS threads)": cka_blas_threads,
              "torch float64": lambda X, Y: torch_linear_cka(X, Y, torch.float64),
              "torch float32": lambda X, Y: torch_linear_cka(X, Y, torch.float32)}
     _interleaved(cases, [(n, p, q, 4) for n, p, q in sizes], rounds, rows, "torch", "linear", 1000)
+
+
+def cka_blas_threads(X, Y):
+    """Linear CKA as before the chunk thread pool: 8192-row chunks one after another, the BLAS
+    library's own threads inside each GEMM (the same code with its pool switched off)."""
+    import fastcka
+    from fastcka import _cka_stats, config
+
+    keep = config.CKA_CHUNK_ROWS, _cka_stats._chunk_threads
+    config.CKA_CHUNK_ROWS, _cka_stats._chunk_threads = 8192, lambda *a: 1
+    try:
+        return fastcka.cka(X, Y, device="cpu")
+    finally:
+        config.CKA_CHUNK_ROWS, _cka_stats._chunk_threads = keep
 
 
 def _interleaved(cases, sizes, rounds, rows, section, kernel, warm):
