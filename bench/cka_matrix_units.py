@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import statistics
 import sys
 import time
@@ -111,7 +110,7 @@ def main(argv=None) -> int:
     base_s, base_m = med["concatenated SYRK (before)"], med["cka_matrix in-process"]
     lines = ["# CKA matrix: per-pair units against the fused form", "",
              *machine_lines("cpu", f", dask {__import__('distributed').__version__}"),
-             f"- load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}", "",
+             "",
              f"{len(Xs)} float32 inputs of n = {args.n} rows, dims {dims} (Σp = {sum(dims)}: "
              f"the linear feature path); {args.rounds} rounds, interleaved, medians; ratios "
              f"against the reference named in the same run. Cluster start-up (not in the "
