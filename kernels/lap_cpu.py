@@ -283,19 +283,21 @@ def _sap_one(c, sign, v, warm, col4row, row4col, u, spc, path, remaining, SR,
     return True
 
 
+@njit(cache=True, nogil=True)
+def _sap_alloc(c, sign, v, warm, cols):  # pragma: no cover
+    """:func:`_sap_one` with its work arrays."""
+    n = c.shape[0]
+    return _sap_one(c, sign, v, warm, cols, np.empty(n, np.int64), np.empty(n), np.empty(n),
+                    np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.bool_),
+                    np.empty(n, np.bool_))
+
+
 @njit(cache=True, parallel=True)
 def _sap_batch(C, sign, V, warm, cols):  # pragma: no cover
-    k, n, _ = C.shape
+    k = C.shape[0]
     ok = np.ones(k, dtype=np.bool_)
     for b in prange(k):
-        row4col = np.empty(n, np.int64)
-        u = np.empty(n)
-        spc = np.empty(n)
-        path = np.empty(n, np.int64)
-        remaining = np.empty(n, np.int64)
-        SR = np.empty(n, np.bool_)
-        SC = np.empty(n, np.bool_)
-        ok[b] = _sap_one(C[b], sign, V[b], warm, cols[b], row4col, u, spc, path, remaining, SR, SC)
+        ok[b] = _sap_alloc(C[b], sign, V[b], warm, cols[b])
     return ok
 
 
@@ -357,7 +359,10 @@ def _solve(C: np.ndarray, maximize: bool, V: np.ndarray, warm: bool):
     k, n, _ = C.shape
     cols = np.empty((k, n), np.int64)
     if n:
-        ok = _sap_batch(C, -1.0 if maximize else 1.0, V, warm, cols)
+        sign = -1.0 if maximize else 1.0
+        # one problem: no parallel region (waking the thread pool costs more than a small solve)
+        ok = (np.array([_sap_alloc(C[0], sign, V[0], warm, cols[0])]) if k == 1
+              else _sap_batch(C, sign, V, warm, cols))
         if not ok.all():  # pragma: no cover - cannot happen with finite dense costs
             raise ValueError("cost matrix is infeasible")
     return cols, V

@@ -182,6 +182,21 @@ def test_jv_initialisation_leaves_a_valid_partial_assignment():
                                            atol=1e-12 * max(1.0, np.abs(C).max()) * n)
 
 
+def test_single_problem_and_batch_paths_solve_alike():
+    # one problem runs outside the parallel region (no thread-pool wake-up); same answer as the
+    # same problem inside a batch, warm or cold
+    rng = np.random.default_rng(32)
+    C = rng.random((3, 50, 50))
+    v0 = rng.standard_normal((3, 50))
+    for warm in (None, v0):
+        cols, V = lap_batch(C, v0=warm)
+        for b in range(3):
+            one, v = lap_batch(C[b], v0=None if warm is None else warm[b])
+            np.testing.assert_array_equal(one, cols[b])
+            np.testing.assert_array_equal(v, V[b])
+            _check(C[b], one, False)
+
+
 def test_warm_duals_are_kept_only_when_they_bound_the_optimum_better():
     from fastcka.kernels.lap_cpu import _column_reduction, _dual_bound, _keep_warm
 
