@@ -353,7 +353,7 @@ if numba is not None:
                 G[i, i] = 0.0
         return G
 
-    @njit(parallel=True, cache=True, fastmath={"reassoc", "nsz"})
+    @njit(parallel=True, cache=True)
     def _tile_sums_nb(Gs, diag):
         m, bi, bj = Gs.shape
         nch = min(_NCHUNK, bi)

@@ -91,3 +91,30 @@ def test_kernel_stats_tile(ops, diag):
             np.testing.assert_allclose(diags[a], np.diag(Ks[a]), rtol=1e-12)
         for b in range(3):
             assert S[a, b] == pytest.approx((Ks[a] * Ks[b]).sum(), rel=1e-12)
+
+
+_TILE_SUMS_CHILD = """
+import numpy as np
+from fastcka.kernels import cka_cpu
+G = np.random.default_rng(5).random((2, 37, 1001))
+S, rows, cols, diags = cka_cpu._tile_sums_nb(G, False)
+print(np.concatenate([S.ravel(), rows.ravel(), cols.ravel()]).tobytes().hex())
+"""
+
+
+def test_tile_sums_same_bits_compiled_or_loaded_from_the_numba_cache(tmp_path):
+    """A freshly compiled tile-sum kernel and the same kernel loaded from Numba's cache give the
+    same bits (with fastmath reassociation they did not: a Dask worker loading the cache then
+    differed from a test process that had compiled it, issue 14)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    out = [subprocess.run([sys.executable, "-c", _TILE_SUMS_CHILD], env=env, capture_output=True,
+                          text=True, check=True).stdout.strip() for _ in range(2)]  # compile, load
+    assert any(tmp_path.rglob("*.nbi"))  # the second run had a cache to load
+    G = np.random.default_rng(5).random((2, 37, 1001))
+    S, rows, cols, _ = cka_cpu._tile_sums_nb(G, False)
+    here = np.concatenate([S.ravel(), rows.ravel(), cols.ravel()]).tobytes().hex()
+    assert out[0] == out[1] == here
