@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     import scipy
     from scipy.optimize import linear_sum_assignment
 
-    from fastcka.kernels.lap_cpu import lap_batch
+    from fastcka.kernels.qap_cpu import lap_batch
 
     header = "\n".join(machine_lines("cpu", f", SciPy {scipy.__version__}, lapx "
                                      f"{getattr(lapx, '__version__', '?')}"))

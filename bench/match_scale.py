@@ -6,7 +6,7 @@ What is measured (same run, same machine, interleaved rounds):
    ``match --method local-cka``) on synthetic embeddings shaped like Flickr8k (text 384-d,
    image 1280-d, p = 320 seeds, a planted alignment through a shared 64-d latent plus noise):
    - the peers: SciPy ``linear_sum_assignment``, ``lapx.lapjvc`` (when installed, the
-     ``bench`` extra) and fastcka's own dense JV solver (``kernels/lap_cpu.py: lap_batch``, the
+     ``bench`` extra) and fastcka's own dense JV solver (``kernels/qap_cpu.py: lap_batch``, the
      LAP of FAQ) on the dense q x q score matrix (the matrix given, so the LAP alone);
    - our dense path: ``fastcka.evaluate.match_run(assign="dense")`` end to end (scores + LAP);
    - our sparse path: ``match_run(assign="sparse", candidates=k)`` end to end for several k
@@ -84,7 +84,7 @@ def compare(n: int, ks, rounds: int) -> tuple[list[dict], dict]:
               file=sys.stderr)
     finally:
         sys.path[:] = path
-    from fastcka.kernels.lap_cpu import lap_batch
+    from fastcka.kernels.qap_cpu import lap_batch
 
     lap_batch(np.random.default_rng(0).random((8, 8)))          # compiled before the rounds
     peers.append(("jv", None))
@@ -102,7 +102,7 @@ def compare(n: int, ks, rounds: int) -> tuple[list[dict], dict]:
             if name == "scipy":
                 t, (_, col) = _timed(lambda: linear_sum_assignment(M, maximize=True))
                 col = queries[col]
-            elif name == "jv":         # fastcka's own dense JV (kernels/lap_cpu.py, FAQ's LAP)
+            elif name == "jv":         # fastcka's own dense JV (kernels/qap_cpu.py, FAQ's LAP)
                 t, out = _timed(lambda: lap_batch(M, maximize=True)[0])
                 col = queries[np.asarray(out).reshape(-1)]
             elif name == "lapx":
@@ -173,7 +173,7 @@ def main(argv=None) -> None:
              f"## n = {n_cmp:,} queries, p = {P_SEEDS} seeds, 384-d / 1280-d ({rounds} interleaved "
              "rounds, median)", "",
              "The peers are SciPy `linear_sum_assignment`, `lapx.lapjvc` and fastcka's dense JV "
-             "(`jv`, `kernels/lap_cpu.py`) on the dense score matrix (the matrix given: the LAP alone; add the first row for their end-to-end "
+             "(`jv`, `kernels/qap_cpu.py`) on the dense score matrix (the matrix given: the LAP alone; add the first row for their end-to-end "
              "time); `dense` and `sparse` are `match_run` end to end (scores "
              "included). *same*: queries assigned as the dense LAP assigns them; *gap*: relative "
              "shortfall of the total score from the dense optimum; *certified*: the sparse "

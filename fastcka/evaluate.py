@@ -30,7 +30,7 @@ The grid is a list of independent :class:`Cell` specs (:func:`plan`); :func:`eva
 computes one from the prepared draws (:func:`prepare`), so any executor can distribute them.
 One run alone (:func:`draw_split`, :func:`match_run`, :func:`query_scores`,
 :func:`rank_queries`: what ``fastcka match`` / ``fastcka retrieve`` compute) lives in
-``fastcka/_run.py`` and is re-exported here.
+``fastcka/protocol.py`` and is re-exported here.
 """
 
 from __future__ import annotations
@@ -52,7 +52,6 @@ from ._eval_table import (  # noqa: F401  (_same_rows re-exported for the tests)
     _same_rows,
     read_table,
 )
-from ._run import MatchRun, draw_split, match_run, query_scores, rank_queries
 from .backend import check_matrix
 from .errors import InputError
 from .protocol import (
@@ -63,6 +62,11 @@ from .protocol import (
     N_QUERIES,
     N_RESTARTS,
     SEED_GRID,
+    MatchRun,
+    draw_split,
+    match_run,
+    query_scores,
+    rank_queries,
 )
 
 __all__ = ["evaluate", "EvalTable", "Cell", "plan", "prepare", "evaluate_cell", "parse_methods",

@@ -117,9 +117,9 @@ def ops(family: str, engine: str) -> Any:
 # --------------------------------------------------------------------------------------------
 # the QAP families' factories: the kernel function, or None where the library's own NumPy/CuPy
 # array code is the implementation on that engine.  ``lap``: batched Jonker–Volgenant
-# (``lap_cpu.lap_batch`` / ``lap_cuda.lap_batch_device``); ``sinkhorn``: batched Sinkhorn
-# balancing (``sinkhorn_cpu.balance_batch``, CPU only); ``faq_gradient``: the fused symmetric FAQ
-# gradient (``faq_cpu.symmetric_gradient``, CPU only); ``faq``: the op set of one FAQ request
+# (``qap_cpu.lap_batch`` / ``lap_cuda.lap_batch_device``); ``sinkhorn``: batched Sinkhorn
+# balancing (``qap_cpu.balance_batch``, CPU only); ``faq_gradient``: the fused symmetric FAQ
+# gradient (``qap_cpu.symmetric_gradient``, CPU only); ``faq``: the op set of one FAQ request
 # (``gradient``, ``balance``, ``auction``, ``device_starts``).
 # --------------------------------------------------------------------------------------------
 
@@ -129,7 +129,7 @@ def none():
 
 
 def lap_numba():
-    from .lap_cpu import lap_batch
+    from .qap_cpu import lap_batch
 
     return lap_batch
 
@@ -141,13 +141,13 @@ def lap_cupy():
 
 
 def sinkhorn_numba():
-    from .sinkhorn_cpu import balance_batch
+    from .qap_cpu import balance_batch
 
     return balance_batch
 
 
 def faq_gradient_numba():
-    from .faq_cpu import symmetric_gradient
+    from .qap_cpu import symmetric_gradient
 
     return symmetric_gradient
 

@@ -1,6 +1,6 @@
 """Exact batched linear assignment on a GPU (Numba CUDA): one thread block per problem.
 
-Same algorithm as :mod:`lap_cpu` (Jonker–Volgenant / Crouse shortest augmenting paths with
+Same algorithm as :mod:`qap_cpu` (Jonker–Volgenant / Crouse shortest augmenting paths with
 column duals that may be warm-started).  Inside a block the threads share each Dijkstra step: they
 relax the reduced costs of the current row over the remaining columns in parallel and reduce to
 the closest column (ties: an unassigned column first, then the lowest position), and thread 0
@@ -54,7 +54,7 @@ def _kernel(tpb: int):  # pragma: no cover - compiled for the device or simulate
         if tid == 0:
             sh_a[2] = n
         cuda.syncthreads()
-        # ---- augmenting row reduction (see lap_cpu._arr): two passes over the free rows ----
+        # ---- augmenting row reduction (see qap_cpu._arr): two passes over the free rows ----
         for _pass in range(2):
             if tid == 0:
                 sh_a[0] = 0

@@ -7,7 +7,7 @@ import pytest
 from reference import naive_lap_optimum
 from scipy.optimize import linear_sum_assignment
 
-from fastcka.kernels.lap_cpu import lap_batch
+from fastcka.kernels.qap_cpu import lap_batch
 
 
 def _opt(C, maximize):
@@ -159,7 +159,7 @@ def test_cold_jv_initialisation_reaches_scipy_optimum_with_optimal_duals(maximiz
 def test_jv_initialisation_leaves_a_valid_partial_assignment():
     # the augmentations only stay exact if the initialisation hands over a matching in which
     # every assigned row sits on a cheapest column of its reduced costs c_ij - v_j
-    from fastcka.kernels.lap_cpu import _initial_assignment
+    from fastcka.kernels.qap_cpu import _initial_assignment
 
     rng = np.random.default_rng(30)
     for n in (1, 2, 5, 60, 200):
@@ -198,7 +198,7 @@ def test_single_problem_and_batch_paths_solve_alike():
 
 
 def test_warm_duals_are_kept_only_when_they_bound_the_optimum_better():
-    from fastcka.kernels.lap_cpu import _column_reduction, _dual_bound, _keep_warm
+    from fastcka.kernels.qap_cpu import _column_reduction, _dual_bound, _keep_warm
 
     rng = np.random.default_rng(31)
     n = 80

@@ -270,7 +270,7 @@ def test_doubly_stochastic_zero_column_like_numpy(monkeypatch):
 
 
 def test_fused_randomized_start_kernel():
-    from fastcka.kernels.sinkhorn_cpu import balance_batch
+    from fastcka.kernels.qap_cpu import balance_batch
 
     rng = np.random.default_rng(4)
     K = rng.random((3, 40, 40))
@@ -285,7 +285,7 @@ def test_fused_randomized_start_kernel():
 def test_rank_one_duals_are_optimal(ties):
     from scipy.optimize import linear_sum_assignment
 
-    from fastcka.kernels.lap_cpu import lap_batch
+    from fastcka.kernels.qap_cpu import lap_batch
     from fastcka.qap import rank_one_duals
 
     rng = np.random.default_rng(7 + ties)
@@ -355,7 +355,7 @@ def test_seed_dominated_restarts_full_steps_match_scipy(monkeypatch):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_fused_symmetric_gradient_kernel(dtype):
-    from fastcka.kernels.faq_cpu import symmetric_gradient
+    from fastcka.kernels.qap_cpu import symmetric_gradient
 
     rng = np.random.default_rng(8)
     M = rng.normal(size=(3, 17, 17)).astype(dtype)

@@ -36,7 +36,7 @@ def doubly_stochastic(P: Any, tol: float = 1e-3, max_iter: int = 1000) -> Any:
     Only the scale vectors are iterated: two batched matrix-vector products per sweep
     (``P c`` and ``rᵀ P``), and the balanced matrix is formed once at the end.  O(k n²) time per
     sweep, one output array of P's size.  On the CPU (float64, Numba enabled) a fused kernel does
-    each sweep in one cache-resident pass per matrix (:mod:`fastcka.kernels.sinkhorn_cpu`).
+    each sweep in one cache-resident pass per matrix (:mod:`fastcka.kernels.qap_cpu`).
     """
     single = P.ndim == 2
     be = get_backend(P, device="gpu" if is_cupy_array(P) else "cpu")
