@@ -266,9 +266,9 @@ def main(argv=None) -> int:
         restarts, scipy_restarts = min(args.restarts, 20), min(args.scipy_restarts, 5)
     else:
         sizes = args.sizes or [1000, 2000]
+        restarts, scipy_restarts = args.restarts, args.scipy_restarts
     if args.skip_dense:
         sizes = []
-        restarts, scipy_restarts = args.restarts, args.scipy_restarts
     if args.probe_from is None and args.device == "gpu":
         args.probe_from = 4000
     out_dir = Path(args.out) if args.out else ROOT / "bench" / "results"
