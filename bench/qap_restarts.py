@@ -1,9 +1,10 @@
 """Benchmark: FAQ restarts on the paper workload, the GEMMs of the restarts (issue 15 item 4).
 
 Paper workload on H K H-centred Flickr8k RBF kernels (320 seeds + 500 queries), ``--restarts``
-restarts (default 100) from P0="randomized": the previous direction products M(Q) = A Q Bᵀ
-(k batched n×n products) against the current ones (one tall GEMM over the stacked restarts, as
-the start's M(P0) already was), and the current path in float32 (``dtype="float32"``, every
+restarts (default 100) from P0="randomized": the direction products M(Q) = A Q Bᵀ as k batched
+n×n products written out here against the library's (the same form again since the tall stacked
+GEMM was reverted for depending on the BLAS thread count: the two rows now time one computation),
+and the current path in float32 (``dtype="float32"``, every
 restart re-scored in float64), interleaved in one process, median of ``--rounds`` rounds.
 The returned assignment and objective must be identical between before and now (float64);
 the other restarts' objectives (kept incrementally, not re-scored) are compared too.
