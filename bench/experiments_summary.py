@@ -6,6 +6,12 @@ For each family of tables ``<family>_<name>.csv`` in RESULTS_DIR writes ``<famil
 per table and method: matching accuracy, mean ± std over the query draws, at every seed count, per
 direction) and ``<family>.png`` (accuracy against the number of seeds, one panel per method, one
 line per table).  Tables are read with :func:`fastcka.evaluate.read_table`.
+
+When the page next to RESULTS_DIR (``docs/results.md`` for ``docs/results``) exists, the blocks
+between its markers ``<!-- BEGIN summary:NAME -->`` and ``<!-- END summary:NAME -->`` are
+replaced: NAME = a family (its table, as in ``<family>.md``) or ``settings`` (one row per table
+of RESULTS_DIR: the methods, seed counts, draws, directions and FAQ restarts it really holds, read
+from its rows).  So the page's tables and its statement of what was run are never stale.
 """
 
 from __future__ import annotations
@@ -57,6 +63,41 @@ def markdown(family: str, tabs: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _ints(values) -> str:
+    return ", ".join(str(v) for v in sorted(set(values)))
+
+
+def settings_table(results: Path) -> str:
+    """One row per ``*.csv`` table of *results*: what its rows hold (not what was asked for)."""
+    from fastcka.evaluate import read_table
+
+    lines = ["<!-- written by bench/experiments_summary.py from the tables' rows -->",
+             "| table | methods | seed counts | draws | directions | FAQ restarts | cells |",
+             "|---|---|---|---|---|---|---|"]
+    for p in sorted(results.glob("*.csv")):
+        rows = list(read_table(str(p)))
+        if not rows or "n_seeds" not in rows[0]:
+            continue
+        n_init = [r["n_init"] for r in rows if r["method"] == "faq"]
+        lines.append(
+            f"| [`{p.name}`]({results.name}/{p.name}) "
+            f"| {', '.join(dict.fromkeys(_label(r) for r in rows))} "
+            f"| {_ints(r['n_seeds'] for r in rows)} | {len({r['draw'] for r in rows})} "
+            f"| {', '.join(sorted({r['direction'] for r in rows}))} "
+            f"| {_ints(n_init) if n_init else '–'} | {len(rows)} |")
+    return "\n".join(lines) + "\n"
+
+
+def splice(page: str, name: str, block: str) -> str:
+    """*page* with the text between the markers of *name* replaced by *block* (unchanged if the
+    page has no such markers)."""
+    begin, end = f"<!-- BEGIN summary:{name} -->", f"<!-- END summary:{name} -->"
+    i, j = page.find(begin), page.find(end)
+    if i < 0 or j < i:
+        return page
+    return page[:i + len(begin)] + "\n" + block + page[j:]
+
+
 def plot(family: str, tabs: dict, path: Path) -> None:
     import matplotlib
 
@@ -65,8 +106,10 @@ def plot(family: str, tabs: dict, path: Path) -> None:
 
     from fastcka._io import atomic_path
 
+    have = {r["direction"] for t in tabs.values() for r in t["summary"]}
+    direction = "src-to-tgt" if "src-to-tgt" in have or not have else "tgt-to-src"
     rows = [(name, r) for name, t in tabs.items() for r in t["summary"]
-            if r["direction"] == "src-to-tgt"]
+            if r["direction"] == direction]
     methods = list(dict.fromkeys(_label(r) for _, r in rows))
     fig, axes = plt.subplots(1, len(methods), figsize=(3.2 * len(methods), 3.2), sharey=True,
                              squeeze=False)
@@ -83,7 +126,7 @@ def plot(family: str, tabs: dict, path: Path) -> None:
         ax.minorticks_off()
         ax.set_title(m, fontsize=9)
         ax.set_xlabel("seeds")
-    axes[0][0].set_ylabel("matching accuracy (src-to-tgt)")
+    axes[0][0].set_ylabel(f"matching accuracy ({direction})")
     axes[0][-1].legend(fontsize=7, loc="upper left")
     fig.suptitle(family)
     with atomic_path(path, suffix=".png") as tmp:
@@ -95,6 +138,8 @@ def main(argv: list[str]) -> int:
     from fastcka._io import atomic_write_text
 
     results = Path(argv[1] if len(argv) > 1 else "docs/results")
+    doc = results.parent / f"{results.name}.md"
+    page = doc.read_text(encoding="utf-8") if doc.is_file() else None
     for fam in FAMILIES:
         tabs = family_tables(results, fam)
         if not tabs:
@@ -104,6 +149,12 @@ def main(argv: list[str]) -> int:
         plot(fam, tabs, results / f"{fam}.png")
         print(f"experiments_summary: wrote {results / (fam + '.md')} and {fam}.png "
               f"({len(tabs)} tables)")
+        if page is not None:
+            page = splice(page, fam, markdown(fam, tabs))
+    if page is not None:
+        page = splice(page, "settings", settings_table(results))
+        atomic_write_text(doc, page)
+        print(f"experiments_summary: updated the summary blocks of {doc}")
     return 0
 
 
