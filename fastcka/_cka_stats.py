@@ -8,13 +8,14 @@ linear kernel from column-centred features in ``O(n·(Σp)²)``.  Every sum is f
 
 from __future__ import annotations
 
-import os
 import queue
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import _median, config
+from ._threads import ordered_map
+from ._threads import pool_threads as _chunk_threads
 from .backend import Backend
 
 
@@ -144,44 +145,13 @@ def _linear_feature_stats(be: Backend, Xs: list, pairs: list[tuple[int, int]] | 
             C[p] += done[1][p]
         free.put(done)
 
-    if threads == 1:
-        for r0 in starts:
-            add(chunk(r0))
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(threads) as ex:
-            window = [ex.submit(chunk, r0) for r0 in starts[: threads + 1]]
-            for i in range(len(starts)):
-                add(window[i].result())
-                if i + threads + 1 < len(starts):
-                    window.append(ex.submit(chunk, starts[i + threads + 1]))
+    for done in ordered_map(chunk, starts, threads):
+        add(done)
     S = np.zeros((m, m))
     for (a, b), c in C.items():
         S[a, b] = S[b, a] = be.scalar((c * c).sum())
     return _Stats(n, S, np.zeros((m, n)), be.to_host(D).astype(np.float64),
                   [1.0 / (aff[1] * aff[1]) for aff in affs])
-
-
-#: multiply-adds below which the feature path's chunks run one after another (a few ms: the
-#: pool's start-up would show)
-_THREADS_MIN_WORK = 2 ** 26
-
-
-def _chunk_threads(be: Backend, chunks: int, work: int) -> int:
-    """Threads for the feature path's chunks: 1 on a GPU, for one chunk or little ``work``,
-    else the CPUs this process may run on, at most the chunks and the BLAS's own threads."""
-    if be.device != "cpu" or chunks < 2 or work < _THREADS_MIN_WORK:
-        return 1
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:  # pragma: no cover - a dependency
-        return 1
-    blas = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(chunks, cpus or 1, min(blas) if blas else 1))
 
 
 def _rows64(xp, X, r0: int, r1: int, aff, buf):

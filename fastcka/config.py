@@ -49,6 +49,10 @@ MATCH_SPARSE_MIN = 8192
 # --- seeded graph matching (fastcka.qap) ------------------------------------------------------
 #: bytes the batched Frank–Wolfe restarts may hold at once
 QAP_BATCH_BUDGET = {"cpu": 512 << 20, "gpu": 8 << 30}
+#: threads of the CPU pool of FAQ restart groups (one BLAS thread each): None for the CPUs
+#: this process may use, at most the BLAS threads (``--threads``, ``threadpool_limits``); the
+#: results do not depend on it
+QAP_THREADS: int | None = None
 #: lap="auto" on the CPU takes the warm-started JV solver from this many free nodes ...
 LAP_JV_MIN_FREE = 256
 #: ... or from this many when several restarts run as one batch

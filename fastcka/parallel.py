@@ -287,13 +287,14 @@ def _faq_batch_task(inputs, device, start_kind, start_data, k, run_opts):
     else:
         starts = (start_kind, start_data)
     maximize, maxiter, tol, lap_kind = run_opts
-    return _faq_batched(be, problem, k, starts, maximize, maxiter, tol, lap_kind, k)
+    return _faq_batched(be, problem, k, starts, maximize, maxiter, tol, lap_kind, k, threads=1)
 
 
 def faq_restarts(scheduler, be, inputs, n_init, starts, rng, run_opts, batch_size):
     """FAQ's batches of restarts as tasks: what :func:`fastcka.qap._faq_batched` returns.
 
-    The batches are the in-process ones (same size, same restarts), one task each.  A host
+    The batches are those of an in-process run in one thread (same size, same restarts), one
+    task each, run like the in-process ones with one BLAS thread (the same bits).  A host
     randomized start gives each task a copy of ``rng`` at its batch's position (the client
     draws and drops each batch's matrices to get there, which also leaves ``rng`` where the
     in-process run leaves it); a device start passes each batch its own seed, as in-process.

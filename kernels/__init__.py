@@ -120,7 +120,7 @@ def ops(family: str, engine: str) -> Any:
 # (``qap_cpu.lap_batch`` / ``lap_cuda.lap_batch_device``); ``sinkhorn``: batched Sinkhorn
 # balancing (``qap_cpu.balance_batch``, CPU only); ``faq_gradient``: the fused symmetric FAQ
 # gradient (``qap_cpu.symmetric_gradient``, CPU only); ``faq``: the op set of one FAQ request
-# (``gradient``, ``balance``, ``auction``, ``device_starts``).
+# (``gradient``, ``balance``, ``auction``, ``device_starts``, ``one_thread``).
 # --------------------------------------------------------------------------------------------
 
 def none():
@@ -153,14 +153,17 @@ def faq_gradient_numba():
 
 
 def faq_numba():
+    # one_thread: lap/gradient/balance take parallel=False (a thread of FAQ's restart pool)
     return SimpleNamespace(gradient=faq_gradient_numba(), balance=sinkhorn_numba(),
-                           auction=False, device_starts=False)
+                           auction=False, device_starts=False, one_thread=True)
 
 
 def faq_numpy():
-    return SimpleNamespace(gradient=None, balance=None, auction=False, device_starts=False)
+    return SimpleNamespace(gradient=None, balance=None, auction=False, device_starts=False,
+                           one_thread=False)
 
 
 def faq_cupy():
-    return SimpleNamespace(gradient=None, balance=None, auction=True, device_starts=True)
+    return SimpleNamespace(gradient=None, balance=None, auction=True, device_starts=True,
+                           one_thread=False)
 

@@ -133,11 +133,23 @@ def _balance_batch(P, tol, max_iter, alpha, beta, out):  # pragma: no cover
         _balance_one(P[b], tol, max_iter, alpha, beta, out[b], r, c, rP)
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _balance_serial(P, tol, max_iter, alpha, beta, out):  # pragma: no cover
+    """:func:`_balance_batch` in the calling thread (GIL released)."""
+    n = P.shape[1]
+    r, c, rP = np.empty(n), np.empty(n), np.empty(n)
+    for b in range(P.shape[0]):
+        _balance_one(P[b], tol, max_iter, alpha, beta, out[b], r, c, rP)
+
+
 def balance_batch(P: np.ndarray, tol: float = 1e-3, max_iter: int = 1000, alpha: float = 0.0,
-                  beta: float = 1.0, out: np.ndarray | None = None) -> np.ndarray:
+                  beta: float = 1.0, out: np.ndarray | None = None, *,
+                  parallel: bool = True) -> np.ndarray:
     """``alpha + beta · DS(P[b])`` for every matrix of a (k, n, n) float64 batch.
 
     ``out`` (k, n, n; float64 or float32, C-contiguous) may be given; it must not alias ``P``.
+    ``parallel=False``: in the calling thread only, the GIL released (a thread of a pool of
+    restart groups); the same bits.
     """
     P = np.ascontiguousarray(P, dtype=np.float64)
     if P.ndim != 3 or P.shape[1] != P.shape[2]:
@@ -145,29 +157,44 @@ def balance_batch(P: np.ndarray, tol: float = 1e-3, max_iter: int = 1000, alpha:
     if out is None:
         out = np.empty_like(P)
     if P.shape[1]:
-        _balance_batch(P, float(tol), int(max_iter), float(alpha), float(beta), out)
+        (_balance_batch if parallel else _balance_serial)(
+            P, float(tol), int(max_iter), float(alpha), float(beta), out)
     return out
 
 # --------------------------------------------------------------------------------------------
 # 2. gradient: 2·M + C for every restart
 # --------------------------------------------------------------------------------------------
 
+@njit(cache=True, nogil=True)
+def _twice_plus_one(M, C, out):  # pragma: no cover
+    n, m = M.shape
+    for i in range(n):
+        for j in range(m):
+            out[i, j] = 2.0 * M[i, j] + C[i, j]
+
+
 @njit(cache=True, parallel=True)
 def _twice_plus(M, C, out):  # pragma: no cover
-    k, n, m = M.shape
-    for b in prange(k):
-        for i in range(n):
-            for j in range(m):
-                out[b, i, j] = 2.0 * M[b, i, j] + C[i, j]
+    for b in prange(M.shape[0]):
+        _twice_plus_one(M[b], C, out[b])
 
 
-def symmetric_gradient(M: np.ndarray, C: np.ndarray) -> np.ndarray:
-    """``2·M[r] + C`` for every restart r: FAQ's gradient for symmetric A and B."""
+@njit(cache=True, nogil=True)
+def _twice_plus_serial(M, C, out):  # pragma: no cover
+    for b in range(M.shape[0]):
+        _twice_plus_one(M[b], C, out[b])
+
+
+def symmetric_gradient(M: np.ndarray, C: np.ndarray, *, parallel: bool = True) -> np.ndarray:
+    """``2·M[r] + C`` for every restart r: FAQ's gradient for symmetric A and B.
+
+    ``parallel=False``: in the calling thread only, the GIL released; the same bits.
+    """
     M = np.ascontiguousarray(M)
     C = np.ascontiguousarray(C, dtype=M.dtype)
     out = np.empty_like(M)
     if M.size:
-        _twice_plus(M, C, out)
+        (_twice_plus if parallel else _twice_plus_serial)(M, C, out)
     return out
 
 # --------------------------------------------------------------------------------------------
@@ -438,8 +465,17 @@ def _sap_batch(C, sign, V, warm, cols):  # pragma: no cover
     return ok
 
 
+@njit(cache=True, nogil=True)
+def _sap_serial(C, sign, V, warm, cols):  # pragma: no cover
+    """:func:`_sap_batch` in the calling thread (GIL released)."""
+    ok = np.ones(C.shape[0], dtype=np.bool_)
+    for b in range(C.shape[0]):
+        ok[b] = _sap_alloc(C[b], sign, V[b], warm, cols[b])
+    return ok
+
+
 def lap_batch(C: np.ndarray, maximize: bool = False, v0: np.ndarray | None = None, *,
-              checked: bool = False):
+              checked: bool = False, parallel: bool = True):
     """Solve k dense n×n assignment problems exactly.
 
     Parameters
@@ -456,6 +492,9 @@ def lap_batch(C: np.ndarray, maximize: bool = False, v0: np.ndarray | None = Non
         ``v0`` (if given) a C-contiguous (k, n) float64 array it gives up (updated in place and
         returned as ``v``): no check, no copy.  For solvers that call this in a loop on arrays
         they built (FAQ's Frank–Wolfe directions), where the checks cost ~7 % of the run.
+    parallel : bool
+        ``False``: the problems one after another in the calling thread, the GIL released (a
+        thread of a pool of FAQ restart groups); the same answers.
 
     Returns
     -------
@@ -470,7 +509,8 @@ def lap_batch(C: np.ndarray, maximize: bool = False, v0: np.ndarray | None = Non
     memory: O(n) per problem besides ``C``.  Problems run in parallel over Numba threads.
     """
     if checked:
-        return _solve(C, maximize, np.zeros(C.shape[:2]) if v0 is None else v0, v0 is not None)
+        return _solve(C, maximize, np.zeros(C.shape[:2]) if v0 is None else v0, v0 is not None,
+                      parallel)
     C = np.asarray(C)
     single = C.ndim == 2
     if single:
@@ -484,13 +524,13 @@ def lap_batch(C: np.ndarray, maximize: bool = False, v0: np.ndarray | None = Non
     if not np.isfinite(C).all():
         raise ValueError("C contains NaN or Inf")
     V = np.zeros((k, n)) if v0 is None else np.array(v0, dtype=np.float64, copy=True).reshape(k, n)
-    cols, V = _solve(C, maximize, V, v0 is not None)
+    cols, V = _solve(C, maximize, V, v0 is not None, parallel)
     if single:
         return cols[0], V[0]
     return cols, V
 
 
-def _solve(C: np.ndarray, maximize: bool, V: np.ndarray, warm: bool):
+def _solve(C: np.ndarray, maximize: bool, V: np.ndarray, warm: bool, parallel: bool = True):
     """The solve of :func:`lap_batch` on checked arrays (``V`` updated in place; its values are
     the warm start when ``warm``)."""
     k, n, _ = C.shape
@@ -498,8 +538,7 @@ def _solve(C: np.ndarray, maximize: bool, V: np.ndarray, warm: bool):
     if n:
         sign = -1.0 if maximize else 1.0
         # one problem: no parallel region (waking the thread pool costs more than a small solve)
-        ok = (np.array([_sap_alloc(C[0], sign, V[0], warm, cols[0])]) if k == 1
-              else _sap_batch(C, sign, V, warm, cols))
+        ok = (_sap_batch if parallel and k > 1 else _sap_serial)(C, sign, V, warm, cols)
         if not ok.all():  # pragma: no cover - cannot happen with finite dense costs
             raise ValueError("cost matrix is infeasible")
     return cols, V

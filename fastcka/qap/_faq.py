@@ -38,6 +38,7 @@ import numpy as np
 
 from .. import config
 from .._progress import progress
+from .._threads import ordered_map, pool_threads
 from ..backend import Backend, get_backend, is_cupy_array
 from ._frank_wolfe import Problem, build_problem, frank_wolfe
 from ._lap import resolve_kind
@@ -181,21 +182,47 @@ def _fully_seeded(req: FaqRequest):
 
 # ---- step 3: the batches of restarts ------------------------------------------------------
 
-def batch_size(be: Backend, n: int, k: int, itemsize: int, batch_size) -> int:
+def restart_threads(be: Backend, n: int, k: int) -> int:
+    """Threads of the pool of restart groups for k restarts of n' free nodes: 1 on a GPU or for
+    one restart, ``config.QAP_THREADS`` when set, else :func:`fastcka._threads.pool_threads`
+    (the CPUs, at most the BLAS threads ``--threads`` / ``threadpool_limits`` set)."""
+    if be.device != "cpu" or k < 2:
+        return 1
+    if config.QAP_THREADS is not None:
+        return max(1, min(k, operator.index(config.QAP_THREADS)))
+    return pool_threads(be, k, k * n ** 3)
+
+
+def batch_size(be: Backend, n: int, k: int, itemsize: int, batch_size, groups: int = 1) -> int:
     """Restarts per batch: ``batch_size``, or as many as fit ~512 MiB (CPU) / 8 GiB (GPU) at
-    six n'×n' arrays per restart (the most :func:`frank_wolfe` holds at once)."""
+    six n'×n' arrays per restart (the most :func:`frank_wolfe` holds at once).
+
+    ``groups`` batches running at once (a pool of restart groups) share that memory with the
+    random matrices (float64) of one more batch drawn ahead, and each of them gets at most
+    ``k / (2 groups)`` restarts so that the threads finish together.
+    """
     if batch_size is not None:
         return max(1, min(k, operator.index(batch_size)))
     budget = config.QAP_BATCH_BUDGET[be.device]
     per = 6 * n * n * itemsize + 1
-    return max(1, min(k, budget // per))
+    if groups <= 1:
+        return max(1, min(k, budget // per))
+    return max(1, min(-(-k // (2 * groups)), budget // (groups * per + 8 * n * n)))
 
 
-def _batch_starts(be: Backend, pr: Problem, starts, idx: list, s: int):
-    """The (len(idx), n', n') starts of the restarts ``idx`` (first ``s``), None: barycentre."""
+def _draws(starts, idx: list):
+    """The host random matrices of the restarts ``idx`` (drawn now, in restart order), or None
+    where the starts need none drawn here."""
     kind, data = starts
-    if kind == "randomized" and not isinstance(data, int):
-        return _randomized_from_host(be, pr.ops.balance, data(idx), pr.dtype)
+    return data(idx) if kind == "randomized" and not isinstance(data, int) else None
+
+
+def _batch_starts(be: Backend, pr: Problem, starts, idx: list, s: int, Ks):
+    """The (len(idx), n', n') starts of the restarts ``idx`` (first ``s``; ``Ks``: their
+    :func:`_draws`), None: barycentre."""
+    kind, data = starts
+    if Ks is not None:
+        return _randomized_from_host(be, pr.ops.balance, Ks, pr.dtype)
     if kind == "randomized":
         return _randomized_on_device(be, len(idx), pr.n, data + s, pr.dtype)
     if kind == "array":
@@ -230,17 +257,39 @@ def _randomized_on_device(be: Backend, k: int, n: int, seed: int, dtype):
 
 
 def faq_batched(be: Backend, pr: Problem, k: int, starts, maximize: bool, maxiter: int,
-                tol: float, lap_kind: str, batch_size_opt):
-    """All k restarts, batch by batch: (cols (k, n'), nit (k,), free-block objective (k,))."""
+                tol: float, lap_kind: str, batch_size_opt, threads: int | None = None):
+    """All k restarts, batch by batch: (cols (k, n'), nit (k,), free-block objective (k,)).
+
+    On the CPU the batches run on a pool of ``threads`` threads (None:
+    :func:`restart_threads`; a cluster task passes 1), each batch in one thread with the
+    kernels' one-thread forms (:meth:`fastcka.qap._lap.FaqOps.in_one_thread`), and a request of
+    several restarts computes with one BLAS thread whatever the pool: a GEMM's rounding depends
+    on the BLAS's threads (not on the batch it is part of), so every restart's bits, and the
+    best restart, depend neither on the threads nor on the batches.  The random matrices are
+    drawn here, batch after batch in restart order, as without a pool.
+    """
     cols_out = np.empty((k, pr.n), dtype=np.int64)
     nit_out = np.zeros(k, dtype=np.int64)
     inc_out = np.full(k, np.nan)
-    bs = batch_size(be, pr.n, k, np.dtype(pr.dtype).itemsize, batch_size_opt)
+    one_blas = be.device == "cpu" and (k > 1 or threads is not None)
+    threads = restart_threads(be, pr.n, k) if threads is None else max(1, threads)
+    bs = batch_size(be, pr.n, k, np.dtype(pr.dtype).itemsize, batch_size_opt, threads)
+    wpr = dataclasses.replace(pr, ops=pr.ops.in_one_thread()) if threads > 1 else pr
+
+    def batches():
+        for s in range(0, k, bs):
+            idx = list(range(s, min(k, s + bs)))
+            yield [idx, s, _draws(starts, idx)]
+
+    def run(item):
+        idx, s, Ks = item
+        item[2] = None                  # the draws go once balanced into the starts
+        P = _batch_starts(be, wpr, starts, idx, s, Ks)
+        del Ks
+        return idx, frank_wolfe(be, wpr, len(idx), P, maximize, maxiter, tol, lap_kind)
+
     bar = progress(total=k, desc="FAQ restarts", unit="restart") if k > bs else None
-    for s in range(0, k, bs):
-        idx = list(range(s, min(k, s + bs)))
-        P = _batch_starts(be, pr, starts, idx, s)
-        cols, nit, inc = frank_wolfe(be, pr, len(idx), P, maximize, maxiter, tol, lap_kind)
+    for idx, (cols, nit, inc) in ordered_map(run, batches(), threads, one_blas=one_blas):
         cols_out[idx] = cols
         inc_out[idx] = inc
         nit_out[idx] = nit

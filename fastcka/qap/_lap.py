@@ -30,6 +30,7 @@ PLoS ONE 10 (2015) e0121002, doi:10.1371/journal.pone.0121002.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -53,13 +54,27 @@ class FaqOps:
     balance: Any            # batched Sinkhorn balancing, or None (:func:`doubly_stochastic`)
     auction: bool           # the LAP kernel offers the auction warm start (``lap="auction"``)
     device_starts: bool     # randomized starts are drawn by the device's own generator
+    one_thread: bool = False    # the kernels take ``parallel=False`` (see :meth:`in_one_thread`)
+
+    def in_one_thread(self) -> FaqOps:
+        """These kernels running in the calling thread only, the GIL released (for a thread of
+        a pool of restart groups, :func:`fastcka.qap._faq.faq_batched`): the same bits."""
+        if not self.one_thread:
+            return self
+        return FaqOps(lap=partial(self.lap, parallel=False),
+                      gradient=partial(self.gradient, parallel=False),
+                      balance=partial(self.balance, parallel=False),
+                      auction=self.auction, device_starts=self.device_starts)
 
 
 def faq_ops(be: Backend) -> FaqOps:
     """The request's kernels on ``be``'s engine: the "lap" family and the "faq" op set."""
     fam = ops("faq", be)
-    return FaqOps(lap=ops("lap", be), gradient=fam.gradient, balance=fam.balance,
-                  auction=fam.auction, device_starts=fam.device_starts)
+    lap = ops("lap", be)
+    return FaqOps(lap=lap, gradient=fam.gradient, balance=fam.balance, auction=fam.auction,
+                  device_starts=fam.device_starts,
+                  one_thread=bool(getattr(fam, "one_thread", False))
+                  and None not in (lap, fam.gradient, fam.balance))
 
 
 def resolve_kind(lap: str, be: Backend, n_free: int, n_init: int) -> str:
