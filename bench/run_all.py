@@ -34,6 +34,8 @@ SCRIPTS = [
     ("qap.py", [], ["scipy"], "scipy.optimize.quadratic_assignment", "qap.md"),
     ("qap_symmetric.py", [], ["scipy"], "SciPy, the previous asymmetric path", "qap_symmetric.md"),
     ("qap_restarts.py", [], [], "the previous restart code, same run", "qap_restarts.md"),
+    ("qap_pool.py", [], ["scipy"], "SciPy, the code before the restart pool, same run",
+     "qap_pool.md"),
     ("lap.py", [], ["lap", "scipy"], "lapx.lapjvc, scipy linear_sum_assignment", "lap.md"),
     ("local_cka.py", [], [], "reference per-pair loop, batched NumPy", "local_cka.md"),
     ("match_scale.py", [], ["scipy"], "dense LAP matching", "match_scale.md"),
