@@ -3,8 +3,9 @@
 fastcka: ``fastcka.evaluate`` over the grid (6 seed counts x 3 draws x 2 directions, FAQ rbf with
 ``--restarts`` restarts, local CKA linear/rbf-paper/rbf-base, linreg, relative), timed in full.
 Reference (the paper's code's way), timed in the same run on ONE cell (320 seeds, draw 0,
-text->image) and extrapolated: FAQ as one ``scipy.optimize.quadratic_assignment`` call per restart
-(timed on ``--scipy-restarts``, scaled to ``--restarts``), local CKA as a per-pair loop of full
+src-to-tgt: caption queries rank images) and extrapolated: FAQ as one
+``scipy.optimize.quadratic_assignment`` call per restart (timed on ``--scipy-restarts``, scaled
+to ``--restarts``), local CKA as a per-pair loop of full
 (p+1)-point CKAs (timed on ``--ref-pairs`` pairs, scaled to the q^2 pairs of the cell).  Every
 grid cell is priced as that 320-seed cell (an upper bound for smaller seed counts; the table
 says what is measured and what is scaled).
@@ -52,7 +53,7 @@ def main():
     Im = np.load(E / "flickr8k_image_efficientnet_lite0.npy")
     seeds = [10, 20, 40, 80, 160, 320]
     methods = "faq:rbf,local-cka,linreg,relative"
-    # reference, one cell: 320 seeds, draw 0, text -> image
+    # reference, one cell: 320 seeds, draw 0, src-to-tgt (src: captions, tgt: images)
     prep = prepare(T, Im, seeds=seeds, queries=500, draws=3)
     X, Y, k = cell_points(prep, Cell("faq", "rbf", "paper", 320, 0, "src-to-tgt"))
 

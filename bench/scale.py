@@ -1,7 +1,7 @@
 """Scale-out benchmark: in-process against a Dask LocalCluster of 1 and 2 worker processes.
 
-(a) the FAQ paper workload (Flickr8k reference embeddings, text -> image, 320 seeds + 500
-    queries, RBF paper sigma, 500 restarts); (b) a q = 20,000 local-CKA retrieval (synthetic
+(a) the FAQ paper workload (Flickr8k reference embeddings, src-to-tgt with the captions as src,
+    320 seeds + 500 queries, RBF paper sigma, 500 restarts); (b) a q = 20,000 local-CKA retrieval (synthetic
     float32 embeddings of the reference dimensions, p = 1000 base pairs, streamed top-10);
 (c) the Dask path's overhead on a small job (FAQ, 8 restarts of 60 free nodes); (d) the memory
 of each worker after (b) against the retrieval block budget.  The clusters are started once
@@ -121,8 +121,8 @@ def _rounds(w: dict, configs: dict, rounds: int) -> dict[str, dict[str, list[flo
                                                          "rng": np.random.default_rng(1)})
                 ts.append(time.perf_counter() - t)
             times["small"][name].append(min(ts))
-            got = (res.objective, res.matched_idx.tobytes(), rr.s2t_indices.tobytes(),
-                   rr.t2s_indices.tobytes(), sm.fun, sm.col_ind.tobytes())
+            got = (res.objective, res.matched_idx.tobytes(), rr.src_to_tgt_indices.tobytes(),
+                   rr.tgt_to_src_indices.tobytes(), sm.fun, sm.col_ind.tobytes())
             ref.setdefault("v", got)
             assert got == ref["v"], f"{name} differs from in-process (round {r})"
             print(f"round {r} {name}: faq {times['faq'][name][-1]:.2f}s "

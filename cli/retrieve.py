@@ -163,14 +163,16 @@ def _shard_rows(blocks: list, part: tuple[int, int], q: int) -> tuple[int, int]:
 
 
 def _topk_data(pieces: list[dict], q: int, kmax: int) -> dict:
-    """The top-k parts of one shard (or of all shards) as arrays: s2t rows, t2s candidates."""
+    """The top-k parts of one shard (or of all shards) as arrays: src-to-tgt rows,
+    tgt-to-src candidates."""
     from fastcka.retrieval import merge_topk_parts
 
     if not pieces:
         kk = min(kmax, q)
-        return {"s2t_scores": np.empty((0, kk)), "s2t_indices": np.empty((0, kk), np.int64),
-                "t2s_scores": np.full((q, kk), -np.inf),
-                "t2s_indices": np.full((q, kk), -1, np.int64)}
+        return {"src_to_tgt_scores": np.empty((0, kk)),
+                "src_to_tgt_indices": np.empty((0, kk), np.int64),
+                "tgt_to_src_scores": np.full((q, kk), -np.inf),
+                "tgt_to_src_indices": np.full((q, kk), -1, np.int64)}
     return merge_topk_parts(pieces)
 
 
@@ -178,8 +180,9 @@ def _topk_result(data: dict):
     """A RetrievalResult-like object of merged top-k arrays (accuracies filled by finish)."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(**{k: data[k] for k in ("s2t_scores", "s2t_indices", "t2s_scores",
-                                                    "t2s_indices")})
+    from fastcka.retrieval import TOPK_KEYS
+
+    return SimpleNamespace(**{k: data[k] for k in TOPK_KEYS})
 
 
 def finish(ctx: dict, qids, data: dict, output, as_json: bool) -> None:
@@ -198,9 +201,9 @@ def finish(ctx: dict, qids, data: dict, output, as_json: bool) -> None:
     else:
         res = data["result"]
         acc = getattr(res, "accuracy", None) or {
-            "source_to_target": topk_accuracy(res.s2t_indices, DEFAULT_KS),
-            "target_to_source": topk_accuracy(res.t2s_indices, DEFAULT_KS)}
-    fwd, rev = acc["source_to_target"], acc["target_to_source"]
+            "src-to-tgt": topk_accuracy(res.src_to_tgt_indices, DEFAULT_KS),
+            "tgt-to-src": topk_accuracy(res.tgt_to_src_indices, DEFAULT_KS)}
+    fwd, rev = acc["src-to-tgt"], acc["tgt-to-src"]
     method, direction, q = base["method"], base["direction"], base["n_queries"]
     kernel = base["kernel"]
     result = {
@@ -215,12 +218,12 @@ def finish(ctx: dict, qids, data: dict, output, as_json: bool) -> None:
     if output is not None:
         rows = []
         for i in range(q):
-            top = res.s2t_indices[i, :k]
+            top = res.src_to_tgt_indices[i, :k]
             hit = np.nonzero(top == i)[0]
             row = {"query_id": qids[i],
                    "rank_of_true": int(hit[0]) + 1 if hit.size else 0,
                    "target_ids": [str(qids[j]) for j in top],
-                   "scores": [float(v) for v in res.s2t_scores[i, :k]]}
+                   "scores": [float(v) for v in res.src_to_tgt_scores[i, :k]]}
             if col_ind is not None:
                 row["matched_id"] = str(qids[col_ind[i]]) if col_ind[i] >= 0 else ""
             rows.append(row)
@@ -240,7 +243,7 @@ def finish(ctx: dict, qids, data: dict, output, as_json: bool) -> None:
 
 def merge(heads: list[dict], output: str | None, as_json: bool) -> None:
     """``fastcka merge`` of retrieve shards: the unsharded run's result and -o file."""
-    from fastcka.retrieval import merge_topk_parts
+    from fastcka.retrieval import FORMER_KEYS, TOPK_KEYS, merge_topk_parts
 
     from ._shard import read_data
 
@@ -250,8 +253,8 @@ def merge(heads: list[dict], output: str | None, as_json: bool) -> None:
     if ctx["full"]:
         data = {"scores": np.concatenate([p["scores"] for p in parts], axis=0)}
     else:
-        keys = ("s2t_scores", "s2t_indices", "t2s_scores", "t2s_indices")
-        data = {"result": _topk_result(merge_topk_parts([{k: p[k] for k in keys}
-                                                          for p in parts]))}
+        former = {new: old for old, new in FORMER_KEYS.items()}   # shards of older versions
+        data = {"result": _topk_result(merge_topk_parts(
+            [{k: p[k] if k in p else p[former[k]] for k in TOPK_KEYS} for p in parts]))}
     finish(ctx, qids, data, output, as_json)
 

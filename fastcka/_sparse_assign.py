@@ -101,7 +101,7 @@ def certify(rows, cols, vals, col, res: dict, k: int, qt: int, *, block: int = 2
     d = _potentials(col[rows[off]], cols[off], a[rows[off]] - vals[off], qt, tol)
     if d is None:
         return False
-    lists_r, lists_c = res["s2t_scores"][:, :k], res["t2s_scores"][:, :k]
+    lists_r, lists_c = res["src_to_tgt_scores"][:, :k], res["tgt_to_src_scores"][:, :k]
     theta = lists_r[:, -1] if lists_r.shape[1] < qt else np.full(qs, -np.inf)
     phi = lists_c[:, -1] if lists_c.shape[1] < qs else np.full(qt, -np.inf)
     lhs = a + d[col]                 # pair (i, j') is safe when lhs_i - d_j' >= s_ij'
@@ -123,9 +123,9 @@ class SparseAssignment:
 
     ``col_ind`` (q_s,) the target of each source row (-1: unmatched, only when q_s > q_t);
     ``scores`` (q_s,) the score of each assigned pair (NaN when unmatched); ``topk`` the
-    streamed lists (``s2t_indices`` ... as :func:`fastcka._topk.topk_stream`, host arrays, with
-    ``lists`` entries per row); ``n_edges`` the edges of the final graph; ``fallback`` the rows
-    (or columns, when q_s > q_t) scored densely because the candidates could not complete a
+    streamed lists (``src_to_tgt_indices`` ... as :func:`fastcka._topk.topk_stream`, host arrays,
+    with ``lists`` entries per row); ``n_edges`` the edges of the final graph; ``fallback`` the
+    rows (or columns, when q_s > q_t) scored densely because the candidates could not complete a
     matching; ``optimal`` (square problems) whether :func:`certify` proves ``col_ind`` the
     dense assignment's optimum (None: not checked, q_s != q_t).
     """
@@ -140,8 +140,8 @@ class SparseAssignment:
 
 def _candidate_edges(res: dict, k: int, qs: int, qt: int):
     """Unique ``(rows, cols, scores)`` of the union of both directions' first ``k`` lists."""
-    ri, rv = res["s2t_indices"][:, :k], res["s2t_scores"][:, :k]
-    ci, cv = res["t2s_indices"][:, :k], res["t2s_scores"][:, :k]
+    ri, rv = res["src_to_tgt_indices"][:, :k], res["src_to_tgt_scores"][:, :k]
+    ci, cv = res["tgt_to_src_indices"][:, :k], res["tgt_to_src_scores"][:, :k]
     rows = np.concatenate([np.repeat(np.arange(qs), ri.shape[1]), ci.ravel()])
     cols = np.concatenate([ri.ravel(), np.repeat(np.arange(qt), ci.shape[1])])
     vals = np.concatenate([rv.ravel(), cv.ravel()])

@@ -13,6 +13,39 @@ import numpy as np
 
 from . import config
 from ._progress import progress
+from .protocol import DIRECTIONS
+
+# the keys of a top-k dict (:func:`topk_stream`)
+TOPK_KEYS = ("src_to_tgt_scores", "src_to_tgt_indices", "tgt_to_src_scores", "tgt_to_src_indices")
+# Keys renamed to the one direction vocabulary (docs/glossary.md, "direction"): the former
+# names still read, with a DeprecationWarning, from the dicts of retrieval results.
+FORMER_KEYS = {"s2t_indices": "src_to_tgt_indices", "s2t_scores": "src_to_tgt_scores",
+               "t2s_indices": "tgt_to_src_indices", "t2s_scores": "tgt_to_src_scores",
+               "source_to_target": "src-to-tgt", "target_to_source": "tgt-to-src"}
+
+
+def warn_renamed(old: str, new: str) -> None:
+    import warnings
+
+    warnings.warn(f"{old!r} is now {new!r} (one direction vocabulary: src-to-tgt, tgt-to-src)",
+                  DeprecationWarning, stacklevel=3)
+
+
+class DirectionDict(dict):
+    """A plain dict whose :data:`FORMER_KEYS` still read (``d["s2t_indices"]``), warning."""
+
+    def __missing__(self, key):
+        new = FORMER_KEYS.get(key) if isinstance(key, str) else None
+        if new is None or new not in self:
+            raise KeyError(key)
+        warn_renamed(key, new)
+        return dict.__getitem__(self, new)
+
+    def get(self, key, default=None):
+        try:
+            return self[key]
+        except KeyError:
+            return default
 
 
 def _block(block):
@@ -20,7 +53,7 @@ def _block(block):
     return config.RETRIEVAL_BLOCK if block is None else block
 
 
-def topk_stream(scorer, k: int, *, block: int | None = None, directions=("s2t", "t2s")):
+def topk_stream(scorer, k: int, *, block: int | None = None, directions=DIRECTIONS):
     """Top-k in both directions by streaming score blocks.
 
     Parameters
@@ -30,11 +63,14 @@ def topk_stream(scorer, k: int, *, block: int | None = None, directions=("s2t", 
         Neighbours kept per query (clipped to the other side's size).
     block : int
         Rows and columns per block.
+    directions : subset of :data:`fastcka.protocol.DIRECTIONS`
+        The lists kept (default both).
 
     Returns
     -------
-    dict with ``s2t_indices`` (q_s, k), ``s2t_scores``, ``t2s_indices`` (q_t, k),
-    ``t2s_scores``: backend arrays, each row sorted by decreasing score.
+    dict with ``src_to_tgt_indices`` (q_s, k), ``src_to_tgt_scores``, ``tgt_to_src_indices``
+    (q_t, k), ``tgt_to_src_scores``: backend arrays, each row sorted by decreasing score (a
+    :class:`DirectionDict`: the former keys ``s2t_*`` / ``t2s_*`` still read, deprecated).
 
     Notes
     -----
@@ -50,7 +86,7 @@ def _topk_stream(scorer, ks, kt, block, directions, row_range=None):
     (the ``"topk"`` kernel family: one-pass Numba merges on the CPU, selections on a GPU).
 
     ``row_range=(r0, r1)`` (r0 a multiple of ``block``) streams only those source rows: the
-    s2t lists of rows r0..r1-1 and every target's top-k among them (see :func:`topk_rows`).
+    src-to-tgt lists of rows r0..r1-1 and every target's top-k among them (see :func:`topk_rows`).
     """
     be = scorer.be
     xp, ops = be.xp, be.ops("topk")
@@ -64,15 +100,15 @@ def _topk_stream(scorer, ks, kt, block, directions, row_range=None):
         for j0 in range(0, qt, block):
             cols = slice(j0, min(qt, j0 + block))
             S = xp.ascontiguousarray(scorer.block(srows, cols))
-            if "s2t" in directions:
+            if "src-to-tgt" in directions:
                 ops.update_rows(S, j0, rv[rows], ri[rows])
-            if "t2s" in directions:
+            if "tgt-to-src" in directions:
                 ops.update_cols(S, i0, cv[cols], ci[cols])
-    out: dict[str, Any] = {}
-    if "s2t" in directions:
-        out["s2t_scores"], out["s2t_indices"] = rv, ri
-    if "t2s" in directions:
-        out["t2s_scores"], out["t2s_indices"] = cv, ci
+    out: dict[str, Any] = DirectionDict()
+    if "src-to-tgt" in directions:
+        out["src_to_tgt_scores"], out["src_to_tgt_indices"] = rv, ri
+    if "tgt-to-src" in directions:
+        out["tgt_to_src_scores"], out["tgt_to_src_indices"] = cv, ci
     return out
 
 
@@ -85,28 +121,29 @@ def row_blocks(q: int, block: int | None = None) -> list[tuple[int, int]]:
 def topk_rows(scorer, k: int, r0: int, r1: int, *, block: int | None = None) -> dict:
     """The part of :func:`topk_stream` (CPU) that source rows ``r0..r1-1`` contribute.
 
-    ``s2t_*``: the finished lists of those rows; ``t2s_*``: every target's top-k among them.
+    ``src_to_tgt_*``: the finished lists of those rows; ``tgt_to_src_*``: every target's top-k
+    among them.
     ``r0`` must start a block; :func:`merge_topk_parts` puts the parts of consecutive ranges
     together exactly (the lists are ordered by decreasing score, then increasing index, as
     the in-process stream orders them).
     """
     qs, qt = scorer.shape
-    return _topk_stream(scorer, min(k, qt), min(k, qs), _block(block), ("s2t", "t2s"), (r0, r1))
+    return _topk_stream(scorer, min(k, qt), min(k, qs), _block(block), DIRECTIONS, (r0, r1))
 
 
 def merge_topk_parts(parts: list[dict]) -> dict:
     """Exact merge of :func:`topk_rows` parts given in row order: the :func:`topk_stream` dict."""
-    s2t_v = np.concatenate([p["s2t_scores"] for p in parts], axis=0)
-    s2t_i = np.concatenate([p["s2t_indices"] for p in parts], axis=0)
-    kt = parts[0]["t2s_scores"].shape[1]
-    cand_v = np.concatenate([p["t2s_scores"] for p in parts], axis=1)
-    cand_i = np.concatenate([p["t2s_indices"] for p in parts], axis=1)
+    fwd_v = np.concatenate([p["src_to_tgt_scores"] for p in parts], axis=0)
+    fwd_i = np.concatenate([p["src_to_tgt_indices"] for p in parts], axis=0)
+    kt = parts[0]["tgt_to_src_scores"].shape[1]
+    cand_v = np.concatenate([p["tgt_to_src_scores"] for p in parts], axis=1)
+    cand_i = np.concatenate([p["tgt_to_src_indices"] for p in parts], axis=1)
     # earlier parts hold smaller source indices: a stable sort on -score keeps ties in index
     # order, as the stream's merge does
     order = np.argsort(-cand_v, axis=1, kind="stable")[:, :kt]
-    return {"s2t_scores": s2t_v, "s2t_indices": s2t_i,
-            "t2s_scores": np.take_along_axis(cand_v, order, axis=1),
-            "t2s_indices": np.take_along_axis(cand_i, order, axis=1)}
+    return DirectionDict(src_to_tgt_scores=fwd_v, src_to_tgt_indices=fwd_i,
+                         tgt_to_src_scores=np.take_along_axis(cand_v, order, axis=1),
+                         tgt_to_src_indices=np.take_along_axis(cand_i, order, axis=1))
 
 
 def score_rows(scorer, r0: int, r1: int, *, block: int | None = None):

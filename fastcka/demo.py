@@ -23,11 +23,13 @@ import numpy as np
 
 from ._io import atomic_path, atomic_write_text
 from .errors import InputError
-from .protocol import N_QUERIES, N_SEEDS
+from .protocol import DIRECTIONS, N_QUERIES, N_SEEDS
 
 log = logging.getLogger("fastcka")
 
 KS = (1, 5, 10)
+# the demo's src is the captions, its tgt the images (docs/glossary.md, "direction")
+_SIDES = {"src-to-tgt": "text→image", "tgt-to-src": "image→text"}
 
 
 def default_split(n: int) -> tuple[int, int]:
@@ -165,13 +167,14 @@ def _cka_tests(X_img, X_txt, n_permutations: int, seed: int, device: str, say,
 
 def _match_and_retrieve(X_txt, X_img, seeds: int, queries: int, n_init: int, seed: int,
                         device: str, say, timings: dict[str, float]):
-    """Seeded FAQ matching captions -> images, then local-CKA retrieval with the same seeds
-    (base) and queries; ``(SeededMatchResult, retrieval accuracy dict)``."""
+    """Seeded FAQ matching src-to-tgt (src: the captions, tgt: the images), then local-CKA
+    retrieval with the same seeds (base) and queries; ``(SeededMatchResult, retrieval accuracy
+    dict)``."""
     import fastcka
 
     t = time.perf_counter()
     m = fastcka.seeded_match(X_txt, X_img, seeds=seeds, queries=queries, kernel="rbf",
-                             n_init=n_init, rng=seed, device=device, direction="text->image")
+                             n_init=n_init, rng=seed, device=device, direction="src-to-tgt")
     timings["seeded_match"] = time.perf_counter() - t
     say(f"seeded FAQ matching: accuracy {m.accuracy:.3f} over {m.n_queries} queries "
         f"({timings['seeded_match']:.1f} s)")
@@ -181,8 +184,8 @@ def _match_and_retrieve(X_txt, X_img, seeds: int, queries: int, n_init: int, see
                             method="local-cka", kernel="linear", device=device)
     timings["local_cka"] = time.perf_counter() - t
     acc = retr.accuracy
-    say("local-CKA retrieval text->image top-1/5/10: "
-        + "/".join(f"{acc['source_to_target'][k]:.3f}" for k in KS)
+    say("local-CKA retrieval src-to-tgt (text ranks images) top-1/5/10: "
+        + "/".join(f"{acc['src-to-tgt'][k]:.3f}" for k in KS)
         + f" ({timings['local_cka']:.1f} s)")
     return m, acc
 
@@ -196,19 +199,18 @@ def _results(ids: list, seed: int, encoders: tuple, cka_res: dict, m: Any, acc: 
     si, qi = np.asarray(m.seed_idx), np.asarray(m.query_idx)
     q = int(len(qi))
     return {
-        "n": int(len(ids)), "seed": int(seed),
+        "n": int(len(ids)), "seed": int(seed), "src": "text", "tgt": "image",
         "encoders": {"image": {"name": ienc.name, "dim": ienc.dim},
                      "text": {"name": tenc.name, "dim": tenc.dim}},
         "cka": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")}
                 for k, v in cka_res.items()},
         "seeded_match": {"n_seeds": int(len(si)), "n_queries": q, "kernel": "rbf",
-                         "sigma": "paper", "n_init": int(n_init), "direction": "text->image",
+                         "sigma": "paper", "n_init": int(n_init), "direction": "src-to-tgt",
                          "accuracy": float(m.accuracy), "chance": 1.0 / q,
                          "objective": float(m.objective)},
         "retrieval": {"method": "local-cka", "kernel": "linear", "n_base": int(len(si)),
                       "n_queries": q,
-                      "text_to_image": {str(k): float(acc["source_to_target"][k]) for k in KS},
-                      "image_to_text": {str(k): float(acc["target_to_source"][k]) for k in KS},
+                      **{d: {str(k): float(acc[d][k]) for k in KS} for d in DIRECTIONS},
                       "chance": {str(k): min(1.0, k / q) for k in KS}},
         "seed_ids": [ids[i] for i in si], "query_ids": [ids[i] for i in qi],
         "store": str(store), "timings_s": {k: round(v, 2) for k, v in timings.items()},
@@ -220,7 +222,7 @@ def _results(ids: list, seed: int, encoders: tuple, cka_res: dict, m: Any, acc: 
 def summary(res: dict[str, Any]) -> str:
     """A few lines for the terminal."""
     c, m, r = res["cka"], res["seeded_match"], res["retrieval"]
-    t2i, ch = r["text_to_image"], r["chance"]
+    fwd, ch = r["src-to-tgt"], r["chance"]
     return "\n".join([
         f"fastcka demo: {res['n']} synthetic scenes, {res['encoders']['image']['name']} "
         f"(image, {res['encoders']['image']['dim']}-d) vs {res['encoders']['text']['name']} "
@@ -230,8 +232,8 @@ def summary(res: dict[str, Any]) -> str:
         f"(null {c['rbf']['null_mean']:.4f} ± {c['rbf']['null_std']:.4f}, p = {c['rbf']['p_value']:.4f})",
         f"  seeded FAQ matching ({m['n_seeds']} seeds, {m['n_queries']} queries, {m['n_init']} "
         f"restarts): accuracy {m['accuracy']:.3f} (chance {m['chance']:.4f})",
-        f"  local-CKA retrieval text->image top-1/5/10: {t2i['1']:.3f} / {t2i['5']:.3f} / "
-        f"{t2i['10']:.3f} (chance {ch['1']:.3f} / {ch['5']:.3f} / {ch['10']:.3f})",
+        f"  local-CKA retrieval src-to-tgt (text ranks images) top-1/5/10: {fwd['1']:.3f} / "
+        f"{fwd['5']:.3f} / {fwd['10']:.3f} (chance {ch['1']:.3f} / {ch['5']:.3f} / {ch['10']:.3f})",
         f"  total {res['timings_s']['total']:.0f} s; report: {Path(res['store']).parent / 'report.md'}",
     ])
 
@@ -261,17 +263,15 @@ def _report(res: dict[str, Any], fmt: str = "png") -> str:
         "", f"![kernels](kernels.{fmt})", "", f"![permutation test](permutation.{fmt})", "",
         "## Recovering the pairing from a few seed pairs", "",
         f"{m['n_seeds']} seed pairs are given; {m['n_queries']} query captions must be matched to "
-        "their images.", "",
+        "their images (src-to-tgt: src = the captions, tgt = the images; tgt-to-src the "
+        "reverse).", "",
         "| method | accuracy | chance |", "|---|---|---|",
-        f"| seeded FAQ graph matching (RBF kernels, {m['n_init']} restarts), text→image | "
+        f"| seeded FAQ graph matching (RBF kernels, {m['n_init']} restarts), src-to-tgt | "
         f"{m['accuracy']:.3f} | {m['chance']:.4f} |",
     ]
-    for k in KS:
-        lines.append(f"| local-CKA retrieval top-{k}, text→image | {r['text_to_image'][str(k)]:.3f} | "
-                     f"{r['chance'][str(k)]:.4f} |")
-    for k in KS:
-        lines.append(f"| local-CKA retrieval top-{k}, image→text | {r['image_to_text'][str(k)]:.3f} | "
-                     f"{r['chance'][str(k)]:.4f} |")
+    for d in DIRECTIONS:
+        lines += [f"| local-CKA retrieval top-{k}, {d} | {r[d][str(k)]:.3f} | "
+                  f"{r['chance'][str(k)]:.4f} |" for k in KS]
     lines += ["", f"![accuracy](accuracy.{fmt})", "", f"![scenes](scenes.{fmt})", "",
               "## Run", "", "| step | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in res["timings_s"].items()]
@@ -306,9 +306,8 @@ def _plots(out: Path, X_img, X_txt, scenes, ids, cka_res, res, fmt: str = "png")
 
     r, m = res["retrieval"], res["seeded_match"]
     fig = plots.matching_retrieval(
-        {"FAQ text→image": [m["accuracy"]]},
-        {"text→image": {k: [r["text_to_image"][str(k)]] for k in KS},
-         "image→text": {k: [r["image_to_text"][str(k)]] for k in KS}},
+        {"FAQ src-to-tgt": [m["accuracy"]]},
+        {f"{d} ({_SIDES[d]})": {k: [r[d][str(k)]] for k in KS} for d in DIRECTIONS},
         chance_matching=m["chance"], chance_retrieval={k: r["chance"][str(k)] for k in KS},
         title=f"pairing recovery: {m['n_seeds']} seeds, {m['n_queries']} queries (one draw)")
     plots.save(fig, out / f"accuracy.{fmt}", fmt)

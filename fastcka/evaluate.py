@@ -335,9 +335,9 @@ def evaluate_cell(prep: Prepared, cell: Cell) -> dict[str, Any]:
         res = match_run(X, Y, seeds, queries, method=cell.method,
                         kernel=cell.kernel or "linear", sigma=cell.sigma or "paper",
                         device=prep.device, assign=prep.assign, candidates=prep.candidates)
-        acc = (topk_accuracy(res.topk["s2t_indices"], (1, 5, 10)) if res.scores_qq is None
+        acc = (topk_accuracy(res.topk["src_to_tgt_indices"], (1, 5, 10)) if res.scores_qq is None
                else rank(MatrixScorer(res.scores_qq, NUMPY_BACKEND, False),
-                         k=10).accuracy["source_to_target"])  # scores of checked inputs
+                         k=10).accuracy["src-to-tgt"])  # scores of checked inputs
         row.update(top1=acc[1], top5=acc[5], top10=acc[10])
         row["accuracy"] = float(res.accuracy)
     if prep.stretch and cell.method == "faq":

@@ -228,7 +228,7 @@ def matching_retrieval(matching: Mapping[str, Sequence[float]],
     """Matching and retrieval in separate panels (bars: mean over draws; error bars: standard
     deviation over draws when there are several; chance as a black mark).
 
-    ``matching`` maps a label (a method, ``"FAQ text→image"``) to its accuracy per draw;
+    ``matching`` maps a label (a method, ``"FAQ src-to-tgt"``) to its accuracy per draw;
     ``retrieval`` maps a label (a method or a direction) to ``{k: top-k accuracy per draw}``.
     A label in both has the same colour in both panels (``colours`` may fix them).  A side
     without values gets no panel.

@@ -29,12 +29,16 @@ from . import config
 from ._local_cka import LocalCKAScorer
 from ._local_cka_helpers import check_inputs, check_kernel_sigma
 from ._topk import (  # noqa: F401  (public names of this module)
+    FORMER_KEYS,
+    TOPK_KEYS,
+    DirectionDict,
     _block,
     merge_topk_parts,
     row_blocks,
     score_rows,
     topk_rows,
     topk_stream,
+    warn_renamed,
 )
 from .backend import check_matrix, get_backend, is_cupy_array
 from .errors import InputError
@@ -194,47 +198,71 @@ def rows_units(what: str, method: str, Sq, Tq, Sb, Tb, ranges, *, kernel="linear
 # retrieval metrics and matching
 # --------------------------------------------------------------------------------------------
 
+def _former_field(old: str) -> property:
+    """A read-only alias of a renamed field that warns (``DeprecationWarning``)."""
+    new = FORMER_KEYS[old]
+
+    def get(self):
+        warn_renamed(old, new)
+        return getattr(self, new)
+
+    return property(get, doc=f"Deprecated alias of ``{new}``.")
+
+
 @dataclass
 class RetrievalResult:
     """Top-k neighbours in both directions and top-k accuracies.
 
     Attributes
     ----------
-    s2t_indices, s2t_scores : (q_s, k) ndarray
+    src_to_tgt_indices, src_to_tgt_scores : (q_s, k) ndarray
         For each source query, target indices by decreasing score, and the scores.
-    t2s_indices, t2s_scores : (q_t, k) ndarray
+    tgt_to_src_indices, tgt_to_src_scores : (q_t, k) ndarray
         For each target query, source indices by decreasing score.
     accuracy : dict
-        ``{"source_to_target": {k: acc}, "target_to_source": {k: acc}}`` for each k in ``ks``
-        (fraction of queries whose true partner is among the top k).
+        ``{"src-to-tgt": {k: acc}, "tgt-to-src": {k: acc}}`` for each k in ``ks`` (fraction
+        of queries whose true partner is among the top k), keyed by
+        :data:`fastcka.protocol.DIRECTIONS`.
+
+    Notes
+    -----
+    The fields were formerly named ``s2t_*`` / ``t2s_*`` and the accuracy keys
+    ``source_to_target`` / ``target_to_source``; those names still read (read-only), with a
+    ``DeprecationWarning``.
     """
+
+    src_to_tgt_indices: np.ndarray
+    src_to_tgt_scores: np.ndarray
+    tgt_to_src_indices: np.ndarray
+    tgt_to_src_scores: np.ndarray
+    accuracy: dict = field(default_factory=DirectionDict)
 
     def __repr__(self) -> str:
         from ._repr import compact_repr
 
         return compact_repr(self)
 
+    # the former field names: read-only, deprecated
+    s2t_indices = _former_field("s2t_indices")
+    s2t_scores = _former_field("s2t_scores")
+    t2s_indices = _former_field("t2s_indices")
+    t2s_scores = _former_field("t2s_scores")
 
-    s2t_indices: np.ndarray
-    s2t_scores: np.ndarray
-    t2s_indices: np.ndarray
-    t2s_scores: np.ndarray
-    accuracy: dict = field(default_factory=dict)
-
-    def top(self, k: int, direction: str = "source_to_target") -> float:
+    def top(self, k: int, direction: str = "src-to-tgt") -> float:
+        """Top-``k`` accuracy of ``direction`` (one of :data:`fastcka.protocol.DIRECTIONS`)."""
         return self.accuracy[direction][k]
 
     @property
     def top1(self) -> float:
-        return self.accuracy["source_to_target"].get(1, float("nan"))
+        return self.accuracy["src-to-tgt"].get(1, float("nan"))
 
     @property
     def top5(self) -> float:
-        return self.accuracy["source_to_target"].get(5, float("nan"))
+        return self.accuracy["src-to-tgt"].get(5, float("nan"))
 
     @property
     def top10(self) -> float:
-        return self.accuracy["source_to_target"].get(10, float("nan"))
+        return self.accuracy["src-to-tgt"].get(10, float("nan"))
 
     def to_dict(self) -> dict:
         return {d: {f"top{k}": v for k, v in acc.items()} for d, acc in self.accuracy.items()}
@@ -289,8 +317,8 @@ def retrieve(scores_or_inputs, *, k: int = 10, ks=DEFAULT_KS, method: str = "loc
     Returns
     -------
     RetrievalResult
-        ``top1``/``top5``/``top10`` are source → target (e.g. text → image); both directions
-        are in ``accuracy``.
+        ``top1``/``top5``/``top10`` are src-to-tgt (the rows of ``Sq`` / of the scores rank
+        the targets); both directions are in ``accuracy``.
     """
     k, ks, block = _check_options(k, ks, block)
     inputs = isinstance(scores_or_inputs, (tuple, list))
@@ -361,15 +389,16 @@ def rank(scorer, *, k: int = 10, ks=DEFAULT_KS, source_ids=None, target_ids=None
 
 def _result(be, res: dict, k: int, ks, source_ids, target_ids) -> RetrievalResult:
     host = {key: be.to_host(v) for key, v in res.items()}
-    acc = {
-        "source_to_target": topk_accuracy(host["s2t_indices"], ks, query_keys=source_ids,
-                                          cand_keys=target_ids),
-        "target_to_source": topk_accuracy(host["t2s_indices"], ks, query_keys=target_ids,
-                                          cand_keys=source_ids),
-    }
+    acc = DirectionDict({
+        "src-to-tgt": topk_accuracy(host["src_to_tgt_indices"], ks, query_keys=source_ids,
+                                    cand_keys=target_ids),
+        "tgt-to-src": topk_accuracy(host["tgt_to_src_indices"], ks, query_keys=target_ids,
+                                    cand_keys=source_ids),
+    })
     kk = int(k)
-    return RetrievalResult(host["s2t_indices"][:, :kk], host["s2t_scores"][:, :kk],
-                           host["t2s_indices"][:, :kk], host["t2s_scores"][:, :kk], acc)
+    return RetrievalResult(host["src_to_tgt_indices"][:, :kk], host["src_to_tgt_scores"][:, :kk],
+                           host["tgt_to_src_indices"][:, :kk], host["tgt_to_src_scores"][:, :kk],
+                           acc)
 
 
 def match_scores(scores) -> np.ndarray:

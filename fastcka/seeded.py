@@ -234,9 +234,9 @@ def seeded_match(S: Any, T: Any, *, seeds: Any = N_SEEDS, queries: Any = N_QUERI
     maxiter, tol : FAQ stopping rule (the paper: 30, 1e-5).
     direction : {"src-to-tgt", "tgt-to-src"}
         Which side is the source: "src-to-tgt" matches each ``S`` row (e.g. a caption) to a
-        ``T`` row (an image); "tgt-to-src" the reverse (``T`` becomes the source).  The older
-        spellings "text->image" / "image->text" are accepted as aliases (the result reports
-        the direction as given).
+        ``T`` row (an image); "tgt-to-src" the reverse (``T`` becomes the source).  The former
+        spellings "text->image" / "image->text" are still accepted as aliases; the result
+        reports the direction as one of :data:`DIRECTIONS`.
     stretch : bool
         Divide every feature by its standard deviation (over the seed+query points) first.
     seed_strategy : {"random", "kmeans"}
@@ -268,9 +268,9 @@ def seeded_match(S: Any, T: Any, *, seeds: Any = N_SEEDS, queries: Any = N_QUERI
     """
     t0 = time.perf_counter()
     device = check_device(device)
-    _check_options(direction, kernel, n_init)
+    direction = _check_options(direction, kernel, n_init)
     Sx, Tx, ids = _paired(S, T, ids_S, ids_T)
-    if check_direction(direction) == "tgt-to-src":
+    if direction == "tgt-to-src":
         Sx, Tx = Tx, Sx
     gen = as_rng(rng)
     seed_idx, query_idx = _split(len(Sx), seeds, queries, gen, seed_strategy, Sx)
@@ -296,13 +296,15 @@ def seeded_match(S: Any, T: Any, *, seeds: Any = N_SEEDS, queries: Any = N_QUERI
     return out
 
 
-def _check_options(direction: str, kernel: str, n_init: Any) -> None:
-    """Refuse a bad ``direction``, ``kernel`` or ``n_init`` before any work."""
-    check_direction(direction)
+def _check_options(direction: str, kernel: str, n_init: Any) -> str:
+    """Refuse a bad ``direction``, ``kernel`` or ``n_init`` before any work; the direction as
+    one of :data:`DIRECTIONS`."""
+    direction = check_direction(direction)
     if kernel not in ("rbf", "linear"):
         raise InputError(f"kernel must be 'rbf' or 'linear', got {kernel!r}")
     if not isinstance(n_init, (int, np.integer)) or n_init < 1:
         raise InputError(f"n_init must be a positive integer, got {n_init!r}")
+    return direction
 
 
 def _points(Sx: Any, Tx: Any, seed_idx: np.ndarray, query_idx: np.ndarray,

@@ -98,21 +98,24 @@ def test_demo_end_to_end(tmp_path, capsys):
         assert 0 < c["p_value"] <= 1 and c["n_permutations"] == 20
     sm, rt = res["seeded_match"], res["retrieval"]
     seeds, queries = res["seed_ids"], res["query_ids"]
+    assert (res["src"], res["tgt"], sm["direction"]) == ("text", "image", "src-to-tgt")
     assert len(seeds) == sm["n_seeds"] and len(queries) == sm["n_queries"]
     assert sm["n_seeds"] + sm["n_queries"] <= 40 and not set(seeds) & set(queries)
     assert 0 <= sm["accuracy"] <= 1 and sm["chance"] == pytest.approx(1 / len(queries))
     for k in ("1", "5", "10"):
-        assert 0 <= rt["text_to_image"][k] <= 1 and 0 <= rt["image_to_text"][k] <= 1
+        assert 0 <= rt["src-to-tgt"][k] <= 1 and 0 <= rt["tgt-to-src"][k] <= 1
         assert rt["chance"][k] == pytest.approx(min(1, int(k) / len(queries)))
-    assert rt["text_to_image"]["1"] <= rt["text_to_image"]["5"] <= rt["text_to_image"]["10"]
+    assert rt["src-to-tgt"]["1"] <= rt["src-to-tgt"]["5"] <= rt["src-to-tgt"]["10"]
     # retrieval recomputed from the stores with the reported seeds/queries
     pos = {i: n for n, i in enumerate(img.ids.tolist())}
     si, qi = [pos[i] for i in seeds], [pos[i] for i in queries]
     T, Im = txt.X.astype(np.float64), img.X.astype(np.float64)
     scores = fastcka.local_cka(T[qi], Im[qi], T[si], Im[si], kernel="linear", device="cpu")
     rank = (scores > np.diag(scores)[:, None]).sum(axis=1)  # targets scoring above the truth
+    rank_t = (scores.T > np.diag(scores)[:, None]).sum(axis=1)  # images ranking the captions
     for k in (1, 5, 10):
-        assert rt["text_to_image"][str(k)] == pytest.approx(np.mean(rank < k))
+        assert rt["src-to-tgt"][str(k)] == pytest.approx(np.mean(rank < k))
+        assert rt["tgt-to-src"][str(k)] == pytest.approx(np.mean(rank_t < k))
     # matching recomputed with the same settings gives the same accuracy
     m = fastcka.seeded_match(T, Im, seeds=sm["n_seeds"], queries=sm["n_queries"], kernel="rbf",
                              n_init=3, rng=1, device="cpu")

@@ -109,9 +109,9 @@ def test_gpu_twins_streaming_topk_match_full_sort(method, monkeypatch, small_con
     S = score_matrix(method, *inp, kernel="rbf", sigma="base")
     k = 7  # more than a block (5): lists merge across blocks
     r = retrieve(inp, k=k, method=method, kernel="rbf", sigma="base")
-    np.testing.assert_array_equal(r.s2t_indices, topk_full(S, k))
-    np.testing.assert_array_equal(r.t2s_indices, topk_full(S.T, k))
-    np.testing.assert_allclose(r.s2t_scores, np.take_along_axis(S, topk_full(S, k), 1),
+    np.testing.assert_array_equal(r.src_to_tgt_indices, topk_full(S, k))
+    np.testing.assert_array_equal(r.tgt_to_src_indices, topk_full(S.T, k))
+    np.testing.assert_allclose(r.src_to_tgt_scores, np.take_along_axis(S, topk_full(S, k), 1),
                                rtol=0, atol=1e-15)
 
 

@@ -93,9 +93,9 @@ def test_gpu_retrieval_matches_cpu(method):
     kw = dict(method=method, kernel="rbf", sigma="paper", k=7, block=32)
     cpu = retrieve(inp, device="cpu", **kw)
     gpu = retrieve(inp, device="gpu", **kw)
-    np.testing.assert_array_equal(gpu.s2t_indices, cpu.s2t_indices)
-    np.testing.assert_array_equal(gpu.t2s_indices, cpu.t2s_indices)
-    np.testing.assert_allclose(gpu.s2t_scores, cpu.s2t_scores, atol=1e-9)
+    np.testing.assert_array_equal(gpu.src_to_tgt_indices, cpu.src_to_tgt_indices)
+    np.testing.assert_array_equal(gpu.tgt_to_src_indices, cpu.tgt_to_src_indices)
+    np.testing.assert_allclose(gpu.src_to_tgt_scores, cpu.src_to_tgt_scores, atol=1e-9)
     assert gpu.accuracy == cpu.accuracy
     np.testing.assert_allclose(score_matrix(method, *inp, kernel="rbf", device="gpu"),
                                score_matrix(method, *inp, kernel="rbf", device="cpu"), atol=1e-9)

@@ -18,6 +18,7 @@ from _cli import assert_one_line_error, paired_stores, run
 
 from fastcka.parallel import InProcess, executor, parse_scheduler
 from fastcka.qap import quadratic_assignment
+from fastcka.retrieval import TOPK_KEYS
 from fastcka.seeded import seeded_match
 
 
@@ -206,7 +207,7 @@ def test_retrieve_blocks_equal_in_process(cluster, method, kernel, sigma):
           "block": 16}
     ref = retrieve(*args, **kw)
     got = retrieve(*args, scheduler=cluster, **kw)
-    for key in ("s2t_indices", "s2t_scores", "t2s_indices", "t2s_scores"):
+    for key in TOPK_KEYS:
         assert np.array_equal(getattr(ref, key), getattr(got, key)), key
     assert ref.accuracy == got.accuracy
 

@@ -574,8 +574,8 @@ def test_demo_plots_as_svg(tmp_path):
     res = {"encoders": {"image": {"name": "img"}, "text": {"name": "txt"}},
            "cka": {"linear": {"cka": 0.3}},
            "seeded_match": {"accuracy": 0.4, "chance": 0.1, "n_seeds": 10, "n_queries": 14},
-           "retrieval": {"text_to_image": {"1": 0.2, "5": 0.5, "10": 0.8},
-                         "image_to_text": {"1": 0.1, "5": 0.4, "10": 0.7},
+           "retrieval": {"src-to-tgt": {"1": 0.2, "5": 0.5, "10": 0.8},
+                         "tgt-to-src": {"1": 0.1, "5": 0.4, "10": 0.7},
                          "chance": {"1": 0.07, "5": 0.36, "10": 0.71}}}
     _plots(tmp_path, X_img, X_txt, scenes, ids, cka_res, res, fmt)
     assert sorted(os.listdir(tmp_path)) == sorted(

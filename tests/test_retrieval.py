@@ -12,6 +12,7 @@ import fastcka
 from fastcka.errors import InputError
 from fastcka.local_cka import local_cka
 from fastcka.retrieval import (
+    MatrixScorer,
     make_scorer,
     match_scores,
     matching_accuracy,
@@ -29,16 +30,37 @@ HAND = np.array([[0.9, 0.1, 0.3, 0.2],
 
 def test_hand_checked_metrics():
     r = retrieve(HAND, k=4, ks=(1, 2, 3, 4), device="cpu")
-    assert r.accuracy["source_to_target"] == {1: 0.25, 2: 0.5, 3: 0.75, 4: 1.0}
-    assert r.accuracy["target_to_source"] == {1: 0.5, 2: 0.75, 3: 1.0, 4: 1.0}
+    assert r.accuracy["src-to-tgt"] == {1: 0.25, 2: 0.5, 3: 0.75, 4: 1.0}
+    assert r.accuracy["tgt-to-src"] == {1: 0.5, 2: 0.75, 3: 1.0, 4: 1.0}
     assert r.top1 == 0.25
-    np.testing.assert_array_equal(r.s2t_indices[1], [2, 0, 1, 3])
-    np.testing.assert_array_equal(r.t2s_indices[3], [0, 1, 3, 2])
-    np.testing.assert_allclose(r.s2t_scores[2], [0.8, 0.7, 0.2, 0.0])
+    np.testing.assert_array_equal(r.src_to_tgt_indices[1], [2, 0, 1, 3])
+    np.testing.assert_array_equal(r.tgt_to_src_indices[3], [0, 1, 3, 2])
+    np.testing.assert_allclose(r.src_to_tgt_scores[2], [0.8, 0.7, 0.2, 0.0])
     # best total: 0.9 + 0.8 + 0.6 + 0.05 with rows -> cols 0, 2, 1, 3
     col = match_scores(HAND)
     np.testing.assert_array_equal(col, [0, 2, 1, 3])
     assert matching_accuracy(col) == 0.5
+
+
+def test_former_direction_names_still_read_with_a_warning():
+    """The s2t_* / t2s_* fields and source_to_target / target_to_source keys of older versions
+    read the renamed ones (read-only), with a DeprecationWarning."""
+    r = retrieve(HAND, k=4, ks=(1, 2), device="cpu")
+    for old, new in (("s2t_indices", "src_to_tgt_indices"), ("s2t_scores", "src_to_tgt_scores"),
+                     ("t2s_indices", "tgt_to_src_indices"), ("t2s_scores", "tgt_to_src_scores")):
+        with pytest.warns(DeprecationWarning, match=new):
+            assert getattr(r, old) is getattr(r, new)
+        with pytest.raises(AttributeError):
+            setattr(r, old, None)
+    with pytest.warns(DeprecationWarning, match="src-to-tgt"):
+        assert r.accuracy["source_to_target"] == {1: 0.25, 2: 0.5}
+    with pytest.warns(DeprecationWarning, match="tgt-to-src"):
+        assert r.top(2, "target_to_source") == 0.75
+    with pytest.raises(KeyError):
+        r.accuracy["s2t"]
+    out = topk_stream(MatrixScorer(HAND, fastcka.get_backend(HAND, device="cpu"), False), 2)
+    with pytest.warns(DeprecationWarning, match="tgt_to_src_scores"):
+        np.testing.assert_array_equal(out["t2s_scores"], out["tgt_to_src_scores"])
 
 
 def test_ground_truth_by_ids():
@@ -46,8 +68,8 @@ def test_ground_truth_by_ids():
     S = HAND[:, perm]  # column c now holds original column perm[c]
     src = np.array(["a", "b", "c", "d"])
     r = retrieve(S, k=4, ks=(1, 2, 3, 4), source_ids=src, target_ids=src[perm], device="cpu")
-    assert r.accuracy["source_to_target"] == {1: 0.25, 2: 0.5, 3: 0.75, 4: 1.0}
-    assert r.accuracy["target_to_source"] == {1: 0.5, 2: 0.75, 3: 1.0, 4: 1.0}
+    assert r.accuracy["src-to-tgt"] == {1: 0.25, 2: 0.5, 3: 0.75, 4: 1.0}
+    assert r.accuracy["tgt-to-src"] == {1: 0.5, 2: 0.75, 3: 1.0, 4: 1.0}
     col = match_scores(S)
     assert matching_accuracy(col, source_ids=src, target_ids=src[perm]) == 0.5
 
@@ -85,9 +107,10 @@ def test_streaming_topk_equals_full(method, kernel, sigma, block):
     S = score_matrix(method, *inp, kernel=kernel, sigma=sigma, device="cpu")
     k = 9  # larger than some blocks: merges across blocks
     r = retrieve(inp, k=k, method=method, kernel=kernel, sigma=sigma, block=block, device="cpu")
-    np.testing.assert_array_equal(r.s2t_indices, topk_full(S, k))
-    np.testing.assert_array_equal(r.t2s_indices, topk_full(S.T, k))
-    np.testing.assert_allclose(r.s2t_scores, np.take_along_axis(S, r.s2t_indices, 1), atol=1e-12)
+    np.testing.assert_array_equal(r.src_to_tgt_indices, topk_full(S, k))
+    np.testing.assert_array_equal(r.tgt_to_src_indices, topk_full(S.T, k))
+    np.testing.assert_allclose(r.src_to_tgt_scores, np.take_along_axis(S, r.src_to_tgt_indices, 1),
+                               atol=1e-12)
     full = retrieve(S, k=k, device="cpu")
     assert full.accuracy == r.accuracy
 
@@ -98,9 +121,10 @@ def test_default_block_under_small_config_equals_full_sort(method, kernel, sigma
     inp = _problem(q=19, seed=11)
     S = score_matrix(method, *inp, kernel=kernel, sigma=sigma, device="cpu")
     r = retrieve(inp, k=8, method=method, kernel=kernel, sigma=sigma, device="cpu")  # blocks of 5
-    np.testing.assert_array_equal(r.s2t_indices, topk_full(S, 8))
-    np.testing.assert_array_equal(r.t2s_indices, topk_full(S.T, 8))
-    np.testing.assert_allclose(r.s2t_scores, np.take_along_axis(S, r.s2t_indices, 1), atol=1e-12)
+    np.testing.assert_array_equal(r.src_to_tgt_indices, topk_full(S, 8))
+    np.testing.assert_array_equal(r.tgt_to_src_indices, topk_full(S.T, 8))
+    np.testing.assert_allclose(r.src_to_tgt_scores, np.take_along_axis(S, r.src_to_tgt_indices, 1),
+                               atol=1e-12)
 
 
 def test_streaming_rectangular_with_ids():
@@ -109,13 +133,13 @@ def test_streaming_rectangular_with_ids():
     sc = make_scorer("local-cka", Sq, Tq2, Sb, Tb, kernel="rbf", sigma="base", device="cpu")
     out = topk_stream(sc, 5, block=4)
     S = sc.full()
-    np.testing.assert_array_equal(out["s2t_indices"], topk_full(S, 5))
-    np.testing.assert_array_equal(out["t2s_indices"], topk_full(S.T, 5))
+    np.testing.assert_array_equal(out["src_to_tgt_indices"], topk_full(S, 5))
+    np.testing.assert_array_equal(out["tgt_to_src_indices"], topk_full(S.T, 5))
     ids = np.arange(15).astype(str)
     r = fastcka.retrieve((Sq, Tq2, Sb, Tb), k=5, ks=(1, 5), kernel="rbf", sigma="base",
                          source_ids=ids, target_ids=ids[:11], block=4, device="cpu")
     want = np.mean([i in topk_full(S, 1)[i] for i in range(15)])
-    assert r.accuracy["source_to_target"][1] == pytest.approx(want)
+    assert r.accuracy["src-to-tgt"][1] == pytest.approx(want)
 
 
 def test_local_cka_method_equals_local_cka():
@@ -187,9 +211,9 @@ def test_streaming_ties_follow_stable_order(numba_off, monkeypatch):
     S = np.random.default_rng(4).integers(0, 4, size=(13, 11)).astype(float)
     r = retrieve(S, k=5, ks=(1,), source_ids=np.arange(13), target_ids=np.arange(11), block=4,
                  device="cpu")
-    np.testing.assert_array_equal(r.s2t_indices, topk_full(S, 5))
-    np.testing.assert_array_equal(r.t2s_indices, topk_full(S.T, 5))
-    np.testing.assert_array_equal(r.s2t_scores, np.take_along_axis(S, topk_full(S, 5), 1))
+    np.testing.assert_array_equal(r.src_to_tgt_indices, topk_full(S, 5))
+    np.testing.assert_array_equal(r.tgt_to_src_indices, topk_full(S.T, 5))
+    np.testing.assert_array_equal(r.src_to_tgt_scores, np.take_along_axis(S, topk_full(S, 5), 1))
 
 
 def test_streaming_never_scores_more_than_a_block():
@@ -210,5 +234,5 @@ def test_streaming_never_scores_more_than_a_block():
     res = topk_stream(Recording(), 4, block=8)
     assert max(r for r, _ in seen) <= 8 and max(c for _, c in seen) <= 8
     assert len(seen) == 16  # 4 x 4 tiles, each scored once for both directions
-    np.testing.assert_array_equal(res["s2t_indices"], topk_full(full, 4))
-    np.testing.assert_array_equal(res["t2s_indices"], topk_full(full.T, 4))
+    np.testing.assert_array_equal(res["src_to_tgt_indices"], topk_full(full, 4))
+    np.testing.assert_array_equal(res["tgt_to_src_indices"], topk_full(full.T, 4))

@@ -51,7 +51,7 @@ def test_json_matches_library(stores, capsys, extra, method, kernel, sigma):
                      kernel=kernel, sigma=sigma, device="cpu")
     r = retrieve(S, device="cpu")
     assert res["top1"] == r.top1 and res["top5"] == r.top5 and res["top10"] == r.top10
-    assert res["reverse"]["top1"] == r.accuracy["target_to_source"][1]
+    assert res["reverse"]["top1"] == r.accuracy["tgt-to-src"][1]
     assert res["matching_accuracy"] == matching_accuracy(match_scores(S))
     assert "no partner" in err  # the unpaired target row is reported on stderr
     assert res["top10"] > 0.5  # planted structure, chance is 0.5 for 10 of 20
@@ -118,7 +118,7 @@ def test_errors(stores, capsys, tmp_path):
 
 
 def test_reference_embeddings_json(reference_embeddings, capsys, tmp_path):
-    """Flickr8k reference embeddings (text -> image), the paper's 320 seeds / 500 queries."""
+    """Flickr8k reference embeddings (src-to-tgt: captions rank images), the paper's 320 seeds / 500 queries."""
     ids, img, txt = reference_embeddings
     write_store(tmp_path / "t.h5", txt, np.array(ids), modality="text")
     write_store(tmp_path / "i.h5", img, np.array(ids), modality="image")

@@ -61,6 +61,29 @@ def test_merge_equals_unsharded_byte_for_byte(stores, capsys, tmp_path, monkeypa
     assert (ref["matching_accuracy"] is None) == stream
 
 
+def test_merge_reads_topk_shards_with_the_former_key_names(stores, capsys, tmp_path,
+                                                         monkeypatch):
+    """Streamed retrieve shards written before the rename (s2t_* / t2s_* datasets) merge to
+    the same result as the unsharded run."""
+    monkeypatch.setattr(cli_retrieve, "FULL_MATRIX_MAX_QUERIES", 20)
+    src, tgt = stores
+    code, out, err = run(["--json", "retrieve", src, tgt, *BASE], capsys)
+    assert code == 0, err
+    ref = json.loads(out)
+    parts = _shards(src, tgt, capsys, tmp_path, 3)
+    for p in parts:
+        with h5py.File(p, "a") as f:
+            assert "src_to_tgt_indices" in f
+            for new, old in (("src_to_tgt", "s2t"), ("tgt_to_src", "t2s")):
+                for what in ("indices", "scores"):
+                    f.move(f"{new}_{what}", f"{old}_{what}")
+    code, out, err = run(["--json", "merge", *parts], capsys)
+    assert code == 0, err
+    got = json.loads(out)
+    for key in ("top1", "top5", "top10", "reverse", "n_queries"):
+        assert got[key] == ref[key]
+
+
 def test_merge_refuses_bad_sets(stores, capsys, tmp_path):
     src, tgt = stores
     p = _shards(src, tgt, capsys, tmp_path, 3)

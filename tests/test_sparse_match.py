@@ -141,9 +141,9 @@ def test_planted_sparse_equals_dense(method, kernel, sigma):
     assert sparse.accuracy == dense.accuracy
     np.testing.assert_allclose(sparse.scores, dense.scores, rtol=0, atol=1e-12)
     # the returned lists (max(k, 10) long) are the dense matrix's top 20 of each row
-    assert sparse.scores_qq is None and sparse.topk["s2t_indices"].shape == (150, 20)
+    assert sparse.scores_qq is None and sparse.topk["src_to_tgt_indices"].shape == (150, 20)
     top = np.argsort(-dense.scores_qq, axis=1, kind="stable")[:, :20]
-    np.testing.assert_array_equal(sparse.topk["s2t_indices"], top)
+    np.testing.assert_array_equal(sparse.topk["src_to_tgt_indices"], top)
 
 
 def test_auto_switches_at_the_configured_size(monkeypatch):
