@@ -32,41 +32,35 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FASTCKA_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
-def main():
+def _args():
     ap = argparse.ArgumentParser()
     ap.add_argument("--restarts", type=int, default=500)
     ap.add_argument("--scipy-restarts", type=int, default=3)
     ap.add_argument("--ref-pairs", type=int, default=200)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "eval.md"))
-    a = ap.parse_args()
-    import scipy
+    return ap.parse_args()
+
+
+def scipy_solver(A, B, opts):
+    """``seeded_match(solver=)``: one SciPy FAQ call per restart, the best objective kept."""
     from scipy.optimize import quadratic_assignment
 
-    import fastcka
-    from fastcka.evaluate import Cell, cell_points, prepare
+    A, B = np.asarray(A), np.asarray(B)
+    best = None
+    for _ in range(opts["n_init"]):
+        res = quadratic_assignment(A, B, method="faq", options={
+            "P0": "randomized", "maximize": True, "partial_match": opts["partial_match"],
+            "rng": opts["rng"], "tol": opts["tol"], "maxiter": opts["maxiter"]})
+        if best is None or res.fun > best.fun:
+            best = res
+    return best
+
+
+def reference_cell(a, X, Y, k):
+    """Seconds of the one 320-seed cell ``(X, Y)`` (k seeds first): SciPy FAQ (scaled to
+    ``--restarts``), fastcka FAQ (timed), and each local-CKA variant's per-pair loop (scaled to
+    the q^2 pairs); ``(t_scipy, t_faq_cell, t_ref_lc, q)``."""
     from fastcka.seeded import seeded_match
-
-    E = SHARED / "embeddings"
-    if not E.is_dir():
-        sys.exit(f"skipped: {E} not found")
-    T = np.load(E / "flickr8k_caption_minilm_l6_mean5.npy")
-    Im = np.load(E / "flickr8k_image_efficientnet_lite0.npy")
-    seeds = [10, 20, 40, 80, 160, 320]
-    methods = "faq:rbf,local-cka,linreg,relative"
-    # reference, one cell: 320 seeds, draw 0, src-to-tgt (src: captions, tgt: images)
-    prep = prepare(T, Im, seeds=seeds, queries=500, draws=3)
-    X, Y, k = cell_points(prep, Cell("faq", "rbf", "paper", 320, 0, "src-to-tgt"))
-
-    def scipy_solver(A, B, opts):
-        A, B = np.asarray(A), np.asarray(B)
-        best = None
-        for _ in range(opts["n_init"]):
-            res = quadratic_assignment(A, B, method="faq", options={
-                "P0": "randomized", "maximize": True, "partial_match": opts["partial_match"],
-                "rng": opts["rng"], "tol": opts["tol"], "maxiter": opts["maxiter"]})
-            if best is None or res.fun > best.fun:
-                best = res
-        return best
 
     t0 = time.perf_counter()
     seeded_match(X, Y, seeds=np.arange(k), queries=np.arange(k, len(X)), n_init=a.scipy_restarts,
@@ -83,15 +77,17 @@ def main():
         for m in range(a.ref_pairs):
             reference_pair(Sq[m % q], Tq[(7 * m + 3) % q], Sb, Tb, kern, sig)
         t_ref_lc[(kern, sig)] = (time.perf_counter() - t0) / a.ref_pairs * q * q
-    # fastcka: the whole grid, timed in full
-    t0 = time.perf_counter()
-    tab = fastcka.evaluate(T, Im, methods=methods, seeds=seeds, queries=500, draws=3,
-                           directions="both", n_init=a.restarts)
-    t_grid = time.perf_counter() - t0
+    return t_scipy, t_faq_cell, t_ref_lc, q
+
+
+def report_lines(a, tab, t_scipy, t_faq_cell, t_ref_lc, q, t_grid):
+    """The lines of ``bench/results/eval.md``."""
+    import scipy
+
     n_faq = sum(1 for r in tab if r["method"] == "faq")
     n_lc = sum(1 for r in tab if r["method"] == "local-cka") // 3
     ref_grid = n_faq * t_scipy + n_lc * sum(t_ref_lc.values())
-    lines = [
+    return [
         "# The Flickr8k evaluation grid: fastcka.evaluate vs the reference protocol", "",
         f"Run: `python bench/eval.py --restarts {a.restarts} --scipy-restarts "
         f"{a.scipy_restarts} --ref-pairs {a.ref_pairs}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
@@ -113,6 +109,30 @@ def main():
         "The per-cell reference prices are for 320 seeds; smaller seed counts have fewer "
         "points (820 -> 510), so the reference extrapolation is an upper bound by up to "
         "(820/510)^2 for FAQ and (321/11)^3 for the local-CKA loop at 10 seeds.", ""]
+
+
+def main():
+    a = _args()
+    import fastcka
+    from fastcka.evaluate import Cell, cell_points, prepare
+
+    E = SHARED / "embeddings"
+    if not E.is_dir():
+        sys.exit(f"skipped: {E} not found")
+    T = np.load(E / "flickr8k_caption_minilm_l6_mean5.npy")
+    Im = np.load(E / "flickr8k_image_efficientnet_lite0.npy")
+    seeds = [10, 20, 40, 80, 160, 320]
+    methods = "faq:rbf,local-cka,linreg,relative"
+    # reference, one cell: 320 seeds, draw 0, src-to-tgt (src: captions, tgt: images)
+    prep = prepare(T, Im, seeds=seeds, queries=500, draws=3)
+    X, Y, k = cell_points(prep, Cell("faq", "rbf", "paper", 320, 0, "src-to-tgt"))
+    t_scipy, t_faq_cell, t_ref_lc, q = reference_cell(a, X, Y, k)
+    # fastcka: the whole grid, timed in full
+    t0 = time.perf_counter()
+    tab = fastcka.evaluate(T, Im, methods=methods, seeds=seeds, queries=500, draws=3,
+                           directions="both", n_init=a.restarts)
+    t_grid = time.perf_counter() - t0
+    lines = report_lines(a, tab, t_scipy, t_faq_cell, t_ref_lc, q, t_grid)
     Path(a.out).write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))
 

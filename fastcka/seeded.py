@@ -280,6 +280,16 @@ def seeded_match(S: Any, T: Any, *, seeds: Any = N_SEEDS, queries: Any = N_QUERI
     A, B, factored = _kernels(X, Y, kernel, sigma, device, q)
     options = _faq_options(A, m, gen, tol, maxiter, n_init, lap, dtype, factored, scheduler)
     res = (solver or _faq)(A, B, options)
+    return _result(res, A, B, factored, seed_idx, query_idx, shuffle, ids, t0,
+                   n_init=int(n_init), direction=direction, kernel=kernel)
+
+
+def _result(res, A, B, factored: bool, seed_idx: np.ndarray, query_idx: np.ndarray,
+            shuffle: np.ndarray, ids, t0: float, **info) -> SeededMatchResult:
+    """The :class:`SeededMatchResult` of the QAP solution ``res`` (nodes: the seeds, then the
+    queries; target queries in ``shuffle`` order); ``info``: ``n_init``, ``direction``,
+    ``kernel``; ``seconds`` counted from ``t0``."""
+    m = len(seed_idx)
     col = np.asarray(res.col_ind)
     matched_pos = col[m:] - m                          # position among the shuffled target queries
     matched_idx = query_idx[shuffle[matched_pos]]
@@ -288,8 +298,8 @@ def seeded_match(S: Any, T: Any, *, seeds: Any = N_SEEDS, queries: Any = N_QUERI
     out = SeededMatchResult(
         query_idx=query_idx, matched_idx=matched_idx, true_idx=query_idx, seed_idx=seed_idx,
         scores=scores, objective=float(res.fun), all_objectives=all_fun,
-        accuracy=float(np.mean(matched_idx == query_idx)), n_init=int(n_init), nit=int(res.nit),
-        seconds=time.perf_counter() - t0, direction=direction, kernel=kernel)
+        accuracy=float(np.mean(matched_idx == query_idx)), nit=int(res.nit),
+        seconds=time.perf_counter() - t0, **info)
     if ids is not None:
         out.query_ids = [ids[i] for i in query_idx]
         out.matched_ids = [ids[i] for i in matched_idx]

@@ -173,8 +173,6 @@ def embed_images(records: Sequence, encoder: ImageEncoder, output: str, *,
     each) plus the model.  Decoding runs in threads (PIL releases the GIL while decoding and
     resizing); inference runs on the calling thread.
     """
-    from ..datasets import load_image
-
     if batch_size is None:
         batch_size = default_image_batch(encoder)
     workers = _check_common(batch_size, workers, on_error)
@@ -183,57 +181,87 @@ def embed_images(records: Sequence, encoder: ImageEncoder, output: str, *,
     with _writer(output, encoder, resume, dict(settings or {}, batch_size=batch_size)) as writer:
         done = writer.existing_ids
         todo = [r for r in records if r.id not in done]
-        rep = EmbedReport(output=writer.spec, encoder=encoder.name, modality="image", dim=encoder.dim,
-                          n_total=n_total, n_existing=len(records) - len(todo), batches=rng,
-                          settings=dict(writer.settings))
+        rep = _start_report(writer, encoder, "image", n_total, len(records) - len(todo), rng)
         if not todo and writer.n == 0 and shard is None:
             raise InputError("no images to embed")
-        delay = float(os.environ.get(_DELAY_ENV, "0") or 0)
-
-        def prep_one(rec):
-            try:
-                return encoder.prepare(load_image(rec)), None
-            except Exception as exc:  # unreadable/corrupt image: reported by id
-                return None, f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:300]
-
         t0 = time.perf_counter()
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastcka-decode") as pool:
             def submit(batch):
-                return [pool.submit(prep_one, r) for r in batch]
+                return [pool.submit(_decode, encoder, r) for r in batch]
 
-            bar = progress(total=len(todo), desc="embed images", unit="img") if show_progress else None
-            for batch, futs in _prefetched(list(_batches(todo, batch_size)), submit):
-                arrays, ids = [], []
-                for rec, fut in zip(batch, futs, strict=True):
-                    arr, err = fut.result()
-                    if err is not None:
-                        if on_error == "fail":
-                            raise InputError(f"image {rec.id!r} cannot be read: {err}")
-                        log.warning(f"skipping image {rec.id!r}: {err}")
-                        rep.failed.append((rec.id, err))
-                        continue
-                    arrays.append(arr)
-                    ids.append(rec.id)
+            for batch, futs in _each_batch(list(_batches(todo, batch_size)), submit, len(todo),
+                                           "embed images", "img", show_progress):
+                arrays, ids = _decoded(batch, futs, on_error, rep)
                 if arrays:
                     X = encoder.infer(arrays)
                     rep.n_written += writer.append(X, ids)
                     rep.n_inputs += len(arrays)
-                if bar is not None:
-                    bar.update(len(batch))
-                if delay:
-                    time.sleep(delay)
-            if bar is not None:
-                bar.close()
         rep.seconds = time.perf_counter() - t0
         if writer.n == 0 and shard is None:
             raise InputError(f"none of the {len(records)} images could be read "
                              f"(first: {rep.failed[0][0]!r}: {rep.failed[0][1]})")
-        # a labelled source (Fashion-MNIST .npy, ImageFolder tree): labels travel with the rows
-        labels = ({r.id: r.label for r in records}
-                  if records and all(getattr(r, "label", None) is not None for r in records)
-                  else None)
-        rep.n_rows = _close(writer, labels)  # the rows of the final store, as written
+        rep.n_rows = _close(writer, _labels(records))  # the rows of the final store, as written
     return rep
+
+
+def _start_report(writer, encoder, modality: str, n_total: int, n_existing: int,
+                  batches: tuple[int, int]) -> EmbedReport:
+    """The report of a run that has opened ``writer`` (nothing written by it yet)."""
+    return EmbedReport(output=writer.spec, encoder=encoder.name, modality=modality,
+                       dim=encoder.dim, n_total=n_total, n_existing=n_existing, batches=batches,
+                       settings=dict(writer.settings))
+
+
+def _each_batch(batches: list, submit: Callable[[Any], Any], total: int, desc: str, unit: str,
+                show_progress: bool) -> Iterator[tuple]:
+    """:func:`_prefetched`'s ``(batch, prepared)``; once the caller has handled a batch, the
+    progress bar advances by its items and the test delay (``FASTCKA_EMBED_BATCH_DELAY``) is
+    slept."""
+    delay = float(os.environ.get(_DELAY_ENV, "0") or 0)
+    bar = progress(total=total, desc=desc, unit=unit) if show_progress else None
+    for batch, prepared in _prefetched(batches, submit):
+        yield batch, prepared
+        if bar is not None:
+            bar.update(len(batch))
+        if delay:
+            time.sleep(delay)
+    if bar is not None:
+        bar.close()
+
+
+def _decode(encoder: ImageEncoder, rec) -> tuple[Any, str | None]:
+    """``(the preprocessed image, None)``, or ``(None, reason)`` for an unreadable image."""
+    from ..datasets import load_image
+
+    try:
+        return encoder.prepare(load_image(rec)), None
+    except Exception as exc:  # unreadable/corrupt image: reported by id
+        return None, f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:300]
+
+
+def _decoded(batch: Sequence, futs: list, on_error: str, rep: EmbedReport) -> tuple[list, list]:
+    """The preprocessed images of a batch and their ids; an unreadable one is skipped and
+    recorded in ``rep.failed`` (``on_error="skip"``) or refused (``"fail"``)."""
+    arrays, ids = [], []
+    for rec, fut in zip(batch, futs, strict=True):
+        arr, err = fut.result()
+        if err is not None:
+            if on_error == "fail":
+                raise InputError(f"image {rec.id!r} cannot be read: {err}")
+            log.warning(f"skipping image {rec.id!r}: {err}")
+            rep.failed.append((rec.id, err))
+            continue
+        arrays.append(arr)
+        ids.append(rec.id)
+    return arrays, ids
+
+
+def _labels(records: Sequence) -> dict | None:
+    """A labelled source (Fashion-MNIST .npy, ImageFolder tree): the label of every record's
+    id, so labels travel with the rows; None when a record has none."""
+    if records and all(getattr(r, "label", None) is not None for r in records):
+        return {r.id: r.label for r in records}
+    return None
 
 
 def embed_texts(records: Sequence, encoder: TextEncoder, output: str, *, batch_size: int = 64,
@@ -277,33 +305,24 @@ def embed_texts(records: Sequence, encoder: TextEncoder, output: str, *, batch_s
     with _writer(output, encoder, resume, extra) as writer:
         done = writer.existing_ids
         todo = [r for r in rows if r[0] not in done]
-        rep = EmbedReport(output=writer.spec, encoder=encoder.name, modality="text", dim=encoder.dim,
-                          n_total=n_total, n_existing=len(rows) - len(todo), batches=rng,
-                          settings=dict(writer.settings))
+        rep = _start_report(writer, encoder, "text", n_total, len(rows) - len(todo), rng)
         if not todo and writer.n == 0 and shard is None:
             raise InputError("no captions to embed")
         # a batch boundary of the whole run starts a shard, so its batches are the run's
         batches = _caption_batches(todo, batch_size)
-        delay = float(os.environ.get(_DELAY_ENV, "0") or 0)
         t0 = time.perf_counter()
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastcka-tokenize") as pool:
             def submit(batch):
                 return pool.submit(encoder.prepare, [c for _, caps in batch for c in caps])
 
-            bar = progress(total=len(todo), desc="embed captions", unit="id") if show_progress else None
-            for batch, fut in _prefetched(batches, submit):
+            for batch, fut in _each_batch(batches, submit, len(todo), "embed captions", "id",
+                                          show_progress):
                 E = encoder.infer(fut.result())
                 counts = np.fromiter((len(c) for _, c in batch), dtype=np.int64, count=len(batch))
                 starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
                 X = np.add.reduceat(E.astype(np.float64), starts, axis=0) / counts[:, None]
                 rep.n_written += writer.append(X.astype(np.float32), [i for i, _ in batch])
                 rep.n_inputs += int(counts.sum())
-                if bar is not None:
-                    bar.update(len(batch))
-                if delay:
-                    time.sleep(delay)
-            if bar is not None:
-                bar.close()
         rep.seconds = time.perf_counter() - t0
         rep.n_rows = _close(writer)
     return rep
