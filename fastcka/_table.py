@@ -212,6 +212,24 @@ def _parse(v: str) -> Any:
         return v
 
 
+def _delimited_rows(p: Path, delimiter: str) -> list[dict[str, Any]]:
+    """The rows of a CSV/TSV table; a line with more or fewer fields than the header (a
+    truncated or hand-edited file), or bytes that are not UTF-8, is an :class:`InputError`."""
+    rows = []
+    try:
+        with open(p, newline="", encoding="utf-8") as fh:
+            r = csv.DictReader(fh, delimiter=delimiter)
+            for row in r:
+                if None in row or None in row.values():   # DictReader's rest key / value
+                    raise InputError(f"{p}: line {r.line_num} does not have the header's "
+                                     f"{len(r.fieldnames)} fields (truncated or edited?)")
+                rows.append({k: _parse(v) for k, v in row.items()})
+    except (UnicodeDecodeError, csv.Error) as exc:
+        kind = "CSV" if delimiter == "," else "TSV"
+        raise InputError(f"{p}: not a {kind} table ({exc})") from None
+    return rows
+
+
 def read_rows(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Rows (and meta, empty for CSV/TSV) of a table written by :func:`write_rows`.
 
@@ -223,10 +241,7 @@ def read_rows(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     if not p.is_file():
         raise InputError(f"table not found: {p}")
     if suffix in (".csv", ".tsv"):
-        with open(p, newline="", encoding="utf-8") as fh:
-            r = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
-            rows = [{k: _parse(v) for k, v in row.items()} for row in r]
-        return rows, {}
+        return _delimited_rows(p, "\t" if suffix == ".tsv" else ","), {}
     if suffix == ".json":
         try:
             data = json.loads(p.read_text(encoding="utf-8"))

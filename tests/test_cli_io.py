@@ -316,3 +316,29 @@ def test_embed_text_ids_file_from_stdin(tmp_path, monkeypatch):
     reset_stdin()
     got = read_texts(tmp_path / "c.txt", ids_file="-")
     assert got == ref and [r.id for r in got] == ["img1.jpg", "img2.jpg"]
+
+
+def test_a_ragged_or_binary_table_is_one_line_error(tmp_path, capsys):
+    """A CSV line with more or fewer fields than its header (csv.DictReader's rest key/value)
+    used to end in a TypeError traceback; `fastcka report` now says which line, exit 2."""
+    from fastcka._table import read_rows
+    from fastcka.errors import InputError
+
+    good = "method,kernel,n_seeds\nfaq,rbf,10\n"
+    for name, text in (("long.csv", good + "faq,rbf,20,extra\n"), ("short.csv", good + "faq,rbf\n")):
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        with pytest.raises(InputError, match=r"line 3 does not have the header's 3 fields"):
+            read_rows(tmp_path / name)
+    (tmp_path / "bin.tsv").write_bytes(b"a\tb\n\xff\xfe\t1\n")
+    with pytest.raises(InputError, match="not a TSV table"):
+        read_rows(tmp_path / "bin.tsv")
+    assert read_rows(_write(tmp_path / "ok.csv", good))[0] == [
+        {"method": "faq", "kernel": "rbf", "n_seeds": 10}]
+    code, out, err = run(["report", str(tmp_path / "long.csv"), "-o", str(tmp_path / "rep")], capsys)
+    assert code == 2 and "line 3" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "rep").exists()
+
+
+def _write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
