@@ -66,7 +66,7 @@ def ordered_map(fn: Callable[[Any], Any], items: Iterable, threads: int, *,
 
     it = iter(items)
     with ThreadPoolExecutor(threads) as ex:
-        window = deque(ex.submit(fn, item) for _, item in zip(range(threads + 1), it))
+        window = deque(ex.submit(fn, item) for _, item in zip(range(threads + 1), it, strict=False))
         while window:
             yield window.popleft().result()
             for item in it:

@@ -78,6 +78,10 @@ _REGISTRY: dict[tuple[str, str], str] = {
     ("faq_gradient", "numba"): ":faq_gradient_numba",
     ("faq_gradient", "numpy"): ":none",
     ("faq_gradient", "cupy"): ":none",
+    # the float64 objectives of many permutations (FAQ's restarts); elsewhere ``scores``' loop
+    ("qap_score", "numba"): "qap_score_cpu:numba_ops",
+    ("qap_score", "numpy"): ":none",
+    ("qap_score", "cupy"): ":none",
     # FAQ: the op set of one request (fused gradient, Sinkhorn balancing, engine capabilities)
     ("faq", "numba"): ":faq_numba",
     ("faq", "numpy"): ":faq_numpy",

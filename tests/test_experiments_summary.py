@@ -49,10 +49,10 @@ def test_blocks_between_markers_are_replaced_and_the_rest_kept(results):
     for kept in ("# head", "kept A", "kept B", "kept C"):
         assert kept in text
     lines = text.splitlines()
-    xtd = next(l for l in lines if l.startswith("| [`xtd10_a.csv`]"))
+    xtd = next(ln for ln in lines if ln.startswith("| [`xtd10_a.csv`]"))
     # what the rows hold: two methods, seeds 10 and 40, two draws, one direction, 7 restarts
     assert xtd.split(" | ")[1:] == ["faq rbf σ=paper, linreg", "10, 40", "2", "src-to-tgt", "7", "8 |"]
-    m30 = next(l for l in lines if l.startswith("| [`multi30k_b.csv`]"))
+    m30 = next(ln for ln in lines if ln.startswith("| [`multi30k_b.csv`]"))
     assert m30.split(" | ")[2:] == ["20", "1", "tgt-to-src", "3", "1 |"]
     # the family block: mean ± std over the two draws (0.25, 0.75) -> 0.500 ± 0.250
     assert "| a | faq rbf σ=paper | 0.500 ± 0.250 | 0.500 ± 0.250 |" in lines

@@ -335,10 +335,36 @@ def _objectives(req: FaqRequest, padded, perm_A, perm_B, perms, inc_all):
         direct = ~np.isfinite(inc_all)
         fun_vals[~direct] = const + inc_all[~direct]
     if direct.any():
-        fun_vals[direct] = scores(be, req.A, req.B, req.S,
-                                  [perms[r] for r in np.flatnonzero(direct)], req.n_a, req.n_b,
-                                  req.factored)
+        todo = np.flatnonzero(direct)
+        fast = be.ops("qap_score") if (len(todo) > 1 and not req.factored and req.S is None
+                                       and req.n_a == req.n_b) else None
+        if fast is None:
+            fun_vals[todo] = scores(be, req.A, req.B, req.S, [perms[r] for r in todo],
+                                    req.n_a, req.n_b, req.factored)
+        else:
+            fun_vals[todo] = _fast_scores(req, fast, np.stack([perms[r] for r in todo]))
     return fun_vals, direct
+
+
+def _fast_scores(req: FaqRequest, kernel, P: np.ndarray) -> np.ndarray:
+    """float64 objectives of the permutations ``P`` (r, n), each distinct one scored once by the
+    ``qap_score`` kernel; those that could be the best (within the kernel's rounding bound of
+    it) are rescored by :func:`scores`, so the best restart, its ``fun`` and ties are exactly
+    what scoring every restart with :func:`scores` gives."""
+    from ..kernels.qap_score_cpu import rounding_bound
+
+    uniq, inv = np.unique(P, axis=0, return_inverse=True)
+    inv = inv.reshape(-1)
+    A, B = req.be.to_host(req.A), req.be.to_host(req.B)
+    val, mag = kernel(A, B, uniq)
+    err = rounding_bound(req.n, mag)
+    lo, hi = val - err, val + err
+    # a permutation can be the best only if its upper (lower, minimising) bound reaches the
+    # best lower (upper) bound
+    maybe = hi >= lo.max() if req.maximize else lo <= hi.min()
+    close = np.flatnonzero(maybe)
+    val[close] = scores(req.be, req.A, req.B, None, list(uniq[close]), req.n_a, req.n_b, False)
+    return val[inv]
 
 
 def _pick_best(req: FaqRequest, padded, perm_A, perm_B, cols_all, nit_all, inc_all):
