@@ -12,7 +12,7 @@ Cost families, n in ``--sizes`` (default 500 1000 2000 4000), one matrix per fam
   every row prefers nearly the same columns.
 
 Solvers, each timed cold on the same matrix, interleaved in ``--rounds`` rounds (median):
-fastcka now (``lap_batch``, no warm start), fastcka before this change (``lap_cpu`` at
+fastcka now (``lap_batch``, no warm start), fastcka before this change (``lap_batch`` at
 ``--baseline-rev``, when git has it, up to ``--baseline-max-n``), ``lap.lapjvc`` (lapx) and
 ``scipy.optimize.linear_sum_assignment``.  Every run's assignment is checked to reach SciPy's
 optimal cost (relative 1e-12).  Ratios are peer time / fastcka time (> 1: fastcka faster).
@@ -35,7 +35,7 @@ import numpy as np
 from _machine import machine_lines
 
 ROOT = Path(__file__).resolve().parents[1]
-BASELINE_REV = "4363be7"   # main before the Jonker–Volgenant initialisation
+BASELINE_REV = "996f6f8"   # main before the raced cold start (one JV column-reduction start)
 
 
 def uniform(n, rng):
@@ -58,11 +58,16 @@ def faq_like(n, rng):
 
 
 def baseline_solver(rev: str, tmp: Path):
-    """``lap_batch`` of ``kernels/lap_cpu.py`` at git revision ``rev`` (None if unavailable)."""
-    try:
-        src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:kernels/lap_cpu.py"],
-                             check=True, capture_output=True, text=True).stdout
-    except (OSError, subprocess.CalledProcessError):
+    """``lap_batch`` of ``kernels/qap_cpu.py`` (``kernels/lap_cpu.py`` before they were merged)
+    at git revision ``rev`` (None if unavailable)."""
+    for name in ("qap_cpu", "lap_cpu"):
+        try:
+            src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:kernels/{name}.py"],
+                                 check=True, capture_output=True, text=True).stdout
+            break
+        except (OSError, subprocess.CalledProcessError):
+            continue
+    else:
         return None
     path = tmp / "lap_cpu_baseline.py"
     path.write_text(src)
@@ -79,7 +84,7 @@ def main(argv=None) -> int:
                     help="interleaved rounds (median); 1 at n ≥ 4000 to stay within minutes")
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--baseline-rev", default=BASELINE_REV)
-    ap.add_argument("--baseline-max-n", type=int, default=2000)
+    ap.add_argument("--baseline-max-n", type=int, default=4000)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = ap.parse_args(argv)
     here = Path(__file__).resolve().parent     # this file is lap.py too: import lapx's `lap`
@@ -148,7 +153,7 @@ def write(path: Path, header: str, rows, total: float, args) -> None:
              f"low-rank rank {args.rank}; whole run {total:.0f} s", "",
              "Every run's assignment reached SciPy's optimal cost (relative 1e-12).  Ratios are "
              "the peer's time over fastcka's in the same run (> 1: fastcka faster); *before* is "
-             f"`kernels/lap_cpu.py` at {args.baseline_rev} (no Jonker–Volgenant initialisation), "
+             f"`lap_batch` at {args.baseline_rev}, "
              f"run up to n = {args.baseline_max_n}.", "",
              "| n | costs | fastcka (s) | before (s) | lapjvc (s) | SciPy (s) | lapjvc / fastcka "
              "| SciPy / fastcka | before / fastcka |",

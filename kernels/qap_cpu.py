@@ -202,59 +202,105 @@ def symmetric_gradient(M: np.ndarray, C: np.ndarray, *, parallel: bool = True) -
 # --------------------------------------------------------------------------------------------
 
 @njit(cache=True, nogil=True)
-def _arr(c, sign, v, col4row, row4col, free, nfree, max_steps):  # pragma: no cover
-    """Augmenting row reduction (Jonker & Volgenant 1987): auction-like cheap assignments.
+def _arr_pass(c, sign, v, col4row, row4col, free, nfree, max_steps):  # pragma: no cover
+    """One pass of the augmenting row reduction (Jonker & Volgenant 1987): auction-like cheap
+    assignments.
 
     Each of the ``nfree`` free rows listed first in ``free`` takes its cheapest column ``j1``
     (reduced cost ``c - v``) and lowers ``v[j1]`` by the gap to its second cheapest, so that
     ``j1`` stays a cheapest column for it; a row displaced by a strict improvement is processed
-    next.  Every assigned row keeps dual feasibility with ``u_i = c[i, col4row[i]] - v[col4row[i]]``
-    (``v`` only decreases, and only on the column a row takes).  Two passes; returns the number
-    of rows still free (listed first in ``free``).
+    next (after ``max_steps`` steps: in the next pass).  Every assigned row keeps dual
+    feasibility with ``u_i = c[i, col4row[i]] - v[col4row[i]]`` (``v`` only decreases, and only
+    on the column a row takes).  Returns the number of rows still free (listed first in
+    ``free``) and the steps taken (rows processed, each one scan of its costs).
     """
     n = c.shape[0]
     inf = np.inf
-    for _ in range(2):
-        k = 0
-        prev = nfree
-        nfree = 0
-        steps = 0
-        while k < prev:
-            i = free[k]
-            k += 1
-            steps += 1
-            u1 = inf
-            u2 = inf
-            j1 = -1
-            j2 = -1
-            for j in range(n):
-                h = sign * c[i, j] - v[j]
-                if h < u2:
-                    if h >= u1:
-                        u2 = h
-                        j2 = j
-                    else:
-                        u2 = u1
-                        j2 = j1
-                        u1 = h
-                        j1 = j
-            i0 = row4col[j1]
-            if j2 >= 0 and u1 < u2:
-                v[j1] -= u2 - u1
-            elif i0 >= 0 and j2 >= 0:
-                j1 = j2
-                i0 = row4col[j2]
-            if i0 >= 0:
-                col4row[i0] = -1
-                if u1 < u2 and steps < max_steps:
-                    k -= 1
-                    free[k] = i0
+    k = 0
+    prev = nfree
+    nfree = 0
+    steps = 0
+    while k < prev:
+        i = free[k]
+        k += 1
+        steps += 1
+        u1 = inf
+        u2 = inf
+        j1 = -1
+        j2 = -1
+        for j in range(n):
+            h = sign * c[i, j] - v[j]
+            if h < u2:
+                if h >= u1:
+                    u2 = h
+                    j2 = j
                 else:
-                    free[nfree] = i0
-                    nfree += 1
-            row4col[j1] = i
-            col4row[i] = j1
+                    u2 = u1
+                    j2 = j1
+                    u1 = h
+                    j1 = j
+        i0 = row4col[j1]
+        if j2 >= 0 and u1 < u2:
+            v[j1] -= u2 - u1
+        elif i0 >= 0 and j2 >= 0:
+            j1 = j2
+            i0 = row4col[j2]
+        if i0 >= 0:
+            col4row[i0] = -1
+            if u1 < u2 and steps < max_steps:
+                k -= 1
+                free[k] = i0
+            else:
+                free[nfree] = i0
+                nfree += 1
+        row4col[j1] = i
+        col4row[i] = j1
+    return nfree, steps
+
+
+@njit(cache=True, nogil=True)
+def _arr(c, sign, v, col4row, row4col, free, nfree, max_steps):  # pragma: no cover
+    """Two passes of :func:`_arr_pass` (the warm start's reduction); returns the rows left free."""
+    for _ in range(2):
+        nfree, _steps = _arr_pass(c, sign, v, col4row, row4col, free, nfree, max_steps)
     return nfree
+
+
+# Cold start (see _cold_start): the row-side start is raced against the column reduction's
+# when the latter leaves more than n / _RACE_FREE rows free after two passes, for at most
+# _RACE_PASSES passes each; the winner's augmenting row reduction then goes on while a pass
+# frees more than steps / (_PASS_WORTH n) rows (one free row costs the augmentations about
+# 0.3 n scans at twice the cost of a reduction step), at most _MAX_PASSES passes in all.
+_RACE_FREE = 64
+_RACE_PASSES = 4
+_PASS_WORTH = 0.6
+_MAX_PASSES = 32
+
+
+@njit(cache=True, nogil=True)
+def _partial_bound(c, sign, v, col4row, free, nfree):  # pragma: no cover
+    """:func:`_dual_bound` of an augmenting row reduction's state in O(n (1 + nfree)).
+
+    An assigned row's minimum ``c_ij - v_j`` is its own column's (the reduction keeps it so);
+    only the free rows are scanned.
+    """
+    n = c.shape[0]
+    total = 0.0
+    for j in range(n):
+        total += v[j]
+    for i in range(n):
+        j = col4row[i]
+        if j >= 0:
+            total += sign * c[i, j] - v[j]
+    for k in range(nfree):
+        i = free[k]
+        m = np.inf
+        for j in range(n):
+            h = sign * c[i, j] - v[j]
+            if h < m:
+                m = h
+        total += m
+    return total
 
 
 @njit(cache=True, nogil=True)
@@ -357,39 +403,126 @@ def _keep_warm(c, sign, v, w, argmin):  # pragma: no cover
 
 
 @njit(cache=True, nogil=True)
-def _initial_assignment(c, sign, v, warm, col4row, row4col, remaining, w, argmin):  # pragma: no cover
+def _more_passes(c, sign, v, col4row, row4col, free, nfree, gain, steps,
+                 passes):  # pragma: no cover
+    """Further augmenting row reduction passes while the last one paid off (it freed ``gain``
+    rows in ``steps`` steps; ``passes`` done so far).  Returns the rows left free."""
+    n = c.shape[0]
+    while nfree > 0 and passes < _MAX_PASSES and gain * _PASS_WORTH * n > steps:
+        before = nfree
+        nfree, steps = _arr_pass(c, sign, v, col4row, row4col, free, nfree, 4 * n)
+        gain = before - nfree
+        passes += 1
+    return nfree
+
+
+@njit(cache=True, nogil=True)
+def _cold_start(c, sign, v, col4row, row4col, free, argmin, force):  # pragma: no cover
+    """Cold initial assignments and duals: the better of two starts, then more reduction.
+
+    Column side: the Jonker–Volgenant column reduction and reduction transfer (:func:`_jv_start`)
+    and two augmenting row reduction passes.  Row side: ``v = 0`` and two passes over every row
+    (each row's first step is its row reduction).  Neither wins everywhere: the column side
+    where every row prefers the same columns (FAQ's gradients), the row side where rows differ
+    by offsets or on low-rank costs, whose column minima leave free rows that need long
+    augmenting paths (2000 × 2000 rank 8: 192k Dijkstra row scans after the column side's two
+    passes, 156k after the row side's).  So when the column side leaves more than
+    n / ``_RACE_FREE`` rows free, both run pass for pass, up to ``_RACE_PASSES`` passes, until one
+    side's dual bound Σv + Σu leads by more than the other's last gain; the higher bound wins
+    (the column side on ties).  The winner's reduction goes on while it pays
+    (:func:`_more_passes`).  ``force``: 0 as above, 1 the column side, 2 the row side (tests).
+
+    Returns the number of free rows (listed first in ``free``).
+    """
+    n = c.shape[0]
+    _column_reduction(c, sign, v, argmin, None)
+    nfree = _jv_start(c, sign, v, argmin, col4row, row4col, free)
+    passes = 0
+    gain = 0
+    steps = 0
+    bc0 = bc = 0.0
+    race = force == 2 or (force == 0 and nfree * _RACE_FREE > n)
+    for _ in range(2):
+        before = nfree
+        nfree, steps = _arr_pass(c, sign, v, col4row, row4col, free, nfree, 4 * n)
+        gain = before - nfree
+        passes += 1
+        if race:
+            bc0 = bc
+            bc = _partial_bound(c, sign, v, col4row, free, nfree)
+    race = force == 2 or (force == 0 and nfree * _RACE_FREE > n)
+    if race:
+        vr = np.zeros(n)
+        c4r = np.full(n, -1, np.int64)
+        r4c = np.full(n, -1, np.int64)
+        fr = np.arange(n)
+        nfr = n
+        gain_r = 0
+        steps_r = 0
+        br0 = br = 0.0
+        for _ in range(2):
+            before = nfr
+            nfr, steps_r = _arr_pass(c, sign, vr, c4r, r4c, fr, nfr, 4 * n)
+            gain_r = before - nfr
+            br0 = br
+            br = _partial_bound(c, sign, vr, c4r, fr, nfr)
+        while force == 0 and passes < _RACE_PASSES and nfree > 0 and nfr > 0:
+            if bc >= br and bc - br > br - br0 or br > bc and br - bc > bc - bc0:
+                break          # the lagging side cannot catch up in one more pass
+            before = nfree
+            nfree, steps = _arr_pass(c, sign, v, col4row, row4col, free, nfree, 4 * n)
+            gain = before - nfree
+            bc0 = bc
+            bc = _partial_bound(c, sign, v, col4row, free, nfree)
+            before = nfr
+            nfr, steps_r = _arr_pass(c, sign, vr, c4r, r4c, fr, nfr, 4 * n)
+            gain_r = before - nfr
+            br0 = br
+            br = _partial_bound(c, sign, vr, c4r, fr, nfr)
+            passes += 1
+        if force == 2 or br > bc:
+            v[:] = vr
+            col4row[:] = c4r
+            row4col[:] = r4c
+            free[:] = fr
+            nfree, gain, steps = nfr, gain_r, steps_r
+    return _more_passes(c, sign, v, col4row, row4col, free, nfree, gain, steps, passes)
+
+
+@njit(cache=True, nogil=True)
+def _initial_assignment(c, sign, v, warm, col4row, row4col, remaining, w, argmin,
+                        force=0):  # pragma: no cover
     """Cheap initial assignments and duals before the augmentations; returns the free rows.
 
-    Cold (``warm`` False): the Jonker–Volgenant initialisation - column reduction, reduction
-    transfer, augmenting row reduction of the rows left free.  Warm: the given duals ``v`` are
-    kept (augmenting row reduction from them over every row) unless the column reduction's
-    duals give a higher dual bound, i.e. the problem moved far from the one ``v`` came from.
-    ``w``/``argmin`` are scratch.
+    Cold (``warm`` False): :func:`_cold_start` (``force`` picks its start for tests).  Warm: the
+    given duals ``v`` are kept (augmenting row reduction from them over every row) unless the
+    column reduction's duals give a higher dual bound, i.e. the problem moved far from the one
+    ``v`` came from (then the Jonker–Volgenant column reduction, reduction transfer and two
+    passes of the reduction).  ``w``/``argmin`` are scratch.
     """
     n = c.shape[0]
     for i in range(n):
         col4row[i] = -1
         row4col[i] = -1
-    if warm:
-        if _keep_warm(c, sign, v, w, argmin):
-            for i in range(n):
-                remaining[i] = i
-            return _arr(c, sign, v, col4row, row4col, remaining, n, 4 * n)
-        for j in range(n):
-            v[j] = w[j]
-    else:
-        _column_reduction(c, sign, v, argmin, None)
+    if not warm:
+        return _cold_start(c, sign, v, col4row, row4col, remaining, argmin, force)
+    if _keep_warm(c, sign, v, w, argmin):
+        for i in range(n):
+            remaining[i] = i
+        return _arr(c, sign, v, col4row, row4col, remaining, n, 4 * n)
+    for j in range(n):
+        v[j] = w[j]
     nfree = _jv_start(c, sign, v, argmin, col4row, row4col, remaining)
     return _arr(c, sign, v, col4row, row4col, remaining, nfree, 4 * n)
 
 
 @njit(cache=True, nogil=True)
-def _sap_one(c, sign, v, warm, col4row, row4col, u, spc, path, remaining, SR,
-             SC):  # pragma: no cover
+def _sap_one(c, sign, v, warm, col4row, row4col, u, spc, path, remaining, SR, SC,
+             start=0):  # pragma: no cover
     n = c.shape[0]
     inf = np.inf
     # cheap initial assignments, then exact shortest augmenting paths for the rows left free
-    nfree = _initial_assignment(c, sign, v, warm, col4row, row4col, remaining, spc, path)
+    nfree = _initial_assignment(c, sign, v, warm, col4row, row4col, remaining, spc, path, start)
     for i in range(n):
         j = col4row[i]
         u[i] = sign * c[i, j] - v[j] if j >= 0 else 0.0
@@ -448,29 +581,29 @@ def _sap_one(c, sign, v, warm, col4row, row4col, u, spc, path, remaining, SR,
 
 
 @njit(cache=True, nogil=True)
-def _sap_alloc(c, sign, v, warm, cols):  # pragma: no cover
+def _sap_alloc(c, sign, v, warm, cols, start):  # pragma: no cover
     """:func:`_sap_one` with its work arrays."""
     n = c.shape[0]
     return _sap_one(c, sign, v, warm, cols, np.empty(n, np.int64), np.empty(n), np.empty(n),
                     np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.bool_),
-                    np.empty(n, np.bool_))
+                    np.empty(n, np.bool_), start)
 
 
 @njit(cache=True, parallel=True)
-def _sap_batch(C, sign, V, warm, cols):  # pragma: no cover
+def _sap_batch(C, sign, V, warm, cols, start):  # pragma: no cover
     k = C.shape[0]
     ok = np.ones(k, dtype=np.bool_)
     for b in prange(k):
-        ok[b] = _sap_alloc(C[b], sign, V[b], warm, cols[b])
+        ok[b] = _sap_alloc(C[b], sign, V[b], warm, cols[b], start)
     return ok
 
 
 @njit(cache=True, nogil=True)
-def _sap_serial(C, sign, V, warm, cols):  # pragma: no cover
+def _sap_serial(C, sign, V, warm, cols, start):  # pragma: no cover
     """:func:`_sap_batch` in the calling thread (GIL released)."""
     ok = np.ones(C.shape[0], dtype=np.bool_)
     for b in range(C.shape[0]):
-        ok[b] = _sap_alloc(C[b], sign, V[b], warm, cols[b])
+        ok[b] = _sap_alloc(C[b], sign, V[b], warm, cols[b], start)
     return ok
 
 
@@ -530,15 +663,17 @@ def lap_batch(C: np.ndarray, maximize: bool = False, v0: np.ndarray | None = Non
     return cols, V
 
 
-def _solve(C: np.ndarray, maximize: bool, V: np.ndarray, warm: bool, parallel: bool = True):
+def _solve(C: np.ndarray, maximize: bool, V: np.ndarray, warm: bool, parallel: bool = True,
+           start: int = 0):
     """The solve of :func:`lap_batch` on checked arrays (``V`` updated in place; its values are
-    the warm start when ``warm``)."""
+    the warm start when ``warm``).  ``start``: the cold start of :func:`_cold_start` (0 the raced
+    choice, 1 the column side, 2 the row side; for tests)."""
     k, n, _ = C.shape
     cols = np.empty((k, n), np.int64)
     if n:
         sign = -1.0 if maximize else 1.0
         # one problem: no parallel region (waking the thread pool costs more than a small solve)
-        ok = (_sap_batch if parallel and k > 1 else _sap_serial)(C, sign, V, warm, cols)
+        ok = (_sap_batch if parallel and k > 1 else _sap_serial)(C, sign, V, warm, cols, start)
         if not ok.all():  # pragma: no cover - cannot happen with finite dense costs
             raise ValueError("cost matrix is infeasible")
     return cols, V

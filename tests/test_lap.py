@@ -156,6 +156,29 @@ def test_cold_jv_initialisation_reaches_scipy_optimum_with_optimal_duals(maximiz
             _check_duals(C, cols2, v2, maximize)
 
 
+@pytest.mark.parametrize("start", [0, 1, 2])
+@pytest.mark.parametrize("maximize", [False, True])
+def test_each_cold_start_reaches_scipy_optimum_with_optimal_duals(start, maximize):
+    # the cold start races the JV column reduction (1) against a row-side start (2) and keeps
+    # the higher dual bound (0); whichever one runs, the augmentations must end at the optimum
+    from fastcka.kernels.qap_cpu import _solve
+
+    rng = np.random.default_rng(40 + 3 * start + maximize)
+    fams = [list(_cost_families(n, rng)) for n in (1, 2, 3, 9, 40, 150)]
+    # sizes where the race is entered (more than n / 64 rows left free by the column side)
+    b = rng.random(300)
+    fams.append([np.outer(rng.random(300), b) + 1e-4 * rng.random((300, 300)),
+                 rng.standard_normal((300, 8)) @ rng.standard_normal((8, 300)),
+                 50.0 * rng.random(300)[:, None] + rng.random((300, 300))])
+    for group in fams:
+        for C in group:
+            n = C.shape[0]
+            C3 = np.ascontiguousarray(C[None], dtype=np.float64)
+            cols, v = _solve(C3, maximize, np.zeros((1, n)), False, False, start)
+            _check(C, cols[0], maximize)
+            _check_duals(C, cols[0], v[0], maximize)
+
+
 def test_jv_initialisation_leaves_a_valid_partial_assignment():
     # the augmentations only stay exact if the initialisation hands over a matching in which
     # every assigned row sits on a cheapest column of its reduced costs c_ij - v_j
@@ -164,13 +187,14 @@ def test_jv_initialisation_leaves_a_valid_partial_assignment():
     rng = np.random.default_rng(30)
     for n in (1, 2, 5, 60, 200):
         for C in _cost_families(n, rng):
-            for warm, v0 in ((False, np.zeros(n)), (True, rng.standard_normal(n)),
-                             (True, np.zeros(n))):
+            for warm, v0, start in ((False, np.zeros(n), 0), (False, np.zeros(n), 1),
+                                    (False, np.zeros(n), 2), (True, rng.standard_normal(n), 0),
+                                    (True, np.zeros(n), 0)):
                 v = v0.copy()
                 col4row, row4col = np.empty(n, np.int64), np.empty(n, np.int64)
                 free = np.empty(n, np.int64)
                 nfree = _initial_assignment(C, 1.0, v, warm, col4row, row4col, free,
-                                            np.empty(n), np.empty(n, np.int64))
+                                            np.empty(n), np.empty(n, np.int64), start)
                 assigned = np.flatnonzero(col4row >= 0)
                 assert sorted(free[:nfree].tolist()) == np.flatnonzero(col4row < 0).tolist()
                 assert len(assigned) + nfree == n
