@@ -19,7 +19,8 @@ processes and in rotating order:
   (same kernels, same Generator stream), extrapolated linearly to ``--restarts``, and the
   working tree on the same restarts (identical starts: the objectives must agree).
 
-Medians over ``--rounds``.  The returned matching and objective must be identical between old,
+Every kind first runs once untimed on 2 restarts (Numba's on-disk caches compiled, the files
+read once), so no timed round pays a compilation.  Medians over ``--rounds``.  The returned matching and objective must be identical between old,
 new and new on one thread.  Writes ``bench/results/qap_pool.md``.  About 1.5 minutes per round
 on an idle 2-core machine.
 
@@ -84,12 +85,13 @@ def child(kind: str, restarts: int, scipy_restarts: int) -> dict:
     return out
 
 
-def run_child(kind: str, args, old_tree: str) -> dict:
+def run_child(kind: str, args, old_tree: str, restarts: int | None = None) -> dict:
     env = dict(os.environ)
     if kind == "old":
         env["PYTHONPATH"] = old_tree + os.pathsep + env.get("PYTHONPATH", "")
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind,
-           "--restarts", str(args.restarts), "--scipy-restarts", str(args.scipy_restarts)]
+           "--restarts", str(args.restarts if restarts is None else restarts),
+           "--scipy-restarts", str(args.scipy_restarts if restarts is None else restarts)]
     p = subprocess.run(cmd, env=env, cwd=tempfile.gettempdir(), capture_output=True, text=True)
     if p.returncode:
         sys.exit(f"child {kind} failed:\n{p.stderr[-3000:]}")
@@ -127,6 +129,8 @@ def main(argv=None) -> int:
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     with tempfile.TemporaryDirectory() as tmp:
         old_tree = extract(args.old, tmp)
+        for kind in kinds:     # untimed warm-up: Numba's caches compiled, files in the page cache
+            run_child(kind, args, old_tree, restarts=2)
         for rnd in range(args.rounds):
             for kind in kinds[rnd % len(kinds):] + kinds[:rnd % len(kinds)]:
                 r = run_child(kind, args, old_tree)
