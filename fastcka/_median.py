@@ -13,18 +13,21 @@ diagonal's n zeros plus every element of ``U`` twice.  With ``z`` zeros in ``U``
 
 Algorithm (per requested rank, all inputs and ranks sharing every pass over the tiles):
 
-1. *Sample*: ``s`` random pairs give a quantile estimate of the target and a narrow *collect
-   window* around it expected to hold about ``cap / 2`` values, plus a wider histogram window.
+1. *Sample*: ``s`` random pairs (one Numba sweep on the host) give a quantile estimate of the
+   target and a narrow *collect window* around it: ±8 standard deviations of the estimate, or
+   fewer where that would exceed ``cap / 2`` values (``WINDOW_SDS``).
    For small n (``M <= cap``) the first pass simply collects every value (the dense path).
 2. *Pass*: over the upper-triangle tiles (``tile x tile`` Gram tiles from one GEMM each) count the
    zeros, histogram the window values (4096 equal-width bins plus under/overflow), count the values
-   below the collect window and collect the ones inside it (at most ``cap``).
+   below the collect window and collect the ones inside it (at most ``cap``).  On the host the
+   first pass's one-bin window is counted and collected in a single sweep of each tile
+   (``count_collect``: branch-free writes into a tile-sized scratch buffer, then packed).
 3. If the target rank falls inside the collected values, an exact selection (``partition``) on
    them gives the answer.  Otherwise the histogram bin holding the rank becomes the next window
    (an exact predicate: see ``kernels/cka_cpu.py``) and step 2 repeats on it, collecting it whole
    once it holds at most ``cap`` values.  In practice one pass (sample hit) or two.
 
-Memory: one ``tile²`` float64 Gram/distance tile, two float64 row blocks (``tile · p``), ``cap``
+Memory: one ``tile²`` float64 Gram/distance tile (and one scratch tile for the one-sweep collect), two float64 row blocks (``tile · p``), ``cap``
 float64 collected values per rank (one preallocated buffer, selected in place), ``O(n)`` norms.
 The tile and collect buffers are allocated once per pass and reused (no per-tile allocations).
 Measured: n = 50k, d = 384, float32 inputs: 188 MiB peak beyond the inputs (bench/cka.py).  Float32 inputs are never copied whole.  Time per pass: one GEMM of
@@ -45,6 +48,7 @@ from .errors import InputError
 NBINS = 4096
 REL_TOL = 1e-12  # squared distances below REL_TOL·(‖x_i‖²+‖x_j‖²) are exact zeros (duplicates)
 MAX_LEVELS = 16
+WINDOW_SDS = 8.0  # the first collect window spans at most ± this many sampling standard deviations
 
 
 @dataclass
@@ -158,14 +162,22 @@ class DistanceTiler:
         return self.ops.sqdist(G, self.sq[i0:i1], self.sq[j0:j1], REL_TOL, diag)
 
 
-def _sample_pairs(Xs, n, s, xp, rng, affs=None, chunk=2 ** 22):
-    """Squared distances of ``s`` random pairs i != j (direct form) for each input."""
+def _sample_pairs(Xs, n, s, xp, rng, affs=None, chunk=2 ** 22, ops=None):
+    """Squared distances of ``s`` random pairs i != j (direct form) for each input, sorted.
+
+    On the host with a kernel set that has ``pair_sqdist`` (Numba): one fused sweep per input
+    (gather, difference, square, sum); otherwise NumPy / CuPy in chunks of ``chunk`` elements.
+    """
     i = rng.integers(0, n, size=s)
     j = rng.integers(0, n - 1, size=s)
     j = j + (j >= i)
     out = []
+    fused = getattr(ops, "pair_sqdist", None) if xp is np else None
     for k, X in enumerate(Xs):
         sc = affs[k][1] if affs is not None else 1.0
+        if fused is not None:
+            out.append(np.sort(fused(X, i, j, sc)))
+            continue
         vals = []
         step = max(256, int(chunk) // max(1, int(X.shape[1])))
         for a in range(0, s, step):
@@ -214,7 +226,8 @@ def sqdist_order_stats(Xs, requests, *, xp=np, ops=None, tile=2048, cap=None,
             _set_window(tg, 0.0, 1.0)
     else:
         s = int(min(M, sample_size or 2 ** 17))
-        samples = _sample_pairs(Xs, n, s, xp, np.random.default_rng(rng), affs, sample_chunk)
+        samples = _sample_pairs(Xs, n, s, xp, np.random.default_rng(rng), affs, sample_chunk,
+                                ops)
         _initial_windows(targets, samples, n, M, s, cap)
 
     n_zero = [None] * len(Xs)
@@ -260,7 +273,10 @@ def _targets(n: int, requests) -> tuple[list[_Target], list[list[int]]]:
 def _initial_windows(targets, samples, n: int, M: int, s: int, cap: int) -> None:
     """First collect windows of the targets from the sorted sampled distances of each input."""
     sd = 0.5 / math.sqrt(s)
-    eps = max(cap / (4.0 * M), 1e-9)
+    # collect window: ±eps in quantile around the sample's estimate, at most a quarter of the
+    # cap's worth of values each side, and no wider than 8 standard deviations of the estimate
+    # (a miss then has probability ~1e-15; a narrower window is cheaper to collect and select)
+    eps = min(max(cap / (4.0 * M), 1e-9), WINDOW_SDS * sd)
     delta = min(0.5, max(8 * eps, 12 * sd))
     for tg in targets:
         smp = samples[tg.chan]
@@ -302,6 +318,8 @@ def _tile_pass(active, tilers, n: int, tile: int, cap: int, xp, ops, progress, l
         tg.overflow = False
     tiles = list(upper_tiles(n, tile))
     tbuf = xp.empty(min(tile, n) * min(tile, n))
+    fused = getattr(ops, "count_collect", None) if xp is np else None
+    scratch = None
     it = progress(tiles, total=len(tiles), desc=f"median pass {level + 1}") if progress else tiles
     for i0, i1, j0, j1, diag in it:
         for k in chans:
@@ -309,14 +327,27 @@ def _tile_pass(active, tilers, n: int, tile: int, cap: int, xp, ops, progress, l
             for tg in active:
                 if tg.chan != k:
                     continue
-                nz, h, nle, nco, vmin, vmax = ops.hist(D, diag, tg.chain, tg.lo, tg.inv_w,
-                                                       tg.nbins, tg.clo, tg.chi)
+                if fused is not None and tg.nbins == 1:  # count and collect in one sweep
+                    if tg.buf is None:
+                        tg.buf = xp.empty(cap)
+                    if scratch is None:
+                        scratch = np.empty(tbuf.size)
+                    dest = tg.buf[tg.n_coll:] if not tg.overflow else tg.buf[:0]
+                    nz, h, nle, nco, vmin, vmax = fused(D, diag, tg.chain, tg.lo, tg.inv_w,
+                                                        tg.clo, tg.chi, scratch, dest)
+                    if nco > dest.size:
+                        tg.overflow = True
+                    nco_to_collect = 0
+                else:
+                    nz, h, nle, nco, vmin, vmax = ops.hist(D, diag, tg.chain, tg.lo, tg.inv_w,
+                                                           tg.nbins, tg.clo, tg.chi)
+                    nco_to_collect = nco
                 if tg is next(t for t in active if t.chan == k):
                     zeros[k] += nz
                 tg.hist += np.asarray(to_host(h), dtype=np.int64)
                 tg.n_le += nle
                 tg.vmin, tg.vmax = min(tg.vmin, vmin), max(tg.vmax, vmax)
-                if nco and not tg.overflow:
+                if nco_to_collect and not tg.overflow:
                     if tg.n_coll + nco > cap:
                         tg.overflow = True
                     else:

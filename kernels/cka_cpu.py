@@ -296,6 +296,95 @@ if numba is not None:
         return _collect_nb(D, bool(diag), _chain_array(chain), float(clo), float(chi))
 
     @njit(parallel=True, cache=True)
+    def _count_collect_nb(D, diag, chain, lo, inv_w, clo, chi, scratch, dest):
+        # _hist3_nb's counts (one-bin window: below / inside / above) and, in the same sweep,
+        # a branch-free write of every value in (clo, chi] into the chunk's own stretch of
+        # ``scratch`` (a chunk owns its rows' slots, so no count pass is needed first); then,
+        # if they fit, the chunks' values packed into ``dest``
+        bi, bj = D.shape
+        nch = min(_NCHUNK, bi)
+        nchain = chain.shape[0]
+        cnt = np.zeros((nch, 6), dtype=np.int64)  # bin0, bin1, bin2, zeros, <= clo, (clo, chi]
+        ext = np.empty((nch, 2))
+        for c in prange(nch):
+            start = (c * bi // nch) * bj
+            pos = start
+            b0 = 0
+            b1 = 0
+            b2 = 0
+            nz = 0
+            nle = 0
+            vmin = np.inf
+            vmax = -np.inf
+            for i in range(c * bi // nch, (c + 1) * bi // nch):
+                j0 = i + 1 if diag else 0
+                for j in range(j0, bj):
+                    v = D[i, j]
+                    if v == 0.0:
+                        nz += 1
+                        continue
+                    if nchain > 0 and not _in_chain_nb(v, chain):
+                        continue
+                    b = _bin_clamped_nb(v, lo, inv_w, 1)
+                    b0 += np.int64(b == 0)
+                    b1 += np.int64(b == 1)
+                    b2 += np.int64(b == 2)
+                    nle += np.int64(v <= clo)
+                    scratch[pos] = v
+                    pos += np.int64(v > clo) & np.int64(v <= chi)
+                    vmin = min(vmin, v)
+                    vmax = max(vmax, v)
+            cnt[c, 0] = b0
+            cnt[c, 1] = b1
+            cnt[c, 2] = b2
+            cnt[c, 3] = nz
+            cnt[c, 4] = nle
+            cnt[c, 5] = pos - start
+            ext[c, 0] = vmin
+            ext[c, 1] = vmax
+        offs = np.zeros(nch + 1, dtype=np.int64)
+        for c in range(nch):
+            offs[c + 1] = offs[c] + cnt[c, 5]
+        if offs[nch] <= dest.shape[0]:
+            for c in prange(nch):
+                src = (c * bi // nch) * bj
+                for k in range(cnt[c, 5]):
+                    dest[offs[c] + k] = scratch[src + k]
+        return cnt.sum(axis=0), ext[:, 0].min(), ext[:, 1].max()
+
+    def count_collect_nb(D, diag, chain, lo, inv_w, clo, chi, scratch, dest):
+        """:func:`hist_nb` of a one-bin window (``nbins == 1``) and :func:`collect_nb` of
+        ``(clo, chi]`` in one sweep of the tile.
+
+        Returns ``(n_zero, hist, n_le, n_coll, vmin, vmax)`` as ``hist_nb`` does, and writes the
+        collected values to ``dest[:n_coll]`` when ``n_coll <= len(dest)`` (else ``dest`` is
+        untouched).  ``scratch``: float64, at least ``D.size`` long (overwritten).
+        """
+        c, vmin, vmax = _count_collect_nb(D, bool(diag), _chain_array(chain), float(lo),
+                                          float(inv_w), float(clo), float(chi), scratch, dest)
+        return int(c[3]), c[:3].copy(), int(c[4]), int(c[5]), float(vmin), float(vmax)
+
+    @njit(parallel=True, cache=True)
+    def _pair_sqdist_nb(X, i, j, sc):
+        s = i.shape[0]
+        p = X.shape[1]
+        out = np.empty(s)
+        for k in prange(s):
+            a = i[k]
+            b = j[k]
+            acc = 0.0
+            for f in range(p):
+                d = (np.float64(X[a, f]) - np.float64(X[b, f])) * sc
+                acc += d * d
+            out[k] = acc
+        return out
+
+    def pair_sqdist_nb(X, i, j, sc):
+        """Squared distances ``‖(x_i − x_j)·sc‖²`` (float64) of the row pairs ``(i[k], j[k])``."""
+        return _pair_sqdist_nb(X, np.ascontiguousarray(i, dtype=np.int64),
+                               np.ascontiguousarray(j, dtype=np.int64), float(sc))
+
+    @njit(parallel=True, cache=True)
     def _kernel_stats_nb(Gs, na_i, na_j, kinds, gammas, rel_tol, diag):
         m, bi, bj = Gs.shape
         nch = min(_NCHUNK, bi)
@@ -404,18 +493,24 @@ def _chain_array(chain):
 
 
 class _Ops:
-    def __init__(self, name, sqdist, hist, collect, kernel_stats):
+    """A kernel set.  ``count_collect`` and ``pair_sqdist`` are optional fast forms (None: the
+    callers use ``hist`` + ``collect`` and NumPy sampling)."""
+
+    def __init__(self, name, sqdist, hist, collect, kernel_stats, count_collect=None,
+                 pair_sqdist=None):
         self.name = name
         self.sqdist = sqdist
         self.hist = hist
         self.collect = collect
         self.kernel_stats = kernel_stats
+        self.count_collect = count_collect
+        self.pair_sqdist = pair_sqdist
 
 
 NUMPY_OPS = _Ops("numpy", sqdist_np, hist_np, collect_np, kernel_stats_np)
 NUMBA_OPS = (_Ops("numba", sqdist_nb, hist_nb, collect_nb,
                   kernel_stats_fused_nb if getattr(numba.config, "USING_SVML", False)
-                  else kernel_stats_nb)
+                  else kernel_stats_nb, count_collect_nb, pair_sqdist_nb)
              if numba is not None else None)
 
 

@@ -69,6 +69,47 @@ def test_hist_and_collect_numba_equal_numpy(diag):
         np.testing.assert_array_equal(c1, np.sort(ref))
 
 
+@pytest.mark.parametrize("diag", [True, False])
+def test_count_collect_is_one_bin_hist_plus_collect(diag):
+    # the median pass's one-sweep kernel: the counts of a one-bin hist and the values of
+    # collect, exactly (any order), with or without a chain; a dest too small stays untouched
+    X = data(300, 4, seed=3)
+    A, B = (X, X) if diag else (X[:130], X[130:])
+    D = cka_cpu.sqdist_np(A @ B.T, (A * A).sum(1), (B * B).sum(1), 1e-12, diag)
+    vals = D[np.triu_indices(len(A), 1)] if diag else D.ravel()
+    nz = vals[vals != 0]
+    clo, chi = np.quantile(nz, 0.45), np.quantile(nz, 0.55)
+    chain = [(0.0, 1.0 / (nz.max() * 1.1 / 4), 4, 1)]
+    scratch = np.full(D.size, np.nan)
+    for ch in ([], chain):
+        for lo, iw in ((clo, 1.0 / (chi - clo)), (np.quantile(nz, 0.3), 0.7 / (chi - clo))):
+            ref = cka_cpu.hist_np(D, diag, ch, lo, iw, 1, clo, chi)
+            want = np.sort(cka_cpu.collect_np(D, diag, ch, clo, chi))
+            assert ref[3] == want.size > 0
+            dest = np.full(want.size + 5, -1.0)
+            got = cka_cpu.count_collect_nb(D, diag, ch, lo, iw, clo, chi, scratch, dest)
+            assert got[0] == ref[0] and got[2:] == ref[2:]
+            np.testing.assert_array_equal(got[1], ref[1])
+            np.testing.assert_array_equal(np.sort(dest[:want.size]), want)
+            assert np.all(dest[want.size:] == -1.0)
+            small = np.full(want.size - 1, -2.0)
+            got2 = cka_cpu.count_collect_nb(D, diag, ch, lo, iw, clo, chi, scratch, small)
+            assert got2[3] == want.size and np.all(small == -2.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pair_sqdist_equals_the_direct_form(dtype):
+    rng = np.random.default_rng(8)
+    X = (rng.normal(size=(500, 37)) * 3 + 10).astype(dtype)
+    i, j = rng.integers(0, 500, 2000), rng.integers(0, 500, 2000)
+    for sc in (1.0, 0.25):
+        ref = (((X[i].astype(np.float64) - X[j].astype(np.float64)) * sc) ** 2).sum(axis=1)
+        got = cka_cpu.pair_sqdist_nb(X, i, j, sc)
+        assert got.dtype == np.float64
+        np.testing.assert_allclose(got, ref, rtol=1e-13, atol=0)
+        assert np.all(got[i == j] == 0.0)
+
+
 @pytest.mark.parametrize("ops", OPS, ids=IDS)
 @pytest.mark.parametrize("diag", [True, False])
 def test_kernel_stats_tile(ops, diag):
