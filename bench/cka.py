@@ -24,7 +24,9 @@ Sections
 5. RBF CKA with the exact paper σ against torch (the peer: dense float64 squared distances
    from one GEMM, ``torch.median`` of the non-zero ones, ``exp``, centred kernels, ``Σ Kc∘Lc``;
    torch on the same thread count as OpenBLAS), n = 5k and 10k, d = 384/256, interleaved
-   rounds; at n = 50k the peer's two n×n float64 matrices (40 GB) do not fit this machine;
+   rounds, next to the same code with the previous median pass (*before*); at n = 50k the
+   peer's two n×n float64 matrices (40 GB) do not fit this machine, and the section
+   ``rbf_large`` times fastcka against *before* there (2 interleaved rounds);
 6. ``--device gpu``: RBF CKA (paper σ) at n = 100k, d = 1024 on the GPU, and GPU-vs-CPU agreement
    (the CPU run at a smaller n where the full one would take minutes).
 """
@@ -272,6 +274,35 @@ def section_rbf_torch(ns, rounds, rows):
     _interleaved(cases, [(n, 384, 256, 5) for n in ns], rounds, rows, "rbf_torch", "rbf", 500)
 
 
+def section_rbf_large(n, rounds, rows):
+    """n = 50k: torch's two dense float64 matrices (40 GB) do not fit 24 GiB, so the same-run peer
+    is the previous median pass (:func:`cka_rbf_before_fused_median`)."""
+    import fastcka
+
+    cases = {"fastcka": lambda X, Y: fastcka.cka(X, Y, kernel="rbf", sigma="paper", device="cpu"),
+             "fastcka before the one-sweep median pass": cka_rbf_before_fused_median}
+    X, Y = data(n, 384, 256, seed=5)
+    for fn in cases.values():
+        fn(X[:8000], Y[:8000])   # warm-up past the dense path: the sampled-window kernels compile
+    raw = {k: [] for k in cases}
+    val = {}
+    load = os.getloadavg()[0]
+    for r in range(rounds):
+        for name in (list(cases) if r % 2 == 0 else list(cases)[::-1]):
+            t, val[name] = timed(cases[name], X, Y)
+            raw[name].append(t)
+    import statistics
+
+    first = next(iter(cases))
+    for name in cases:
+        rows.append(dict(section="rbf_large", n=n, d="384/256", kernel="rbf", device="cpu",
+                         case=name, ours_s=statistics.median(raw[name]), value=val[name],
+                         rel_diff=abs(val[name] - val[first]) / abs(val[first]),
+                         speedup=statistics.median(raw[name]) / statistics.median(raw[first]),
+                         raw=raw[name], load=load))
+        print(rows[-1], flush=True)
+
+
 _MEM_CHILD = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[4])
@@ -418,6 +449,18 @@ def markdown(rows, header) -> str:
         out.append("")
     for sec, title in (("torch", "Linear CKA"), ("rbf_torch", "RBF CKA (exact paper σ)")):
         out += _torch_table([r for r in rows if r["section"] == sec], title)
+    large = [r for r in rows if r["section"] == "rbf_large"]
+    if large:
+        out += ["## RBF CKA (exact paper σ) at n = 50k: now against before (same run, interleaved)",
+                "", "torch float64 needs two dense n×n matrices (40 GB) here and does not fit "
+                "24 GiB; the peer is the previous median pass.  |rel diff| against fastcka.", "",
+                "| n | d (X/Y) | case | seconds | case / fastcka | value | |rel diff| | rounds (s) "
+                "| load |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in large:
+            out.append(f"| {r['n']} | {r['d']} | {r['case']} | {fmt(r['ours_s'])} "
+                       f"| {r['speedup']:.2f}× | {r['value']:.15f} | {r['rel_diff']:.1e} "
+                       f"| {', '.join(f'{x:.3f}' for x in r['raw'])} | {r['load']:.1f} |")
+        out.append("")
     gpu = [r for r in rows if r["section"].startswith("gpu")]
     if gpu:
         out += ["## GPU", "", "| case | n | d | device | GPU s | CPU s | GPU value | CPU value | rel diff | note |",
@@ -445,7 +488,8 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="folder for the table and the JSON (default bench/results)")
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
     ap.add_argument("--section", nargs="*", default=None,
-                    choices=["reference", "linear", "torch", "rbf_torch", "rbf_memory"],
+                    choices=["reference", "linear", "torch", "rbf_torch", "rbf_large",
+                             "rbf_memory"],
                     help="CPU sections to run (default all)")
     args = ap.parse_args(argv)
     rows: list[dict] = []
@@ -454,7 +498,8 @@ def main(argv=None):
               f"{' --device gpu' if args.device == 'gpu' else ''}{' --quick' if args.quick else ''}`"
               f" on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.")
     if args.device == "cpu":
-        want = set(args.section or ["reference", "linear", "torch", "rbf_torch", "rbf_memory"])
+        want = set(args.section or ["reference", "linear", "torch", "rbf_torch", "rbf_large",
+                                    "rbf_memory"])
         if "reference" in want:
             section_reference([1000, 5000] if args.quick else [1000, 5000, 10000, 20000], "cpu", rows)
         if "linear" in want:
@@ -464,6 +509,8 @@ def main(argv=None):
                            for p, q in ((384, 256), (1024, 1024))], 3, rows)
         if "rbf_torch" in want:
             section_rbf_torch((2000, 5000) if args.quick else (5000, 10000), 3, rows)
+        if "rbf_large" in want:
+            section_rbf_large(20000 if args.quick else 50_000, 1 if args.quick else 2, rows)
         if "rbf_memory" in want:
             section_rbf_memory(10000 if args.quick else 50_000, 384, rows)
         md_path = Path(args.out or ROOT / "bench" / "results") / "cka.md"
