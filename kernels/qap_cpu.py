@@ -47,7 +47,11 @@ minimum becomes its dual, the minimising row takes it), reduction transfer (a ro
 column passes its slack to that column's dual) and augmenting row reduction of the rows left
 free - before the augmentations.  On costs where one direction dominates (every row prefers the
 same columns, as FAQ's gradients near the barycentre) the column duals it finds leave far fewer
-rows to augment (381 instead of 1351 of 2000 on ``bench/lap.py``'s FAQ-like costs).  A warm start keeps its duals unless the column
+rows to augment (381 instead of 1351 of 2000 on ``bench/lap.py``'s FAQ-like costs).  Where rows
+differ by offsets or the costs are low-rank, the row side (``v = 0``, augmenting row reduction
+over every row) leaves fewer; so when the column side leaves more than n / 64 rows free, both
+starts run pass for pass and the higher dual bound wins (:func:`_cold_start`), and the winner's
+reduction goes on while a pass frees enough rows to pay for itself.  A warm start keeps its duals unless the column
 reduction's give a higher dual bound Σv + Σ_i min_j (c_ij - v_j) (the problem moved far from the
 one the duals came from): two O(n²) sweeps.
 
