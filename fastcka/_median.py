@@ -30,7 +30,7 @@ Algorithm (per requested rank, all inputs and ranks sharing every pass over the 
 Memory: one ``tile²`` float64 Gram/distance tile (and one scratch tile for the one-sweep collect), two float64 row blocks (``tile · p``), ``cap``
 float64 collected values per rank (one preallocated buffer, selected in place), ``O(n)`` norms.
 The tile and collect buffers are allocated once per pass and reused (no per-tile allocations).
-Measured: n = 50k, d = 384, float32 inputs: 188 MiB peak beyond the inputs (bench/cka.py).  Float32 inputs are never copied whole.  Time per pass: one GEMM of
+Measured: n = 50k, d = 384, float32 inputs: 217 MiB peak beyond the inputs (bench/cka.py; 188 MiB before the one-sweep collect added its scratch tile).  Float32 inputs are never copied whole.  Time per pass: one GEMM of
 ``n²/2 · p`` multiply-adds plus ``O(n²)`` elementwise work.
 """
 
