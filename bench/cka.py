@@ -193,13 +193,14 @@ def cka_blas_threads(X, Y):
         config.CKA_CHUNK_ROWS, _cka_stats._chunk_threads = keep
 
 
-def _interleaved(cases, sizes, rounds, rows, section, kernel, warm):
+def _interleaved(cases, sizes, rounds, rows, section, kernel, warm, peer=None):
     """Same-run interleaved rounds of every case on each ``(n, p, q, seed)`` input; one row per
-    case with the median time and its ratio to the first case (fastcka)."""
+    case with the median time and its ratio to the first case (fastcka), ``rel_diff`` against
+    ``peer`` (default the torch float64 case)."""
     import statistics
 
     first = next(iter(cases))
-    peer = next(k for k in cases if k.startswith("torch float64"))
+    peer = peer or next(k for k in cases if k.startswith("torch float64"))
     for n, p, q, seed in sizes:
         X, Y = data(n, p, q, seed=seed)
         for fn in cases.values():  # warm-up (JIT, thread pools)
@@ -281,26 +282,8 @@ def section_rbf_large(n, rounds, rows):
 
     cases = {"fastcka": lambda X, Y: fastcka.cka(X, Y, kernel="rbf", sigma="paper", device="cpu"),
              "fastcka before the one-sweep median pass": cka_rbf_before_fused_median}
-    X, Y = data(n, 384, 256, seed=5)
-    for fn in cases.values():
-        fn(X[:8000], Y[:8000])   # warm-up past the dense path: the sampled-window kernels compile
-    raw = {k: [] for k in cases}
-    val = {}
-    load = os.getloadavg()[0]
-    for r in range(rounds):
-        for name in (list(cases) if r % 2 == 0 else list(cases)[::-1]):
-            t, val[name] = timed(cases[name], X, Y)
-            raw[name].append(t)
-    import statistics
-
-    first = next(iter(cases))
-    for name in cases:
-        rows.append(dict(section="rbf_large", n=n, d="384/256", kernel="rbf", device="cpu",
-                         case=name, ours_s=statistics.median(raw[name]), value=val[name],
-                         rel_diff=abs(val[name] - val[first]) / abs(val[first]),
-                         speedup=statistics.median(raw[name]) / statistics.median(raw[first]),
-                         raw=raw[name], load=load))
-        print(rows[-1], flush=True)
+    # warm-up past the dense path (8000 rows): the sampled-window kernels compile
+    _interleaved(cases, [(n, 384, 256, 5)], rounds, rows, "rbf_large", "rbf", 8000, peer="fastcka")
 
 
 _MEM_CHILD = r"""

@@ -281,6 +281,17 @@ _PASS_WORTH = 0.6
 _MAX_PASSES = 32
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _row_min(c, sign, v, i):  # pragma: no cover
+    """``min_j (sign · c_ij - v_j)``: row ``i``'s dual ``u_i`` for the column duals ``v``."""
+    m = np.inf
+    for j in range(c.shape[1]):
+        h = sign * c[i, j] - v[j]
+        if h < m:
+            m = h
+    return m
+
+
 @njit(cache=True, nogil=True)
 def _partial_bound(c, sign, v, col4row, free, nfree):  # pragma: no cover
     """:func:`_dual_bound` of an augmenting row reduction's state in O(n (1 + nfree)).
@@ -297,13 +308,7 @@ def _partial_bound(c, sign, v, col4row, free, nfree):  # pragma: no cover
         if j >= 0:
             total += sign * c[i, j] - v[j]
     for k in range(nfree):
-        i = free[k]
-        m = np.inf
-        for j in range(n):
-            h = sign * c[i, j] - v[j]
-            if h < m:
-                m = h
-        total += m
+        total += _row_min(c, sign, v, free[k])
     return total
 
 
@@ -315,12 +320,7 @@ def _dual_bound(c, sign, v):  # pragma: no cover
     for j in range(n):
         total += v[j]
     for i in range(n):
-        m = np.inf
-        for j in range(n):
-            h = sign * c[i, j] - v[j]
-            if h < m:
-                m = h
-        total += m
+        total += _row_min(c, sign, v, i)
     return total
 
 
