@@ -173,24 +173,43 @@ def section_torch(sizes, rounds, rows):
 
     torch.set_num_threads(os.cpu_count() or 1)
     cases = {"fastcka": lambda X, Y: fastcka.cka(X, Y, device="cpu"),
+             "fastcka before (1024-row chunks, NumPy passes)": cka_numpy_chunks,
              "fastcka before (BLAS threads)": cka_blas_threads,
              "torch float64": lambda X, Y: torch_linear_cka(X, Y, torch.float64),
              "torch float32": lambda X, Y: torch_linear_cka(X, Y, torch.float32)}
-    _interleaved(cases, [(n, p, q, 4) for n, p, q in sizes], rounds, rows, "torch", "linear", 1000)
+    for n, p, q in sizes:  # the short runs get more rounds: their medians are the noisy ones
+        _interleaved(cases, [(n, p, q, 4)], rounds(n), rows, "torch", "linear", 1000)
+
+
+def _linear_as_before(X, Y, chunk, threads=None):
+    """fastcka.cka with the linear feature path as it was: ``chunk`` rows per chunk whatever n,
+    the column ranges and the float64 row blocks by NumPy reductions and casts (the kernel
+    set's NumPy twins), and ``threads`` (None: the pool as today)."""
+    import fastcka
+    from fastcka import _cka_stats
+    from fastcka.kernels import cka_cpu
+
+    ops = cka_cpu.get_ops(True)
+    keep = (_cka_stats.chunk_rows, _cka_stats._chunk_threads, ops.column_stats, ops.rows64)
+    _cka_stats.chunk_rows = lambda n: chunk
+    if threads is not None:
+        _cka_stats._chunk_threads = lambda *a: threads
+    ops.column_stats, ops.rows64 = cka_cpu.column_stats_np, cka_cpu.rows64_np
+    try:
+        return fastcka.cka(X, Y, device="cpu")
+    finally:
+        _cka_stats.chunk_rows, _cka_stats._chunk_threads, ops.column_stats, ops.rows64 = keep
+
+
+def cka_numpy_chunks(X, Y):
+    """Linear CKA before the one-pass column ranges and casts: 1024-row chunks on the pool."""
+    return _linear_as_before(X, Y, 1024)
 
 
 def cka_blas_threads(X, Y):
     """Linear CKA as before the chunk thread pool: 8192-row chunks one after another, the BLAS
     library's own threads inside each GEMM (the same code with its pool switched off)."""
-    import fastcka
-    from fastcka import _cka_stats, config
-
-    keep = config.CKA_CHUNK_ROWS, _cka_stats._chunk_threads
-    config.CKA_CHUNK_ROWS, _cka_stats._chunk_threads = 8192, lambda *a: 1
-    try:
-        return fastcka.cka(X, Y, device="cpu")
-    finally:
-        config.CKA_CHUNK_ROWS, _cka_stats._chunk_threads = keep
+    return _linear_as_before(X, Y, 8192, threads=1)
 
 
 def _interleaved(cases, sizes, rounds, rows, section, kernel, warm, peer=None):
@@ -377,9 +396,13 @@ def fmt(v, spec=".3f"):
 
 
 _TORCH_NOTES = {
-    "torch": "  fastcka: centred float64 features, per chunk of `CKA_CHUNK_ROWS` rows two SYRKs and "
-             "one GEMM (2/3 of the peer's multiply-adds in float64), the chunks on a pool of "
-             "threads with one BLAS thread each; the peer's three GEMMs run on torch's threads.  "
+    "torch": "  fastcka: centred float64 features, per chunk (n = 10k and 50k: 2500 rows, a "
+             "multiple of 4 chunks) two SYRKs and one GEMM (2/3 of the peer's multiply-adds in "
+             "float64), the chunks on a pool of threads with one BLAS thread each, the column "
+             "ranges and the float64 row blocks in one Numba pass each; the peer's three GEMMs "
+             "run on torch's threads.  *before (1024-row chunks, NumPy passes)*: the same code "
+             "with 1024-row chunks and NumPy's reductions and casts; *before (BLAS threads)*: "
+             "8192-row chunks one after another on the BLAS library's threads.  "
              "float32 torch does a multiply-add in half the time, but its value is off by the "
              "|rel diff| shown.",
     "rbf_torch": "  fastcka: exact paper σ (the lower median of the n(n−1)/2 distances, selected "
@@ -489,7 +512,8 @@ def main(argv=None):
             section_linear(20000 if args.quick else 100_000, "cpu", rows)
         if "torch" in want:
             section_torch([(n, p, q) for n in ((2000, 10000) if args.quick else (10000, 50000))
-                           for p, q in ((384, 256), (1024, 1024))], 3, rows)
+                           for p, q in ((384, 256), (1024, 1024))],
+                          lambda n: 3 if args.quick else (15 if n <= 10000 else 5), rows)
         if "rbf_torch" in want:
             section_rbf_torch((2000, 5000) if args.quick else (5000, 10000), 3, rows)
         if "rbf_large" in want:

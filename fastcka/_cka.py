@@ -205,7 +205,7 @@ def _gram(be: Backend, X: Any, kernel: str, sigma: Any, threshold: float, center
     if kernel == "rbf" or center:
         # centred (and, for extreme magnitudes, rescaled) rows: HKH and distances are
         # translation-invariant, and the GEMM forms keep their digits
-        aff = _median.affine(xp, Xd)
+        aff = _median.affine(xp, Xd, be.ops("cka") if be.device == "cpu" else None)
         Xd, unit = _median.block64(xp, Xd, 0, Xd.shape[0], aff), aff[1]
     G = Xd @ Xd.T
     if kernel == "rbf":

@@ -21,7 +21,8 @@ from .backend import Backend
 
 def _affs(be: Backend, Xs: list) -> list:
     """The centre and scale of each input (:func:`fastcka._median.affine`), once per input."""
-    return [_median.affine(be.xp, X) for X in Xs]
+    ops = be.ops("cka") if be.device == "cpu" else None
+    return [_median.affine(be.xp, X, ops) for X in Xs]
 
 
 @dataclass
@@ -99,7 +100,7 @@ def _linear_feature_stats(be: Backend, Xs: list, pairs: list[tuple[int, int]] | 
 
     ``S[a, b] = ‖X_aᵀ X_b‖²_F`` with centred features, row sums 0, diagonals ``‖x_i‖²``:
     ``O(n · (Σ p)²)`` time, ``O((Σ p)²)`` memory.  Each ``X_aᵀ X_b`` is its own GEMM (``a = b``
-    a SYRK) per chunk of ``CKA_CHUNK_ROWS`` rows, added up in chunk order, so an entry does not
+    a SYRK) per chunk of :func:`chunk_rows` rows, added up in chunk order, so an entry does not
     depend on the other inputs: ``pairs`` (``a <= b``, default all) computes only those entries
     (the others stay 0) and gives the bits the whole matrix gives
     (:func:`fastcka.parallel.cka_matrix_stats`).  ``diags=False`` leaves the diagonals 0 (only
@@ -121,7 +122,7 @@ def _linear_feature_stats(be: Backend, Xs: list, pairs: list[tuple[int, int]] | 
     affs = _affs(be, Xs) if affs is None else affs
     C = {p: xp.zeros((dims[p[0]], dims[p[1]])) for p in pairs}
     D = xp.zeros((m, n))
-    step = max(1, int(config.CKA_CHUNK_ROWS))
+    step = chunk_rows(n)
     starts = list(range(0, n, step))
     threads = _chunk_threads(be, len(starts), n * sum(dims[a] * dims[b] for a, b in pairs))
     free: queue.SimpleQueue = queue.SimpleQueue()
@@ -129,10 +130,13 @@ def _linear_feature_stats(be: Backend, Xs: list, pairs: list[tuple[int, int]] | 
         free.put(({a: xp.empty((min(step, n), dims[a])) for a in need},
                   {p: xp.empty((dims[p[0]], dims[p[1]])) for p in pairs}))
 
+    rows64 = getattr(be.ops("cka"), "rows64", None) if be.device == "cpu" else None
+    rows64 = rows64 or (lambda X, r0, r1, mu, s, out: _rows64(xp, X, r0, r1, (mu, s), out))
+
     def chunk(r0):
         r1 = min(n, r0 + step)
         bufs, prods = free.get()
-        blk = {a: _rows64(xp, Xs[a], r0, r1, affs[a], bufs[a]) for a in need}
+        blk = {a: rows64(Xs[a], r0, r1, affs[a][0], affs[a][1], bufs[a]) for a in need}
         if diags:
             for a in need:
                 D[a, r0:r1] = (blk[a] * blk[a]).sum(axis=1)
@@ -152,6 +156,20 @@ def _linear_feature_stats(be: Backend, Xs: list, pairs: list[tuple[int, int]] | 
         S[a, b] = S[b, a] = be.scalar((c * c).sum())
     return _Stats(n, S, np.zeros((m, n)), be.to_host(D).astype(np.float64),
                   [1.0 / (aff[1] * aff[1]) for aff in affs])
+
+
+def chunk_rows(n: int) -> int:
+    """Rows per chunk of the linear feature path: at most ``CKA_CHUNK_ROWS``, the chunks as
+    even as they can be and their number a multiple of ``CKA_CHUNK_GROUP`` (a pool of 2 or 4
+    threads gets them in equal shares).  A function of n alone: the bits of the sums depend on
+    the chunks, never on the number of threads."""
+    n = max(1, int(n))
+    most = max(1, int(config.CKA_CHUNK_ROWS))
+    k = -(-n // most)
+    if k > 1:
+        group = max(1, int(config.CKA_CHUNK_GROUP))
+        k = min(n, -(-k // group) * group)
+    return -(-n // k)
 
 
 def _rows64(xp, X, r0: int, r1: int, aff, buf):

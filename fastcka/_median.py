@@ -93,7 +93,7 @@ def upper_tiles(n: int, tile: int):
             yield i0, i1, j0, min(n, j0 + tile), j0 == i0
 
 
-def affine(xp, X):
+def affine(xp, X, ops=None):
     """``(mu, s)``: the centre and power-of-two scale that the tiles apply to X's rows.
 
     Kernels of centred rows lose nothing to cancellation (linear HSIC and squared distances are
@@ -102,11 +102,19 @@ def affine(xp, X):
     column, so that constant inputs stay exactly constant); ``s`` is 1 unless the centred values
     are so large or small (beyond 2^±64) that products of four of them would over- or underflow:
     then ``s = 2^-e`` brings them into [-1, 1] (exact, so CKA is unchanged: it is scale-invariant;
-    callers undo ``s`` where a result has units).  ``O(n·p)``, no copy of X.
+    callers undo ``s`` where a result has units).  ``O(n·p)``, no copy of X.  ``ops``: a host
+    kernel set with ``column_stats`` (``kernels/cka_cpu.py``) makes the three column reductions
+    one parallel pass (the same bits).
     """
-    lo = X.min(axis=0).astype(xp.float64)
-    hi = X.max(axis=0).astype(xp.float64)
-    mu = xp.minimum(xp.maximum(X.mean(axis=0, dtype=xp.float64), lo), hi)
+    stats = getattr(ops, "column_stats", None) if xp is np else None
+    if stats is not None:
+        lo, hi, tot = stats(X)
+        mean = tot / X.shape[0]
+    else:
+        lo = X.min(axis=0).astype(xp.float64)
+        hi = X.max(axis=0).astype(xp.float64)
+        mean = X.mean(axis=0, dtype=xp.float64)
+    mu = xp.minimum(xp.maximum(mean, lo), hi)
     mu = xp.where(lo == hi, lo, mu)
     half = float(xp.maximum(0.5 * hi - 0.5 * mu, 0.5 * mu - 0.5 * lo).max()) if X.size else 0.0
     if half == 0.0 or (2.0 ** -65 <= half <= 2.0 ** 63):

@@ -10,6 +10,7 @@ in order, so the bits do not depend on the number of threads.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -31,13 +32,29 @@ def pool_threads(be: Backend, units: int, work: int) -> int:
     return max(1, min(units, cpu_threads()))
 
 
+_BLAS = []  # the BLAS libraries' threadpoolctl controller, made once (a scan of the process)
+
+
+def _blas():
+    """A threadpoolctl controller of the BLAS libraries loaded at the first call (NumPy's, which
+    runs every product of the pools), or None without threadpoolctl.  Made once: a new
+    controller scans every loaded library (~0.6 ms a call); its thread counts are read live."""
+    if not _BLAS:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # pragma: no cover - a dependency
+            _BLAS.append(None)
+        else:
+            _BLAS.append(ThreadpoolController().select(user_api="blas"))
+    return _BLAS[0]
+
+
 def cpu_threads() -> int:
     """The CPUs this process may run on, at most the BLAS's own threads."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:  # pragma: no cover - a dependency
+    ctl = _blas()
+    if ctl is None:  # pragma: no cover - a dependency
         return 1
-    blas = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
+    blas = [i["num_threads"] for i in ctl.info()]
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(cpus or 1, min(blas) if blas else 1))
 
@@ -53,9 +70,8 @@ def ordered_map(fn: Callable[[Any], Any], items: Iterable, threads: int, *,
     """
     one_blas = threads > 1 if one_blas is None else one_blas
     if one_blas:
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(1, user_api="blas"):
+        ctl = _blas()
+        with ctl.limit(limits=1) if ctl is not None else contextlib.nullcontext():
             yield from ordered_map(fn, items, threads, one_blas=False)
         return
     if threads <= 1:

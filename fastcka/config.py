@@ -21,9 +21,13 @@ MEDIAN_CAP = {"cpu": 2 ** 24, "gpu": 2 ** 27}
 MEDIAN_SAMPLE = {"cpu": 2 ** 18, "gpu": 2 ** 21}
 #: float64 elements of one sampled-pair difference chunk
 MEDIAN_SAMPLE_CHUNK = {"cpu": 2 ** 22, "gpu": 2 ** 25}
-#: rows of one chunk of the feature-space linear path (one task of its thread pool: small enough
-#: that n = 10k gives each of a few threads several) and of the squared-norm pass
-CKA_CHUNK_ROWS = 1024
+#: most rows of one chunk of the feature-space linear path (one task of its thread pool; the
+#: single-thread SYRK runs at ~33 GFLOP/s on 1024 rows, ~36 on 2500: bench/cka.py) and rows of
+#: one block of the squared-norm pass
+CKA_CHUNK_ROWS = 2560
+#: the number of chunks of the linear feature path is a multiple of this (n = 10k: 4 chunks of
+#: 2500 rows, an equal share for each of 2 or 4 threads)
+CKA_CHUNK_GROUP = 4
 #: largest Σp of the feature-space linear path ((Σp)² float64: 512 MiB)
 CKA_MAX_FEATURE_DIM = 8192
 #: rows of one block when an n×n Gram matrix is centred in place

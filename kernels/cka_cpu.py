@@ -128,6 +128,24 @@ def kernel_stats_np(Gs, na_i, na_j, kinds, gammas, rel_tol, diag):
     return S, rows, cols, diags
 
 
+def column_stats_np(X):
+    """``(lo, hi, total)`` per column of a 2-D float array (float64): ``X.min(0)``,
+    ``X.max(0)`` and ``X.sum(0, dtype=float64)`` (rows added in order, as NumPy's axis-0
+    reduction does: the same bits)."""
+    return (X.min(axis=0).astype(np.float64), X.max(axis=0).astype(np.float64),
+            X.sum(axis=0, dtype=np.float64))
+
+
+def rows64_np(X, r0, r1, mu, s, out):
+    """Rows ``r0:r1`` of X, centred by ``mu`` and scaled by ``s`` in float64, written into
+    ``out[:r1 - r0]`` (returned): ``(X[r0:r1] − mu) · s``."""
+    B = out[: r1 - r0]
+    np.subtract(X[r0:r1], mu, out=B, dtype=np.float64)
+    if s != 1.0:
+        B *= s
+    return B
+
+
 # ----------------------------------------------------------------------------------------------
 # Numba kernels
 # ----------------------------------------------------------------------------------------------
@@ -343,6 +361,65 @@ if numba is not None:
         return _pair_sqdist_nb(X, np.ascontiguousarray(i, dtype=np.int64),
                                np.ascontiguousarray(j, dtype=np.int64), float(sc))
 
+    @njit(nogil=True, cache=True)
+    def _rows64_nb(X, r0, r1, mu, s, out):
+        p = X.shape[1]
+        for i in range(r0, r1):
+            for j in range(p):
+                out[i - r0, j] = np.float64(X[i, j]) - mu[j]
+            if s != 1.0:
+                for j in range(p):
+                    out[i - r0, j] *= s
+
+    def rows64_nb(X, r0, r1, mu, s, out):
+        """:func:`rows64_np` (the same bits) in one pass without the GIL: the cast, the centring
+        and the scaling of a float32 block in one sweep instead of NumPy's buffered casting."""
+        if not (isinstance(X, np.ndarray) and X.ndim == 2 and X.flags.c_contiguous
+                and X.dtype in (np.float32, np.float64) and out.flags.c_contiguous):
+            return rows64_np(X, r0, r1, mu, s, out)
+        _rows64_nb(X, int(r0), int(r1), np.ascontiguousarray(mu, dtype=np.float64), float(s),
+                   out)
+        return out[: r1 - r0]
+
+    _COL_BLOCK = 64  # columns per parallel unit of column_stats_nb
+
+    @njit(parallel=True, cache=True)
+    def _column_stats_nb(X):
+        n, p = X.shape
+        W = _COL_BLOCK
+        out = np.empty((3, p))
+        for b in prange((p + W - 1) // W):
+            j0 = b * W
+            w = min(p, j0 + W) - j0
+            lo = np.full(W, np.inf)
+            hi = np.full(W, -np.inf)
+            tot = np.zeros(W)
+            for i in range(n):
+                r = X[i, j0:j0 + w]
+                for j in range(w):  # select forms (not min/max): they vectorise
+                    v = np.float64(r[j])
+                    lo[j] = v if v < lo[j] else lo[j]
+                    hi[j] = v if v > hi[j] else hi[j]
+                    tot[j] += v  # rows in order: NumPy's axis-0 sum, the same bits
+            out[0, j0:j0 + w] = lo[:w]
+            out[1, j0:j0 + w] = hi[:w]
+            out[2, j0:j0 + w] = tot[:w]
+        return out
+
+    def column_stats_nb(X):
+        """:func:`column_stats_np` in one parallel pass over X (blocks of columns, each block's
+        rows in order).  The selects skip NaN; a column whose total is not finite (it holds a
+        NaN or an infinity) gets its min and max from NumPy, so the result is NumPy's."""
+        if (not isinstance(X, np.ndarray) or X.ndim != 2 or not X.flags.c_contiguous
+                or X.dtype not in (np.float32, np.float64) or X.shape[0] == 0):
+            return column_stats_np(X)  # never a copy of X
+        lo, hi, tot = _column_stats_nb(X)
+        bad = ~np.isfinite(tot)
+        if bad.any():
+            lo[bad] = X[:, bad].min(axis=0)
+            hi[bad] = X[:, bad].max(axis=0)
+        return lo, hi, tot
+
     @njit(parallel=True, cache=True)
     def _kernel_stats_nb(Gs, na_i, na_j, kinds, gammas, rel_tol, diag):
         m, bi, bj = Gs.shape
@@ -453,10 +530,12 @@ def _chain_array(chain):
 
 class _Ops:
     """A kernel set.  ``count_collect`` and ``pair_sqdist`` are optional fast forms (None: the
-    callers use ``hist`` + ``collect`` and NumPy sampling)."""
+    callers use ``hist`` + ``collect`` and NumPy sampling); ``column_stats`` gives the column
+    ranges and totals of :func:`fastcka._median.affine`, ``rows64`` the centred float64 row
+    blocks of the linear feature path."""
 
     def __init__(self, name, sqdist, hist, collect, kernel_stats, count_collect=None,
-                 pair_sqdist=None):
+                 pair_sqdist=None, column_stats=column_stats_np, rows64=rows64_np):
         self.name = name
         self.sqdist = sqdist
         self.hist = hist
@@ -464,12 +543,15 @@ class _Ops:
         self.kernel_stats = kernel_stats
         self.count_collect = count_collect
         self.pair_sqdist = pair_sqdist
+        self.column_stats = column_stats
+        self.rows64 = rows64
 
 
 NUMPY_OPS = _Ops("numpy", sqdist_np, hist_np, collect_np, kernel_stats_np)
 NUMBA_OPS = (_Ops("numba", sqdist_nb, hist_nb, collect_nb,
                   kernel_stats_fused_nb if getattr(numba.config, "USING_SVML", False)
-                  else kernel_stats_nb, count_collect_nb, pair_sqdist_nb)
+                  else kernel_stats_nb, count_collect_nb, pair_sqdist_nb, column_stats_nb,
+                  rows64_nb)
              if numba is not None else None)
 
 

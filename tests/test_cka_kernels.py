@@ -159,3 +159,49 @@ def test_tile_sums_same_bits_compiled_or_loaded_from_the_numba_cache(tmp_path):
     S, rows, cols, _ = cka_cpu._tile_sums_nb(G, False)
     here = np.concatenate([S.ravel(), rows.ravel(), cols.ravel()]).tobytes().hex()
     assert out[0] == out[1] == here
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_column_stats_are_numpys_bits(dtype):
+    """One parallel pass (blocks of 64 columns): NumPy's min, max and float64 axis-0 sum bit for
+    bit, also with a constant column, a NaN column and an infinite one, and the affine map
+    fastcka._median.affine builds from them is the NumPy one."""
+    from fastcka import _median
+
+    rng = np.random.default_rng(3)
+    X = (rng.standard_normal((3001, 150)) * 7 + 40).astype(dtype)
+    X[:, 5] = dtype(2.5)
+    for got in (cka_cpu.column_stats_nb(X), cka_cpu.column_stats_np(X)):
+        assert np.array_equal(got[0], X.min(0).astype(np.float64))
+        assert np.array_equal(got[1], X.max(0).astype(np.float64))
+        assert np.array_equal(got[2], X.sum(0, dtype=np.float64))
+        assert np.array_equal(got[2] / len(X), X.mean(0, dtype=np.float64))
+    for ops in (cka_cpu.get_ops(True), None):
+        mu, s = _median.affine(np, X, ops)
+        ref_mu, ref_s = _median.affine(np, X)
+        assert np.array_equal(mu, ref_mu) and s == ref_s and mu[5] == 2.5
+    big = X.astype(np.float64) * 2.0 ** 70                        # rescaled: s = 2^-e
+    assert _median.affine(np, big, cka_cpu.get_ops(True))[1] == _median.affine(np, big)[1] < 1
+    Y = X.copy()
+    Y[17, 3], Y[4, 9], Y[8, 9] = np.nan, np.inf, -np.inf
+    lo, hi, tot = cka_cpu.column_stats_nb(Y)
+    assert np.isnan(lo[3]) and np.isnan(hi[3]) and np.isnan(tot[3])
+    assert lo[9] == -np.inf and hi[9] == np.inf and np.isnan(tot[9])
+    assert np.array_equal(lo[10:], Y[:, 10:].min(0).astype(np.float64))
+    F = np.asfortranarray(X)                                       # no copy: the NumPy form
+    assert all(np.array_equal(a, b) for a, b in zip(cka_cpu.column_stats_nb(F),
+                                                   cka_cpu.column_stats_np(F), strict=True))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("s", [1.0, 2.0 ** -40])
+def test_rows64_is_numpys_centred_block(dtype, s):
+    rng = np.random.default_rng(4)
+    X = (rng.standard_normal((50, 13)) * 3 + 9).astype(dtype)
+    mu = X.mean(0, dtype=np.float64)
+    out_nb, out_np = np.full((20, 13), np.nan), np.full((20, 13), np.nan)
+    got = cka_cpu.rows64_nb(X, 31, 50, mu, s, out_nb)
+    ref = cka_cpu.rows64_np(X, 31, 50, mu, s, out_np)
+    naive = (X[31:50].astype(np.float64) - mu) * s
+    assert got.shape == (19, 13) and np.array_equal(got, naive) and np.array_equal(ref, naive)
+    assert np.isnan(out_nb[19]).all()                              # nothing past the block

@@ -44,7 +44,7 @@ def test_without_diagonals_the_sums_are_the_same_bits(small_config):
 
 @pytest.mark.parametrize("estimator", ["biased", "unbiased"])
 def test_units_over_chunks_equal_the_in_process_matrix(small_config, estimator):
-    """CKA_CHUNK_ROWS = 17 < n = 80: every product accumulates over 5 chunks; each input's and
+    """CKA_CHUNK_ROWS = 17 < n = 80: every product accumulates over 8 chunks; each input's and
     each pair's statistics alone still give the in-process matrix exactly."""
     Xs = _inputs()
     ref = fastcka.cka_matrix(Xs, estimator=estimator, device="cpu")
@@ -70,6 +70,21 @@ def test_threads_do_not_change_the_bits(small_config, monkeypatch):
         assert np.array_equal(st.S, got[0].S) and np.array_equal(st.diags, got[0].diags)
     C = [np.asarray(X, np.float64) - np.asarray(X, np.float64).mean(axis=0) for X in Xs]
     assert got[2].S[1, 3] == pytest.approx(((C[1].T @ C[3]) ** 2).sum(), rel=1e-12)
+
+
+def test_chunks_are_even_and_a_multiple_of_the_group(monkeypatch):
+    """chunk_rows(n): at most CKA_CHUNK_ROWS rows, a multiple of CKA_CHUNK_GROUP chunks (one
+    chunk when n fits), every row in exactly one chunk, the last chunk not empty."""
+    from fastcka import _cka_stats, config
+
+    monkeypatch.setattr(config, "CKA_CHUNK_ROWS", 2560)
+    monkeypatch.setattr(config, "CKA_CHUNK_GROUP", 4)
+    assert _cka_stats.chunk_rows(10_000) == 2500 and _cka_stats.chunk_rows(50_000) == 2500
+    for n in [1, 3, 100, 2560, 2561, 7777, 10_000, 10_241, 123_457]:
+        r = _cka_stats.chunk_rows(n)
+        k = -(-n // r)
+        assert 1 <= r <= 2560 and (k == 1 or k % 4 == 0) and (k - 1) * r < n <= k * r, (n, r)
+        assert k == 1 or n > 2560
 
 
 def test_thread_count_follows_the_blas_and_the_work():
