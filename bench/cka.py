@@ -512,7 +512,7 @@ def main(argv=None):
             section_linear(20000 if args.quick else 100_000, "cpu", rows)
         if "torch" in want:
             section_torch([(n, p, q) for n in ((2000, 10000) if args.quick else (10000, 50000))
-                           for p, q in ((384, 256), (1024, 1024))],
+                           for p, q in ((384, 256), (1280, 384), (1024, 1024))],
                           lambda n: 3 if args.quick else (15 if n <= 10000 else 5), rows)
         if "rbf_torch" in want:
             section_rbf_torch((2000, 5000) if args.quick else (5000, 10000), 3, rows)
