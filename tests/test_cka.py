@@ -78,6 +78,53 @@ def test_cka_hsic_match_naive(engine, kernel, sigma, estimator, tiles, request):
     assert h == pytest.approx(naive_hsic(K, L, unb), rel=1e-6)
 
 
+def _cka_longdouble(K, L, unbiased):
+    """CKA of two float64 kernel matrices with every sum in long double (x87: 64-bit mantissa)
+    and only O(n²) elementwise work: the biased form on explicitly centred kernels, the
+    unbiased one (Song et al.) on the zero-diagonal kernels."""
+    K = K.astype(np.longdouble)
+    L = L.astype(np.longdouble)
+    n = K.shape[0]
+
+    def h(A, B):
+        if not unbiased:
+            Ac = A - A.mean(0) - A.mean(1)[:, None] + A.mean()
+            Bc = B - B.mean(0) - B.mean(1)[:, None] + B.mean()
+            return (Ac * Bc).sum()
+        A, B = A.copy(), B.copy()
+        np.fill_diagonal(A, 0)
+        np.fill_diagonal(B, 0)
+        ra, rb = A.sum(1), B.sum(1)
+        return ((A * B).sum() + ra.sum() * rb.sum() / ((n - 1) * (n - 2))
+                - 2 * (ra * rb).sum() / (n - 2))
+
+    return float(h(K, L) / np.sqrt(h(K, K) * h(L, L)))
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).eps > 1e-18, reason="needs an 80-bit long double")
+@pytest.mark.parametrize("estimator", ["biased", "unbiased"])
+def test_rbf_kernel_sums_do_not_cancel(engine, estimator):
+    """RBF CKA with the paper σ at n = 2500 in high dimension: every kernel value is near
+    e^-1/2, so the raw sums Σ K∘L cancel by ~10³ in the HSIC formula; the tiles sum the kernels
+    less a constant (``rbf_shift``), which leaves HSIC unchanged and keeps the value at float64
+    round-off of the long-double reference (without the shift: 4e-13 here, 2.3e-12 at 20k)."""
+    rng = np.random.default_rng(11)
+    n = 2500
+    X = rng.normal(size=(n, 96))
+    Y = np.tanh(X @ rng.normal(size=(96, 64)) / 8) + rng.normal(size=(n, 64))
+
+    def kernel(A):
+        A = A - A.mean(0)
+        sq = (A * A).sum(1)
+        D = np.maximum(sq[:, None] + sq[None, :] - 2 * (A @ A.T), 0)
+        np.fill_diagonal(D, 0)
+        return np.exp(-D / (2 * fastcka.paper_sigma(A, device="cpu") ** 2))
+
+    ref = _cka_longdouble(kernel(X), kernel(Y), estimator == "unbiased")
+    got = fastcka.cka(X, Y, kernel="rbf", sigma="paper", estimator=estimator, device="cpu")
+    assert abs(got - ref) / abs(ref) < 5e-14, (got, ref)
+
+
 @pytest.mark.parametrize("estimator", ["biased", "unbiased"])
 def test_linear_feature_space_equals_gram_path(monkeypatch, small_config, estimator):
     X, Y = pair(61, p=5, q=4, seed=3)
