@@ -546,7 +546,7 @@ def markdown(rows, header) -> str:
         out += _torch_table([r for r in rows if r["section"] == sec], title)
     large = [r for r in rows if r["section"] == "rbf_large"]
     if large:
-        out += ["## RBF CKA (exact paper σ) at n = 50k: now against before (same run, interleaved)",
+        out += ["## RBF CKA (exact paper σ) at n = 50k: against torch tiled and the previous median pass (same run, interleaved)",
                 "", "torch float64 needs two dense n×n matrices (40 GB) here and does not fit "
                 "24 GiB; the peers are torch float64 tiled (as in the table above: its distance "
                 "store is 10 GB here, one buffer for X and then Y) and the previous median pass.  "
