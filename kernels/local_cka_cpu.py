@@ -131,17 +131,57 @@ if HAVE_NUMBA:
     # reassociation lets the reduction vectorise (SIMD); identical rows still give exactly 0
     _FM = {"reassoc", "contract"}
 
+    @njit(cache=True, fastmath=_FM, inline="always")
+    def _sqdist_row_nb(a, B, j0, out_row):  # pragma: no cover - compiled
+        for j in range(j0, B.shape[0]):
+            s = 0.0
+            for k in range(a.shape[0]):
+                t = a[k] - B[j, k]
+                s += t * t
+            out_row[j] = s
+
     @njit(parallel=True, cache=True, fastmath=_FM)
     def _sqdist_exact_nb(A, B):  # pragma: no cover - compiled
+        # register blocks of 2 rows of A x 4 rows of B: each loaded value serves 4 or 2 of the
+        # 8 sums (the one-pair loop was load-bound: 2 loads per difference), 1.5-1.9x at
+        # 500 x 320 x 384..1280; every entry is still the sum of (a_k - b_k)^2, so identical
+        # rows give exactly 0
         na, nb, d = A.shape[0], B.shape[0], A.shape[1]
         out = np.empty((na, nb))
-        for i in prange(na):
-            for j in range(nb):
-                s = 0.0
+        nb4 = nb - nb % 4
+        for h in prange((na + 1) // 2):
+            i = 2 * h
+            if i + 1 == na:  # the odd last row
+                _sqdist_row_nb(A[i], B, 0, out[i])
+                continue
+            a, c = A[i], A[i + 1]
+            for j in range(0, nb4, 4):
+                b0, b1, b2, b3 = B[j], B[j + 1], B[j + 2], B[j + 3]
+                s0 = s1 = s2 = s3 = u0 = u1 = u2 = u3 = 0.0
                 for k in range(d):
-                    t = A[i, k] - B[j, k]
-                    s += t * t
-                out[i, j] = s
+                    x, y = a[k], c[k]
+                    v0, v1, v2, v3 = b0[k], b1[k], b2[k], b3[k]
+                    t = x - v0
+                    s0 += t * t
+                    t = x - v1
+                    s1 += t * t
+                    t = x - v2
+                    s2 += t * t
+                    t = x - v3
+                    s3 += t * t
+                    t = y - v0
+                    u0 += t * t
+                    t = y - v1
+                    u1 += t * t
+                    t = y - v2
+                    u2 += t * t
+                    t = y - v3
+                    u3 += t * t
+                out[i, j], out[i, j + 1], out[i, j + 2], out[i, j + 3] = s0, s1, s2, s3
+                out[i + 1, j], out[i + 1, j + 1], out[i + 1, j + 2], out[i + 1, j + 3] = (
+                    u0, u1, u2, u3)
+            _sqdist_row_nb(a, B, nb4, out[i])
+            _sqdist_row_nb(c, B, nb4, out[i + 1])
         return out
 
     @njit(parallel=True, cache=True, fastmath=_FM)

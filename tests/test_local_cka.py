@@ -102,6 +102,24 @@ def test_sqdist_exact_zero_for_identical_rows():
         np.testing.assert_allclose(D, ((A[:, None] - B[None]) ** 2).sum(-1), rtol=1e-12)
 
 
+@pytest.mark.parametrize("na,nb,d", [(1, 1, 3), (1, 7, 5), (2, 3, 4), (3, 4, 1), (5, 9, 17),
+                                     (8, 12, 33), (7, 0, 3), (0, 5, 3)])
+def test_sqdist_exact_blocks_and_tails(na, nb, d):
+    # the Numba kernel works on 2 x 4 register blocks: odd row counts, column tails and empty
+    # inputs against the broadcast form; a row of A repeated in B gives exactly 0 wherever it falls
+    rng = np.random.default_rng(na * 100 + nb)
+    A = rng.standard_normal((na, d)) * 3.0 + 1.0
+    B = rng.standard_normal((nb, d))
+    if na and nb:
+        B[nb - 1] = A[na - 1]
+    D = kc.sqdist_exact(A, B)
+    ref = ((A[:, None] - B[None]) ** 2).sum(-1)
+    assert D.shape == (na, nb)
+    np.testing.assert_allclose(D, ref, rtol=1e-13, atol=0)
+    if na and nb:
+        assert D[na - 1, nb - 1] == 0.0
+
+
 @pytest.mark.parametrize("kernel,sigma", MODES)
 def test_blocks_equal_full(kernel, sigma):
     Sq, Tq, Sb, Tb = make_problem(q_s=9, q_t=8, p=10, seed=4)
