@@ -242,16 +242,34 @@ def _interleaved(cases, sizes, rounds, rows, section, kernel, warm, peer=None):
             print(rows[-1], flush=True)
 
 
+def _torch_centred(A):
+    """float64 rows centred on their mean, and their squared norms (the torch peers)."""
+    import torch
+
+    A = torch.from_numpy(A).to(torch.float64)
+    A = A - A.mean(0)
+    return A, (A * A).sum(1)
+
+
+def _torch_sqdist(A, sq, i, j, block):
+    """Squared distances of rows ``i:i+block`` to rows ``j:j+block`` (one addmm), clamped at 0,
+    the diagonal of a diagonal block set to 0."""
+    import torch
+
+    D = torch.addmm(sq[i:i + block, None] + sq[None, j:j + block], A[i:i + block],
+                    A[j:j + block].T, alpha=-2.0).clamp_(min=0.0)
+    if i == j:
+        D.fill_diagonal_(0.0)
+    return D
+
+
 def torch_rbf_cka(X, Y):
     """The peer: RBF CKA with the paper σ as a competent torch user writes it (dense, float64)."""
     import torch
 
     def centred_kernel(A):
-        A = torch.from_numpy(A).to(torch.float64)
-        A = A - A.mean(0)
-        sq = (A * A).sum(1)
-        D = torch.addmm(sq[:, None] + sq[None, :], A, A.T, alpha=-2.0).clamp_(min=0.0)
-        D.fill_diagonal_(0.0)
+        A, sq = _torch_centred(A)
+        D = _torch_sqdist(A, sq, 0, 0, A.shape[0])
         s2 = D[D != 0].median()  # torch.median: the lower median (the paper's σ²)
         K = D.mul_(-0.5 / s2).exp_()
         r = K.mean(1)
@@ -285,17 +303,8 @@ def torch_rbf_cka_tiled(X, Y, block=2048):
     f64 = torch.float64
     upper = torch.ones(block, block, dtype=torch.bool).triu_(1)
 
-    def prep(A):
-        A = torch.from_numpy(A).to(f64)
-        A = A - A.mean(0)
-        return A, (A * A).sum(1)
-
     def tile(A, sq, i, j):
-        D = torch.addmm(sq[i:i + block, None] + sq[None, j:j + block], A[i:i + block],
-                        A[j:j + block].T, alpha=-2.0).clamp_(min=0.0)
-        if i == j:
-            D.fill_diagonal_(0.0)
-        return D
+        return _torch_sqdist(A, sq, i, j, block)
 
     def sigma2(A, sq, buf):
         store = torch.from_numpy(buf)
@@ -310,8 +319,8 @@ def torch_rbf_cka_tiled(X, Y, block=2048):
         buf.partition(k)
         return float(buf[k])
 
-    Ax, sx = prep(X)
-    Ay, sy = prep(Y)
+    Ax, sx = _torch_centred(X)
+    Ay, sy = _torch_centred(Y)
     buf = np.empty(n * (n - 1) // 2, dtype=np.float64)
     gx, gy = -0.5 / sigma2(Ax, sx, buf), -0.5 / sigma2(Ay, sy, buf)
     del buf
