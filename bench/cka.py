@@ -24,7 +24,7 @@ Sections
 5. RBF CKA with the exact paper σ against torch (the peer: dense float64 squared distances
    from one GEMM, ``torch.median`` of the non-zero ones, ``exp``, centred kernels, ``Σ Kc∘Lc``;
    torch on the same thread count as OpenBLAS), n = 5k and 10k, d = 384/256, interleaved
-   rounds, next to the same code with the previous median pass (*before*) and a tiled torch
+   rounds, next to the same code without the tile pool (*before*) and a tiled torch
    peer (every distance stored, the median by in-place ``ndarray.partition``, a second pass for
    the kernel sums); at n = 50k the dense peer's two n×n float64 matrices (40 GB) do not fit
    this machine, and the section ``rbf_large`` times fastcka against the tiled peer (its store:
@@ -351,21 +351,22 @@ def torch_rbf_cka_tiled(X, Y, block=2048):
     return centred(kl, rk, rl) / math.sqrt(centred(kk, rk, rk) * centred(ll, rl, rl))
 
 
-def cka_rbf_before_fused_median(X, Y):
-    """RBF CKA as before the one-sweep median pass (issue 15 item 2): the sampled pairs in NumPy
-    chunks, a count sweep and a two-sweep collect per tile, and a collect window as wide as the
-    cap allows (the same code with those three switched off; the same value)."""
+def cka_rbf_before_tile_pool(X, Y):
+    """RBF CKA as before the tile pool (issue 15 item 2): 2048-row tiles, each GEMM on the BLAS
+    library's threads and each sweep a ``parallel=True`` Numba kernel (the one-sweep count and
+    collect of the median pass, the parallel kernel sums) - the same code with the pool's
+    one-thread kernels switched off and the previous tile edge (the same value to round-off)."""
     import fastcka
-    from fastcka import _median
+    from fastcka import config
     from fastcka.kernels import cka_cpu
 
     ops = cka_cpu.NUMBA_OPS
-    keep = ops.count_collect, ops.pair_sqdist, _median.WINDOW_SDS
-    ops.count_collect, ops.pair_sqdist, _median.WINDOW_SDS = None, None, float("inf")
+    keep = ops.tile, config.CKA_TILE["cpu"]
+    ops.tile, config.CKA_TILE["cpu"] = None, 2048
     try:
         return fastcka.cka(X, Y, kernel="rbf", sigma="paper", device="cpu")
     finally:
-        ops.count_collect, ops.pair_sqdist, _median.WINDOW_SDS = keep
+        ops.tile, config.CKA_TILE["cpu"] = keep
 
 
 def section_rbf_torch(ns, rounds, rows):
@@ -375,7 +376,7 @@ def section_rbf_torch(ns, rounds, rows):
 
     torch.set_num_threads(os.cpu_count() or 1)
     cases = {"fastcka": lambda X, Y: fastcka.cka(X, Y, kernel="rbf", sigma="paper", device="cpu"),
-             "fastcka before the one-sweep median pass": cka_rbf_before_fused_median,
+             "fastcka before the tile pool": cka_rbf_before_tile_pool,
              "torch float64": torch_rbf_cka,
              "torch float64, tiled": torch_rbf_cka_tiled}
     _interleaved(cases, [(n, 384, 256, 5) for n in ns], rounds, rows, "rbf_torch", "rbf", 500)
@@ -383,15 +384,15 @@ def section_rbf_torch(ns, rounds, rows):
 
 def section_rbf_large(n, rounds, rows):
     """n = 50k: torch's two dense float64 matrices (40 GB) do not fit 24 GiB; the same-run peers
-    are torch tiled (:func:`torch_rbf_cka_tiled`, a 10 GB distance store) and the previous median
-    pass (:func:`cka_rbf_before_fused_median`)."""
+    are torch tiled (:func:`torch_rbf_cka_tiled`, a 10 GB distance store) and the code before the
+    tile pool (:func:`cka_rbf_before_tile_pool`)."""
     import torch
 
     import fastcka
 
     torch.set_num_threads(os.cpu_count() or 1)
     cases = {"fastcka": lambda X, Y: fastcka.cka(X, Y, kernel="rbf", sigma="paper", device="cpu"),
-             "fastcka before the one-sweep median pass": cka_rbf_before_fused_median,
+             "fastcka before the tile pool": cka_rbf_before_tile_pool,
              "torch float64, tiled": torch_rbf_cka_tiled}
     # warm-up past the dense path (8000 rows): the sampled-window kernels compile
     _interleaved(cases, [(n, 384, 256, 5)], rounds, rows, "rbf_large", "rbf", 8000,
@@ -500,9 +501,10 @@ _TORCH_NOTES = {
              "|rel diff| shown.",
     "rbf_torch": "  fastcka: exact paper σ (the lower median of the n(n−1)/2 distances, selected "
                  "over tiles in O(n) memory beyond a tile), then the kernel sums in a second GEMM "
-                 "pass; the median pass samples 2^17 pairs in one Numba sweep and counts and "
-                 "collects each tile's window in one sweep.  *before* is the same code with the "
-                 "NumPy sampling, the count + two-sweep collect and the cap-wide window.  "
+                 "pass; both passes run whole 1024-row tiles on a pool of one thread per core, "
+                 "each thread its GEMM on one BLAS thread and then one-thread Numba sweeps.  "
+                 "*before* is the same code with the pool switched off: 2048-row tiles, GEMMs on "
+                 "the BLAS library's threads, ``parallel=True`` Numba sweeps.  "
                  "*torch float64*: dense n×n matrices and ``torch.median``; *torch float64, "
                  "tiled*: the same CKA over 2048-row tiles of the upper triangle, every distance "
                  "stored (n(n−1)/2 float64) and its median selected in place by "

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _median, config
-from ._threads import ordered_map
+from ._threads import ordered_map, tile_pool
 from ._threads import pool_threads as _chunk_threads
 from .backend import Backend
 
@@ -78,9 +78,20 @@ def _kernel_stats(be: Backend, Xs: list, kinds: list[int], gammas: list[float],
     rows = xp.zeros((m, n))
     diags = xp.zeros((m, n))
     tiles = list(_median.upper_tiles(n, tile))
-    it = progress(tiles, total=len(tiles), desc="kernel sums") if progress else tiles
-    flat = xp.empty(m * min(tile, n) * min(tile, n))  # one buffer for every tile shape
-    for i0, i1, j0, j1, diag in it:
+    pool = getattr(ops, "tile", None) if be.device == "cpu" else None
+    if pool is not None:
+        parts = _pool_sums(Xs, affs, sq, kinds, gammas, extra.get("shifts"), tiles,
+                           min(tile, n), pool)
+        it = progress(parts, total=len(tiles), desc="kernel sums") if progress else parts
+    else:
+        it = progress(tiles, total=len(tiles), desc="kernel sums") if progress else tiles
+        flat = xp.empty(m * min(tile, n) * min(tile, n))  # one buffer for every tile shape
+    for item in it:
+        if pool is not None:
+            (i0, i1, j0, j1, diag), (St, r, c, d) = item
+            _add_tile(S, rows, diags, St, r, c, d, i0, i1, j0, j1, diag)
+            continue
+        i0, i1, j0, j1, diag = item
         bi, bj = i1 - i0, j1 - j0
         Gs = flat[: m * bi * bj].reshape(m, bi, bj)
         for a, X in enumerate(Xs):  # float64 GEMM on float64 row blocks (float32 converted here)
@@ -90,15 +101,47 @@ def _kernel_stats(be: Backend, Xs: list, kinds: list[int], gammas: list[float],
         St, r, c, d = ops.kernel_stats(Gs, xp.ascontiguousarray(sq[:, i0:i1]),
                                        xp.ascontiguousarray(sq[:, j0:j1]), kinds, gammas,
                                        _median.REL_TOL, diag, **extra)
-        S += (1.0 if diag else 2.0) * be.to_host(St)
-        rows[:, i0:i1] += r
-        if diag:
-            diags[:, i0:i1] = d
-        else:
-            rows[:, j0:j1] += c
+        _add_tile(S, rows, diags, be.to_host(St), r, c, d, i0, i1, j0, j1, diag)
     unit = [1.0 / (aff[1] * aff[1]) if k == 0 else 1.0 for aff, k in zip(affs, kinds, strict=True)]
     return _Stats(n, S, be.to_host(rows).astype(np.float64), be.to_host(diags).astype(np.float64),
                   unit)
+
+
+def _add_tile(S, rows, diags, St, r, c, d, i0, i1, j0, j1, diag) -> None:
+    """Adds one upper tile's sums (an off-diagonal tile stands for its mirror image too)."""
+    S += (1.0 if diag else 2.0) * St
+    rows[:, i0:i1] += r
+    if diag:
+        diags[:, i0:i1] = d
+    else:
+        rows[:, j0:j1] += c
+
+
+def _pool_sums(Xs, affs, sq, kinds, gammas, shifts, tiles, edge: int, pool):
+    """``(tile, sums)`` of every tile in order, from the host's tile pool
+    (:func:`fastcka._threads.tile_pool`): each thread forms a tile's m Gram blocks on one BLAS
+    thread and sums them with the one-thread kernel; the caller adds them in tile order (the
+    bits do not depend on the number of threads)."""
+    m = len(Xs)
+    dims = sum(int(X.shape[1]) for X in Xs)
+    threads, free = tile_pool(len(tiles), edge * edge, dims, lambda: np.empty(m * edge * edge))
+
+    def work(t):
+        i0, i1, j0, j1, diag = t
+        flat = free.get()
+        try:
+            Gs = flat[: m * (i1 - i0) * (j1 - j0)].reshape(m, i1 - i0, j1 - j0)
+            for a, X in enumerate(Xs):
+                A = _median.block64(np, X, i0, i1, affs[a])
+                B = A if diag else _median.block64(np, X, j0, j1, affs[a])
+                np.matmul(A, B.T, out=Gs[a])
+            return pool.kernel_stats(Gs, np.ascontiguousarray(sq[:, i0:i1]),
+                                     np.ascontiguousarray(sq[:, j0:j1]), kinds, gammas,
+                                     _median.REL_TOL, diag, shifts)
+        finally:
+            free.put(flat)
+
+    return zip(tiles, ordered_map(work, tiles, threads), strict=True)
 
 
 def rbf_shift(mean_sqnorm: float, gamma: float) -> float:

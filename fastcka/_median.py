@@ -20,17 +20,20 @@ Algorithm (per requested rank, all inputs and ranks sharing every pass over the 
 2. *Pass*: over the upper-triangle tiles (``tile x tile`` Gram tiles from one GEMM each) count the
    zeros, histogram the window values (4096 equal-width bins plus under/overflow), count the values
    below the collect window and collect the ones inside it (at most ``cap``).  On the host the
-   first pass's one-bin window is counted and collected in a single sweep of each tile
-   (``count_collect``: branch-free writes into a tile-sized scratch buffer, then packed).
+   first pass's one-bin window is counted and collected in a single sweep of each tile, and the
+   tiles run on the tile pool (:func:`fastcka._threads.tile_pool`): each thread takes whole
+   tiles, its GEMM on one BLAS thread and then the one-thread sweep ``tile.hist_collect``
+   (branch-free writes into the thread's tile-sized buffer), merged in tile order.  Measured
+   at n = 10k: the BLAS's and Numba's thread pools taking turns on the cores had made every
+   sweep after a GEMM 3-8x slower than alone.
 3. If the target rank falls inside the collected values, an exact selection (``partition``) on
    them gives the answer.  Otherwise the histogram bin holding the rank becomes the next window
    (an exact predicate: see ``kernels/cka_cpu.py``) and step 2 repeats on it, collecting it whole
    once it holds at most ``cap`` values.  In practice one pass (sample hit) or two.
 
-Memory: one ``tile²`` float64 Gram/distance tile (and one scratch tile for the one-sweep collect), two float64 row blocks (``tile · p``), ``cap``
-float64 collected values per rank (one preallocated buffer, selected in place), ``O(n)`` norms.
-The tile and collect buffers are allocated once per pass and reused (no per-tile allocations).
-Measured: n = 50k, d = 384, float32 inputs: 217 MiB peak beyond the inputs (bench/cka.py; 188 MiB before the one-sweep collect added its scratch tile).  Float32 inputs are never copied whole.  Time per pass: one GEMM of
+Memory: per thread one ``tile²`` float64 Gram/distance tile and one collect tile, two float64
+row blocks (``tile · p``); ``cap`` float64 collected values per rank (one buffer, selected in
+place), ``O(n)`` norms.  The tile and collect buffers are allocated once per pass and reused.  Float32 inputs are never copied whole.  Time per pass: one GEMM of
 ``n²/2 · p`` multiply-adds plus ``O(n²)`` elementwise work.
 """
 
@@ -158,8 +161,9 @@ class DistanceTiler:
         self.aff = aff
         self.sq = sqnorms(xp, X, aff=aff)
 
-    def tile(self, i0, i1, j0, j1, diag, out=None):
-        """The distance tile, written into ``out`` (a flat float64 buffer) when given."""
+    def tile(self, i0, i1, j0, j1, diag, out=None, sqdist=None):
+        """The distance tile, written into ``out`` (a flat float64 buffer) when given;
+        ``sqdist``: the Gram-to-distance kernel (default: the kernel set's)."""
         A = block64(self.xp, self.X, i0, i1, self.aff)
         B = A if diag and (i0, i1) == (j0, j1) else block64(self.xp, self.X, j0, j1, self.aff)
         if out is None:
@@ -167,7 +171,7 @@ class DistanceTiler:
         else:  # one reused buffer: no per-tile allocation to fragment the heap
             G = out[: (i1 - i0) * (j1 - j0)].reshape(i1 - i0, j1 - j0)
             self.xp.matmul(A, B.T, out=G)
-        return self.ops.sqdist(G, self.sq[i0:i1], self.sq[j0:j1], REL_TOL, diag)
+        return (sqdist or self.ops.sqdist)(G, self.sq[i0:i1], self.sq[j0:j1], REL_TOL, diag)
 
 
 def _sample_pairs(Xs, n, s, xp, rng, affs=None, chunk=2 ** 22, ops=None):
@@ -325,6 +329,10 @@ def _tile_pass(active, tilers, n: int, tile: int, cap: int, xp, ops, progress, l
         tg.vmin, tg.vmax = math.inf, -math.inf
         tg.overflow = False
     tiles = list(upper_tiles(n, tile))
+    pool = getattr(ops, "tile", None) if xp is np else None
+    if pool is not None:
+        _pool_pass(active, tilers, chans, zeros, tiles, min(tile, n), cap, pool, progress, level)
+        return zeros
     tbuf = xp.empty(min(tile, n) * min(tile, n))
     fused = getattr(ops, "count_collect", None) if xp is np else None
     scratch = None
@@ -366,6 +374,56 @@ def _tile_pass(active, tilers, n: int, tile: int, cap: int, xp, ops, progress, l
                 tg.n_coll += nco
             del D
     return zeros
+
+
+def _pool_pass(active, tilers, chans, zeros, tiles, edge: int, cap: int, pool, progress,
+               level: int) -> None:
+    """:func:`_tile_pass` on the host's tile pool (:func:`fastcka._threads.tile_pool`): each
+    thread takes whole tiles (its GEMM on one BLAS thread, then one sweep per target that
+    histograms, counts and collects the window); the results are merged in tile order, so the
+    counts, the collected values and their order do not depend on the number of threads."""
+    from ._threads import ordered_map, tile_pool
+
+    dims = sum(int(tilers[k].X.shape[1]) for k in chans)
+    threads, free = tile_pool(len(tiles), edge * edge, dims, lambda: (np.empty(edge * edge),
+                                                                      np.empty(edge * edge)))
+
+    def work(t):
+        i0, i1, j0, j1, diag = t
+        tbuf, out = free.get()
+        try:
+            res = []
+            for k in chans:
+                D = tilers[k].tile(i0, i1, j0, j1, diag, out=tbuf, sqdist=pool.sqdist)
+                for tg in active:
+                    if tg.chan == k:
+                        nz, h, nle, nco, vmin, vmax = pool.hist_collect(
+                            D, diag, tg.chain, tg.lo, tg.inv_w, tg.nbins, tg.clo, tg.chi, out)
+                        res.append((nz, h, nle, nco, vmin, vmax,
+                                    out[:nco].copy() if 0 < nco <= cap else None))
+            return res
+        finally:
+            free.put((tbuf, out))
+
+    results = ordered_map(work, tiles, threads)
+    it = progress(results, total=len(tiles), desc=f"median pass {level + 1}") if progress else results
+    order = [tg for k in chans for tg in active if tg.chan == k]
+    first = {k: next(tg for tg in order if tg.chan == k) for k in chans}
+    for res in it:
+        for tg, (nz, h, nle, nco, vmin, vmax, vals) in zip(order, res, strict=True):
+            if tg is first[tg.chan]:
+                zeros[tg.chan] += nz
+            tg.hist += h
+            tg.n_le += nle
+            tg.vmin, tg.vmax = min(tg.vmin, vmin), max(tg.vmax, vmax)
+            if nco and not tg.overflow:
+                if tg.n_coll + nco > cap or vals is None:
+                    tg.overflow = True
+                else:
+                    if tg.buf is None:
+                        tg.buf = np.empty(cap)
+                    tg.buf[tg.n_coll:tg.n_coll + nco] = vals
+            tg.n_coll += nco
 
 
 def _advance(tg: _Target, n: int, M: int, z: int, cap: int, xp) -> None:

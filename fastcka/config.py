@@ -14,7 +14,7 @@ from __future__ import annotations
 
 # --- CKA engine (fastcka._cka, fastcka._median) -----------------------------------------------
 #: edge of one n×n kernel tile
-CKA_TILE = {"cpu": 2048, "gpu": 16384}
+CKA_TILE = {"cpu": 1024, "gpu": 16384}
 #: most squared distances collected per median rank (float64 values)
 MEDIAN_CAP = {"cpu": 2 ** 24, "gpu": 2 ** 27}
 #: random pairs sampled to place the first median window

@@ -21,6 +21,7 @@ results; :func:`get_ops` picks one set.
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -157,18 +158,22 @@ def rows64_np(X, r0, r1, mu, s, out):
 
 if numba is not None:
 
+    @njit(inline="always")
+    def _sqdist_row(G, i, na_i, na_j, scale, rel_tol, diag):
+        # row i of a Gram tile -> scale x its squared distances (GEMM form, clipped to exact 0)
+        for j in range(G.shape[1]):
+            s = na_i[i] + na_j[j]
+            d = s - 2.0 * G[i, j]
+            if d <= rel_tol * s:
+                d = 0.0
+            G[i, j] = scale * d
+        if diag:
+            G[i, i] = 0.0
+
     @njit(parallel=True, cache=True)
     def sqdist_nb(G, na_i, na_j, rel_tol, diag):
-        bi, bj = G.shape
-        for i in prange(bi):
-            for j in range(bj):
-                s = na_i[i] + na_j[j]
-                d = s - 2.0 * G[i, j]
-                if d <= rel_tol * s:
-                    d = 0.0
-                G[i, j] = d
-            if diag:
-                G[i, i] = 0.0
+        for i in prange(G.shape[0]):
+            _sqdist_row(G, i, na_i, na_j, 1.0, rel_tol, diag)
         return G
 
     @njit(inline="always")
@@ -475,16 +480,8 @@ if numba is not None:
 
     @njit(parallel=True, cache=True)
     def _neg_gamma_sqdist_nb(G, na_i, na_j, gamma, rel_tol, diag):
-        bi, bj = G.shape
-        for i in prange(bi):
-            for j in range(bj):
-                s = na_i[i] + na_j[j]
-                d = s - 2.0 * G[i, j]
-                if d <= rel_tol * s:
-                    d = 0.0
-                G[i, j] = -gamma * d
-            if diag:
-                G[i, i] = 0.0
+        for i in prange(G.shape[0]):
+            _sqdist_row(G, i, na_i, na_j, -gamma, rel_tol, diag)
         return G
 
     @njit(parallel=True, cache=True)
@@ -534,6 +531,142 @@ if numba is not None:
         return _tile_sums_nb(Gs, bool(diag))
 
 
+    # --- one-thread tile kernels (``nogil``): a pool of threads runs whole tiles, each thread its
+    # own GEMM on one BLAS thread and then these, so that no two thread pools (OpenBLAS's,
+    # Numba's) take turns spinning on the same cores (fastcka._tiles).
+
+    @njit(nogil=True, cache=True)
+    def _sqdist_tile_nb(G, na_i, na_j, scale, rel_tol, diag):
+        for i in range(G.shape[0]):
+            _sqdist_row(G, i, na_i, na_j, scale, rel_tol, diag)
+        return G
+
+    def sqdist_tile_nb(G, na_i, na_j, rel_tol, diag):
+        """:func:`sqdist_nb` on the calling thread (the same values)."""
+        return _sqdist_tile_nb(G, na_i, na_j, 1.0, float(rel_tol), bool(diag))
+
+    @njit(nogil=True, cache=True)
+    def _hist_collect_tile_nb(D, diag, chain, lo, inv_w, nbins, clo, chi, out):
+        bi, bj = D.shape
+        nchain = chain.shape[0]
+        h = np.zeros(nbins + 2, dtype=np.int64)
+        nz = 0
+        nle = 0
+        pos = 0
+        vmin = np.inf
+        vmax = -np.inf
+        if nbins == 1:  # three register counters (a one-bin array would chain its stores)
+            b0 = 0
+            b1 = 0
+            b2 = 0
+        for i in range(bi):
+            j0 = i + 1 if diag else 0
+            for j in range(j0, bj):
+                v = D[i, j]
+                if v == 0.0:  # rare: predictable
+                    nz += 1
+                    continue
+                if nchain > 0 and not _in_chain_nb(v, chain):
+                    continue
+                b = _bin_clamped_nb(v, lo, inv_w, nbins)
+                if nbins == 1:
+                    b0 += np.int64(b == 0)
+                    b1 += np.int64(b == 1)
+                    b2 += np.int64(b == 2)
+                else:
+                    h[b] += 1
+                nle += np.int64(v <= clo)
+                out[pos] = v  # branch-free: kept when inside (clo, chi]
+                pos += np.int64(v > clo) & np.int64(v <= chi)
+                vmin = min(vmin, v)
+                vmax = max(vmax, v)
+        if nbins == 1:
+            h[0] = b0
+            h[1] = b1
+            h[2] = b2
+        return h, nz, nle, pos, vmin, vmax
+
+    def hist_collect_tile_nb(D, diag, chain, lo, inv_w, nbins, clo, chi, out):
+        """:func:`hist_nb` and :func:`collect_nb` in one sweep of the tile on the calling thread.
+
+        Returns ``(n_zero, hist, n_le, n_coll, vmin, vmax)`` as ``hist_nb`` does and writes the
+        ``n_coll`` values of the window ``(clo, chi]`` to ``out[:n_coll]`` in tile order
+        (``out``: float64, at least ``D.size`` long; overwritten).
+        """
+        h, nz, nle, nco, vmin, vmax = _hist_collect_tile_nb(
+            D, bool(diag), _chain_array(chain), float(lo), float(inv_w), int(nbins), float(clo),
+            float(chi), out)
+        return int(nz), h, int(nle), int(nco), float(vmin), float(vmax)
+
+    @njit(nogil=True, cache=True)
+    def _tile_sums_tile_nb(Gs, shifts, diag):
+        # four interleaved partial sums along each row (j mod 4), added pairwise at its end: four
+        # independent add chains instead of one (a float sum is not reordered by the compiler)
+        m, bi, bj = Gs.shape
+        npair = m * (m + 1) // 2
+        S = np.zeros((m, m))
+        rows = np.zeros((m, bi))
+        cols = np.zeros((m, bj))
+        diags = np.zeros((m, bi))
+        acc = np.zeros((npair, 4))
+        r = np.zeros((m, 4))
+        k = np.empty(m)
+        full = bj - bj % 4
+        for i in range(bi):
+            acc[:] = 0.0
+            r[:] = 0.0
+            for j0 in range(0, full, 4):
+                for lane in range(4):
+                    j = j0 + lane
+                    for a in range(m):
+                        g = Gs[a, i, j] - shifts[a]
+                        k[a] = g
+                        r[a, lane] += g
+                        cols[a, j] += g
+                    p = 0
+                    for a in range(m):
+                        for b in range(a, m):
+                            acc[p, lane] += k[a] * k[b]
+                            p += 1
+            for j in range(full, bj):
+                for a in range(m):
+                    g = Gs[a, i, j] - shifts[a]
+                    k[a] = g
+                    r[a, 0] += g
+                    cols[a, j] += g
+                p = 0
+                for a in range(m):
+                    for b in range(a, m):
+                        acc[p, 0] += k[a] * k[b]
+                        p += 1
+            p = 0
+            for a in range(m):
+                rows[a, i] = (r[a, 0] + r[a, 1]) + (r[a, 2] + r[a, 3])
+                if diag:
+                    diags[a, i] = Gs[a, i, i] - shifts[a]
+                for b in range(a, m):
+                    S[a, b] += (acc[p, 0] + acc[p, 1]) + (acc[p, 2] + acc[p, 3])
+                    p += 1
+        for a in range(m):
+            for b in range(a + 1, m):
+                S[b, a] = S[a, b]
+        return S, rows, cols, diags
+
+    def kernel_stats_tile_nb(Gs, na_i, na_j, kinds, gammas, rel_tol, diag, shifts=None):
+        """:func:`kernel_stats_nb` on the calling thread (NumPy's SIMD ``exp``, the rest one
+        Numba sweep; the sums' partial-sum order is its own, so the last bits may differ)."""
+        m = Gs.shape[0]
+        sh = np.zeros(m) if shifts is None else np.asarray(shifts, dtype=np.float64)
+        for a in range(m):
+            if int(kinds[a]) == KIND_RBF:
+                _sqdist_tile_nb(Gs[a], na_i[a], na_j[a], -float(gammas[a]), float(rel_tol),
+                                bool(diag))
+                np.exp(Gs[a], out=Gs[a])
+            else:
+                sh[a] = 0.0
+        return _tile_sums_tile_nb(Gs, sh, bool(diag))
+
+
 def _chain_array(chain):
     if len(chain) == 0:
         return np.zeros((0, 4))
@@ -544,10 +677,11 @@ class _Ops:
     """A kernel set.  ``count_collect`` and ``pair_sqdist`` are optional fast forms (None: the
     callers use ``hist`` + ``collect`` and NumPy sampling); ``column_stats`` gives the column
     ranges and totals of :func:`fastcka._median.affine`, ``rows64`` the centred float64 row
-    blocks of the linear feature path."""
+    blocks of the linear feature path.  ``tile``: the one-thread kernels (``sqdist``,
+    ``hist_collect``, ``kernel_stats``) of the tile pool (:mod:`fastcka._tiles`), or None."""
 
     def __init__(self, name, sqdist, hist, collect, kernel_stats, count_collect=None,
-                 pair_sqdist=None, column_stats=column_stats_np, rows64=rows64_np):
+                 pair_sqdist=None, column_stats=column_stats_np, rows64=rows64_np, tile=None):
         self.name = name
         self.sqdist = sqdist
         self.hist = hist
@@ -557,13 +691,16 @@ class _Ops:
         self.pair_sqdist = pair_sqdist
         self.column_stats = column_stats
         self.rows64 = rows64
+        self.tile = tile
 
 
 NUMPY_OPS = _Ops("numpy", sqdist_np, hist_np, collect_np, kernel_stats_np)
 NUMBA_OPS = (_Ops("numba", sqdist_nb, hist_nb, collect_nb,
                   kernel_stats_fused_nb if getattr(numba.config, "USING_SVML", False)
                   else kernel_stats_nb, count_collect_nb, pair_sqdist_nb, column_stats_nb,
-                  rows64_nb)
+                  rows64_nb, SimpleNamespace(sqdist=sqdist_tile_nb,
+                                             hist_collect=hist_collect_tile_nb,
+                                             kernel_stats=kernel_stats_tile_nb))
              if numba is not None else None)
 
 

@@ -219,6 +219,49 @@ def test_median_multipass_selection_is_exact(engine, mode):
             assert len(passes) >= 2  # refinement really ran
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+def test_tile_pool_bits_do_not_depend_on_threads(monkeypatch, small_config, threads):
+    """The host's tile pool (whole tiles per thread, merged in tile order) gives the exact
+    medians, through refinement passes too, and the same bits of every CKA as one thread."""
+    from fastcka import _threads
+
+    rng = np.random.default_rng(9)
+    X = np.concatenate([rng.normal(size=(150, 3)), rng.normal(size=(40, 3)) * 1e-3,
+                        np.repeat(rng.normal(size=(1, 3)), 11, axis=0)])
+    Y = np.tanh(X @ rng.normal(size=(3, 5))) + 0.1 * rng.normal(size=(201, 5))
+    D = sqd(X)
+    ops = cka_cpu.get_ops(True)
+
+    def run():
+        med = [_median.sqdist_order_stats([X], [(0, mode)], ops=ops, tile=23, cap=50,
+                                          sample_size=30)[0] for mode in ("paper", "kornblith")]
+        vals = [fastcka.cka(X, Y, kernel=k, sigma=s, estimator=e, device="cpu")
+                for k, s in (("rbf", "paper"), ("rbf", "kornblith"), ("linear", "paper"))
+                for e in ("biased", "unbiased")]
+        return med, vals
+
+    monkeypatch.setattr(_threads, "cpu_threads", lambda: 1)
+    one = run()
+    monkeypatch.setattr(_threads, "cpu_threads", lambda: threads)
+    monkeypatch.setattr(_threads, "THREADS_MIN_WORK", 0)
+    used = []
+    pool_threads = _threads.pool_threads
+
+    def spy(*args):
+        used.append(pool_threads(*args))
+        return used[-1]
+
+    monkeypatch.setattr(_threads, "pool_threads", spy)  # what tile_pool gives each pass
+    many = run()
+    assert used and min(used) == threads  # the pool really ran on several threads
+    assert many == one  # the same bits
+    assert one[0][0] == pytest.approx(lower_median_nonzero(D), rel=1e-12)
+    assert one[0][1] == pytest.approx(np.median(D), rel=1e-12)
+    K = naive_kernel(X, "rbf", "paper", 1.0)
+    L = naive_kernel(Y, "rbf", "paper", 1.0)
+    assert one[1][0] == pytest.approx(naive_cka(K, L, False), rel=1e-12)
+
+
 def test_median_all_zero_distances_is_an_error():
     with pytest.raises(InputError, match="zero"):
         ckam.paper_sigma(np.ones((6, 3)), device="cpu")

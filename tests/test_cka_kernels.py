@@ -21,8 +21,10 @@ def data(n=37, p=5, seed=0):
 
 OPS = [cka_cpu.get_ops(True), cka_cpu.get_ops(False),
        cka_cpu._Ops("numba-fused", cka_cpu.sqdist_nb, cka_cpu.hist_nb, cka_cpu.collect_nb,
-                    cka_cpu.kernel_stats_fused_nb)]
-IDS = ["numba", "numpy", "numba-fused"]
+                    cka_cpu.kernel_stats_fused_nb),
+       cka_cpu._Ops("numba-tile", cka_cpu.sqdist_tile_nb, cka_cpu.hist_nb, cka_cpu.collect_nb,
+                    cka_cpu.kernel_stats_tile_nb)]
+IDS = ["numba", "numpy", "numba-fused", "numba-tile"]
 
 
 @pytest.mark.parametrize("ops", OPS, ids=IDS)
@@ -69,17 +71,23 @@ def test_hist_and_collect_numba_equal_numpy(diag):
         np.testing.assert_array_equal(c1, np.sort(ref))
 
 
-@pytest.mark.parametrize("diag", [True, False])
-def test_count_collect_is_one_bin_hist_plus_collect(diag):
-    # the median pass's one-sweep kernel: the counts of a one-bin hist and the values of
-    # collect, exactly (any order), with or without a chain; a dest too small stays untouched
-    X = data(300, 4, seed=3)
+def window_tile(seed, diag):
+    """A distance tile of 300 points (one duplicate), its non-zero pair values, a collect window
+    around their median and a chain selecting the values in bin 1 of a 4-bin window."""
+    X = data(300, 4, seed=seed)
     A, B = (X, X) if diag else (X[:130], X[130:])
     D = cka_cpu.sqdist_np(A @ B.T, (A * A).sum(1), (B * B).sum(1), 1e-12, diag)
     vals = D[np.triu_indices(len(A), 1)] if diag else D.ravel()
     nz = vals[vals != 0]
-    clo, chi = np.quantile(nz, 0.45), np.quantile(nz, 0.55)
     chain = [(0.0, 1.0 / (nz.max() * 1.1 / 4), 4, 1)]
+    return D, nz, np.quantile(nz, 0.45), np.quantile(nz, 0.55), chain
+
+
+@pytest.mark.parametrize("diag", [True, False])
+def test_count_collect_is_one_bin_hist_plus_collect(diag):
+    # the median pass's one-sweep kernel: the counts of a one-bin hist and the values of
+    # collect, exactly (any order), with or without a chain; a dest too small stays untouched
+    D, nz, clo, chi, chain = window_tile(3, diag)
     scratch = np.full(D.size, np.nan)
     for ch in ([], chain):
         for lo, iw in ((clo, 1.0 / (chi - clo)), (np.quantile(nz, 0.3), 0.7 / (chi - clo))):
@@ -95,6 +103,50 @@ def test_count_collect_is_one_bin_hist_plus_collect(diag):
             small = np.full(want.size - 1, -2.0)
             got2 = cka_cpu.count_collect_nb(D, diag, ch, lo, iw, clo, chi, scratch, small)
             assert got2[3] == want.size and np.all(small == -2.0)
+
+
+@pytest.mark.parametrize("diag", [True, False])
+def test_hist_collect_tile_is_hist_plus_collect(diag):
+    # the tile pool's one-thread sweep: exactly the counts and histogram of hist_np and the
+    # values of collect_np in tile order, for one-bin and many-bin windows, with or without a
+    # chain, and an unbounded collect window (the whole window collected)
+    D, nz, clo, chi, chain = window_tile(5, diag)
+    out = np.full(D.size, np.nan)
+    for ch in ([], chain):
+        for lo, iw, nb, cl, ch_ in ((clo, 1.0 / (chi - clo), 1, clo, chi),
+                                    (np.quantile(nz, 0.3), 0.7 / (chi - clo), 1, clo, chi),
+                                    (np.quantile(nz, 0.2), 16 / (chi - clo), 16, clo, chi),
+                                    (0.0, 64 / nz.max(), 64, -np.inf, np.inf),
+                                    (0.0, 64 / nz.max(), 64, np.inf, np.inf)):
+            ref = cka_cpu.hist_np(D, diag, ch, lo, iw, nb, cl, ch_)
+            got = cka_cpu.hist_collect_tile_nb(D, diag, ch, lo, iw, nb, cl, ch_, out)
+            assert got[0] == ref[0] and got[2:] == ref[2:]
+            np.testing.assert_array_equal(got[1], ref[1])
+            want = cka_cpu.collect_np(D, diag, ch, cl, ch_)
+            np.testing.assert_array_equal(out[:got[3]], want)  # both in row-major tile order
+
+
+@pytest.mark.parametrize("diag", [True, False])
+def test_kernel_stats_tile_shifts(diag):
+    # the constant shift of the RBF kernels (not of the linear one) against shifted naive sums
+    rng = np.random.default_rng(4)
+    Xs = [rng.normal(size=(45, p)) for p in (3, 4)]
+    sl = (slice(0, 25), slice(0, 25)) if diag else (slice(0, 25), slice(25, 45))
+    kinds, gammas, shifts = [1, 0], [0.4, 0.0], np.array([0.3, 0.7])
+    Gs = np.stack([X[sl[0]] @ X[sl[1]].T for X in Xs])
+    na_i = np.stack([(X[sl[0]] ** 2).sum(1) for X in Xs])
+    na_j = np.stack([(X[sl[1]] ** 2).sum(1) for X in Xs])
+    S, rows, cols, diags = cka_cpu.kernel_stats_tile_nb(Gs.copy(), na_i, na_j, kinds, gammas,
+                                                        1e-12, diag, shifts)
+    A, B = Xs[0][sl[0]], Xs[0][sl[1]]
+    Ks = [np.exp(-0.4 * sqd(A, B)) - 0.3, Xs[1][sl[0]] @ Xs[1][sl[1]].T]
+    for a in range(2):
+        np.testing.assert_allclose(rows[a], Ks[a].sum(1), rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(cols[a], Ks[a].sum(0), rtol=1e-12, atol=1e-13)
+        if diag:
+            np.testing.assert_allclose(diags[a], np.diag(Ks[a]), rtol=1e-12)
+        for b in range(2):
+            assert S[a, b] == pytest.approx((Ks[a] * Ks[b]).sum(), rel=1e-12)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
