@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import config
+from ._threads import ordered_map, tile_pool
 from .backend import to_host
 from .errors import InputError
 
@@ -382,8 +383,6 @@ def _pool_pass(active, tilers, chans, zeros, tiles, edge: int, cap: int, pool, p
     thread takes whole tiles (its GEMM on one BLAS thread, then one sweep per target that
     histograms, counts and collects the window); the results are merged in tile order, so the
     counts, the collected values and their order do not depend on the number of threads."""
-    from ._threads import ordered_map, tile_pool
-
     dims = sum(int(tilers[k].X.shape[1]) for k in chans)
     threads, free = tile_pool(len(tiles), edge * edge, dims, lambda: (np.empty(edge * edge),
                                                                       np.empty(edge * edge)))
