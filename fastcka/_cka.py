@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _median, config
+from . import _median, _rbf_onepass, config
 from ._cka_stats import _affs, _kernel_stats, _linear_feature_stats, _Stats
 from .backend import Backend, check_matrix, check_same_rows, get_backend
 from .errors import InputError
@@ -99,22 +99,25 @@ def _f64(be: Backend, X: Any):
 
 
 def _median_sq(be: Backend, Xs: list, modes: list[tuple[int, str]], progress=None,
-               affs=None) -> list[float]:
-    """Median squared distances of the centred inputs, scaled by ``s²`` of their ``affs``."""
+               affs=None, moments=None) -> list[float]:
+    """Median squared distances of the centred inputs, scaled by ``s²`` of their ``affs``
+    (``moments``: :func:`fastcka._median.sqdist_order_stats`)."""
     dev = be.device
     return _median.sqdist_order_stats(
         Xs, modes, xp=be.xp, ops=be.ops("cka"), tile=config.CKA_TILE[dev],
         cap=config.MEDIAN_CAP[dev], sample_size=config.MEDIAN_SAMPLE[dev],
         sample_chunk=config.MEDIAN_SAMPLE_CHUNK[dev], progress=progress,
-        affs=_affs(be, Xs) if affs is None else affs)
+        affs=_affs(be, Xs) if affs is None else affs, moments=moments)
 
 
-def _sigmas(be: Backend, Xs: list, sigma: Any, threshold: float, affs=None) -> list[float]:
-    """σ of each input for the RBF kernel (in the units of the input)."""
+def _sigmas(be: Backend, Xs: list, sigma: Any, threshold: float, affs=None,
+            moments=None) -> list[float]:
+    """σ of each input for the RBF kernel (in the units of the input); ``moments``: a
+    :class:`fastcka._rbf_onepass.OnePass` the median pass fills."""
     if not isinstance(sigma, str):
         return [float(sigma)] * len(Xs)
     affs = _affs(be, Xs) if affs is None else affs
-    med = _median_sq(be, Xs, [(k, sigma) for k in range(len(Xs))], affs=affs)
+    med = _median_sq(be, Xs, [(k, sigma) for k in range(len(Xs))], affs=affs, moments=moments)
     out = []
     for k, m2 in enumerate(med):
         if not m2 > 0:
@@ -256,9 +259,12 @@ def _stats(be: Backend, Xs: list, kernel: str, sigma: Any, threshold: float,
             return _linear_feature_stats(be, Xs, diags=diags), [None] * len(Xs)
         return _kernel_stats(be, Xs, [0] * len(Xs), [0.0] * len(Xs), progress), [None] * len(Xs)
     affs = _affs(be, Xs)
-    sig = _sigmas(be, Xs, sigma, threshold, affs)
+    one = _rbf_onepass.OnePass.maybe(be, len(Xs), sigma, threshold)
+    sig = _sigmas(be, Xs, sigma, threshold, affs, moments=one)
     gam = [1.0 / (2.0 * (s * aff[1]) ** 2) for s, aff in zip(sig, affs, strict=True)]  # scaled units
-    return _kernel_stats(be, Xs, [1] * len(Xs), gam, progress, affs), sig
+    st = one.stats(gam) if one is not None else None  # None: a second pass
+    return (st if st is not None else _kernel_stats(be, Xs, [1] * len(Xs), gam, progress, affs),
+            sig)
 
 
 def _cka_from(st: _Stats, a: int, b: int, estimator: str) -> float:

@@ -52,6 +52,9 @@ from .errors import InputError
 NBINS = 4096
 REL_TOL = 1e-12  # squared distances below REL_TOL·(‖x_i‖²+‖x_j‖²) are exact zeros (duplicates)
 MAX_LEVELS = 16
+#: the dense path (M <= cap) samples M / this many pairs for a one-pass plan
+#: (:mod:`fastcka._rbf_onepass`): random rows cost ~10x a tile's pair, this is ~15% of a pass
+DENSE_PLAN_DIV = 64
 WINDOW_SDS = 8.0  # the first collect window spans at most ± this many sampling standard deviations
 
 
@@ -205,7 +208,8 @@ def _sample_pairs(Xs, n, s, xp, rng, affs=None, chunk=2 ** 22, ops=None):
 
 
 def sqdist_order_stats(Xs, requests, *, xp=np, ops=None, tile=2048, cap=None,
-                       sample_size=None, sample_chunk=2 ** 22, rng=0, progress=None, affs=None):
+                       sample_size=None, sample_chunk=2 ** 22, rng=0, progress=None, affs=None,
+                       moments=None):
     """Exact paper / kornblith median squared distances of several inputs, sharing passes.
 
     Parameters
@@ -219,6 +223,9 @@ def sqdist_order_stats(Xs, requests, *, xp=np, ops=None, tile=2048, cap=None,
     sample_chunk : int, float64 elements of one chunk of sampled-pair differences
     affs : list of ``(mu, s)`` per input (:func:`affine`), or None: the tiles centre and scale
         the rows; the results are then the order statistics of the scaled distances (``s²·d``)
+    moments : a :class:`fastcka._rbf_onepass.OnePass` of every input, or None: on the host's
+        tile pool its :meth:`~fastcka._rbf_onepass.OnePass.plan` gets the sampled distances and
+        the first pass also sums its moments (the kernel sums of the selected bandwidths)
 
     Returns
     -------
@@ -233,22 +240,35 @@ def sqdist_order_stats(Xs, requests, *, xp=np, ops=None, tile=2048, cap=None,
     tilers = [DistanceTiler(X, xp, ops, None if affs is None else affs[k])
               for k, X in enumerate(Xs)]
     targets, slots = _targets(n, requests)
+    s = int(min(M, sample_size or 2 ** 17))
+    samples = None
     if M <= cap:
         for tg in targets:
             tg.clo, tg.chi = -math.inf, math.inf
             _set_window(tg, 0.0, 1.0)
     else:
-        s = int(min(M, sample_size or 2 ** 17))
         samples = _sample_pairs(Xs, n, s, xp, np.random.default_rng(rng), affs, sample_chunk,
                                 ops)
         _initial_windows(targets, samples, n, M, s, cap)
+    if moments is not None:
+        pool = getattr(ops, "tile", None) if xp is np else None
+        chans = sorted({tg.chan for tg in targets})
+        if getattr(pool, "moments", None) is None or chans != list(range(len(Xs))):
+            moments = None
+        else:
+            if samples is None:  # the dense path draws no sample of its own: a small one
+                samples = _sample_pairs(Xs, n, max(1, min(s, M // DENSE_PLAN_DIV)), xp,
+                                        np.random.default_rng(rng), affs, sample_chunk, ops)
+            if not moments.plan(samples, n, M, [float(t.sq.mean()) for t in tilers]):
+                moments = None
 
     n_zero = [None] * len(Xs)
     for level in range(MAX_LEVELS + 1):
         active = [tg for tg in targets if tg.value is None]
         if not active:
             break
-        zeros = _tile_pass(active, tilers, n, tile, cap, xp, ops, progress, level)
+        zeros = _tile_pass(active, tilers, n, tile, cap, xp, ops, progress, level,
+                           moments if level == 0 else None)
         for k, z in zeros.items():
             if n_zero[k] is None:
                 n_zero[k] = z
@@ -318,10 +338,11 @@ def _initial_windows(targets, samples, n: int, M: int, s: int, cap: int) -> None
             _set_window(tg, quant(q - delta), quant(q + delta))
 
 
-def _tile_pass(active, tilers, n: int, tile: int, cap: int, xp, ops, progress, level: int
-               ) -> dict[int, int]:
-    """One pass over the upper tiles: histogram and collect every active target's window.
-    Returns the number of zero distances of each input seen in the pass."""
+def _tile_pass(active, tilers, n: int, tile: int, cap: int, xp, ops, progress, level: int,
+               moments=None) -> dict[int, int]:
+    """One pass over the upper tiles: histogram and collect every active target's window
+    (and sum ``moments``, on the tile pool).  Returns the number of zero distances of each
+    input seen in the pass."""
     chans = sorted({tg.chan for tg in active})
     zeros = {k: 0 for k in chans}
     for tg in active:
@@ -332,7 +353,8 @@ def _tile_pass(active, tilers, n: int, tile: int, cap: int, xp, ops, progress, l
     tiles = list(upper_tiles(n, tile))
     pool = getattr(ops, "tile", None) if xp is np else None
     if pool is not None:
-        _pool_pass(active, tilers, chans, zeros, tiles, min(tile, n), cap, pool, progress, level)
+        _pool_pass(active, tilers, chans, zeros, tiles, min(tile, n), cap, pool, progress, level,
+                   moments)
         return zeros
     tbuf = xp.empty(min(tile, n) * min(tile, n))
     fused = getattr(ops, "count_collect", None) if xp is np else None
@@ -378,37 +400,46 @@ def _tile_pass(active, tilers, n: int, tile: int, cap: int, xp, ops, progress, l
 
 
 def _pool_pass(active, tilers, chans, zeros, tiles, edge: int, cap: int, pool, progress,
-               level: int) -> None:
+               level: int, moments=None) -> None:
     """:func:`_tile_pass` on the host's tile pool (:func:`fastcka._threads.tile_pool`): each
     thread takes whole tiles (its GEMM on one BLAS thread, then one sweep per target that
-    histograms, counts and collects the window); the results are merged in tile order, so the
-    counts, the collected values and their order do not depend on the number of threads."""
+    histograms, counts and collects the window, then the ``moments`` of the tile's m distance
+    tiles when given); the results are merged in tile order, so the counts, the collected
+    values, their order and the moment sums do not depend on the number of threads."""
     dims = sum(int(tilers[k].X.shape[1]) for k in chans)
-    threads, free = tile_pool(len(tiles), edge * edge, dims, lambda: (np.empty(edge * edge),
-                                                                      np.empty(edge * edge)))
+    nd = len(chans) if moments is not None else 1
+
+    def buffers():
+        return (np.empty((nd, edge * edge)), np.empty(edge * edge),
+                moments.scratch(edge) if moments is not None else None)
+
+    threads, free = tile_pool(len(tiles), edge * edge, dims, buffers)
 
     def work(t):
         i0, i1, j0, j1, diag = t
-        tbuf, out = free.get()
+        dbuf, out, scratch = free.get()
         try:
             res = []
-            for k in chans:
-                D = tilers[k].tile(i0, i1, j0, j1, diag, out=tbuf, sqdist=pool.sqdist)
+            for c, k in enumerate(chans):
+                D = tilers[k].tile(i0, i1, j0, j1, diag, out=dbuf[c if nd > 1 else 0],
+                                   sqdist=pool.sqdist)
                 for tg in active:
                     if tg.chan == k:
                         nz, h, nle, nco, vmin, vmax = pool.hist_collect(
                             D, diag, tg.chain, tg.lo, tg.inv_w, tg.nbins, tg.clo, tg.chi, out)
                         res.append((nz, h, nle, nco, vmin, vmax,
                                     out[:nco].copy() if 0 < nco <= cap else None))
-            return res
+            mom = (moments.tile(dbuf, i1 - i0, j1 - j0, diag, scratch)
+                   if moments is not None else None)
+            return res, mom
         finally:
-            free.put((tbuf, out))
+            free.put((dbuf, out, scratch))
 
     results = ordered_map(work, tiles, threads)
     it = progress(results, total=len(tiles), desc=f"median pass {level + 1}") if progress else results
     order = [tg for k in chans for tg in active if tg.chan == k]
     first = {k: next(tg for tg in order if tg.chan == k) for k in chans}
-    for res in it:
+    for t, (res, mom) in zip(tiles, it, strict=True):
         for tg, (nz, h, nle, nco, vmin, vmax, vals) in zip(order, res, strict=True):
             if tg is first[tg.chan]:
                 zeros[tg.chan] += nz
@@ -423,6 +454,8 @@ def _pool_pass(active, tilers, chans, zeros, tiles, edge: int, cap: int, pool, p
                         tg.buf = np.empty(cap)
                     tg.buf[tg.n_coll:tg.n_coll + nco] = vals
             tg.n_coll += nco
+        if mom is not None:
+            moments.add(t, mom)
 
 
 def _advance(tg: _Target, n: int, M: int, z: int, cap: int, xp) -> None:

@@ -15,6 +15,10 @@ from __future__ import annotations
 # --- CKA engine (fastcka._cka, fastcka._median) -----------------------------------------------
 #: edge of one n×n kernel tile
 CKA_TILE = {"cpu": 1024, "gpu": 16384}
+#: RBF CKA with a selected bandwidth (paper / Kornblith σ) on the host: the kernel sums come
+#: from the median's first pass (:mod:`fastcka._rbf_onepass`) for at most this many inputs
+#: (its products grow as m²); 0: always the second pass
+RBF_ONE_PASS_MAX_INPUTS = 6
 #: most squared distances collected per median rank (float64 values)
 MEDIAN_CAP = {"cpu": 2 ** 24, "gpu": 2 ** 27}
 #: random pairs sampled to place the first median window

@@ -36,6 +36,31 @@ KIND_RBF = 1
 
 _NCHUNK = 64  # row chunks of a tile processed in parallel (partial sums per chunk)
 _NO_VALUES = np.empty(0)  # scratch / dest of a count-only sweep
+#: the one-pass moment kernel's floating-point licences: sums may be reassociated (SIMD) and
+#: products fused; no "finite only" or approximate-function licence (the values stay IEEE)
+_FASTMATH = {"reassoc", "contract", "nsz"}
+
+
+def moment_groups(m: int, L: int):
+    """The product terms of the one-pass RBF moments of m inputs to degree ``L - 1``.
+
+    Row ``a·L + k`` of the moment rows is ``v_k`` of input a (``v_0 = E - c0``,
+    ``v_k = E u^k / k!``).  The terms are the pairs ``(a, k, b, q)`` with ``k + q <= L - 1``
+    and ``(a, k) <= (b, l)`` within one input (``a == b``: ``k <= l``), in groups of one x row
+    and consecutive y rows.  Returns ``(groups (G, 3) int64: x, y0, count; terms (T, 4) int64:
+    a, k, b, q in the kernel's order)``.
+    """
+    groups, terms = [], []
+    for a in range(m):
+        for k in range(L):
+            if L - 1 - k >= k:
+                groups.append((a * L + k, a * L + k, L - 2 * k))
+                terms.extend((a, k, a, q) for q in range(k, L - k))
+            for b in range(a + 1, m):
+                groups.append((a * L + k, b * L, L - k))
+                terms.extend((a, k, b, q) for q in range(L - k))
+    return (np.array(groups, dtype=np.int64).reshape(-1, 3),
+            np.array(terms, dtype=np.int64).reshape(-1, 4))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -598,6 +623,112 @@ if numba is not None:
             float(chi), out)
         return int(nz), h, int(nle), int(nco), float(vmin), float(vmax)
 
+    # --- one-pass RBF moments (fastcka._rbf_onepass): with E = exp(-g0·D) and u = g0·D, the
+    # rows v_0 = E - c0, v_k = E·u^k/k! (k = 1..L-1) of each input in a column chunk, and the
+    # products of the term groups, the row and the column sums of every v_k
+
+    _MOMENT_CHUNK = 256  # columns per chunk: the m·L rows of v stay in L1
+
+    @njit(nogil=True, cache=True, fastmath=_FASTMATH, boundscheck=False)
+    def _moment_dots(V, grp, P, w):
+        # P[t] += Σ_j V[x, j]·V[y, j] for the terms of each group (x; y0 .. y0 + cnt - 1),
+        # four y rows a sweep (one load of x for four products)
+        t = 0
+        for g in range(grp.shape[0]):
+            x = V[grp[g, 0]]
+            y0 = grp[g, 1]
+            cnt = grp[g, 2]
+            q = 0
+            while q + 4 <= cnt:
+                ya = V[y0 + q]
+                yb = V[y0 + q + 1]
+                yc = V[y0 + q + 2]
+                yd = V[y0 + q + 3]
+                s1 = 0.0
+                s2 = 0.0
+                s3 = 0.0
+                s4 = 0.0
+                for j in range(w):
+                    xv = x[j]
+                    s1 += xv * ya[j]
+                    s2 += xv * yb[j]
+                    s3 += xv * yc[j]
+                    s4 += xv * yd[j]
+                P[t] += s1
+                P[t + 1] += s2
+                P[t + 2] += s3
+                P[t + 3] += s4
+                t += 4
+                q += 4
+            while q < cnt:
+                ya = V[y0 + q]
+                s1 = 0.0
+                for j in range(w):
+                    s1 += x[j] * ya[j]
+                P[t] += s1
+                t += 1
+                q += 1
+
+    @njit(nogil=True, cache=True, fastmath=_FASTMATH, boundscheck=False)
+    def _moments_tile_nb(Df, Ef, bi, bj, g0, c0, invk, L, diag, grp, P, rows, cols, V, U):
+        m = Df.shape[0]
+        R = m * L
+        P[:] = 0.0
+        rows[:, :] = 0.0
+        cols[:, :] = 0.0
+        for i in range(bi):
+            j0 = i + 1 if diag else 0
+            for c0j in range(j0, bj, _MOMENT_CHUNK):
+                w = min(bj, c0j + _MOMENT_CHUNK) - c0j
+                off = i * bj + c0j
+                for a in range(m):
+                    base = a * L
+                    ga = g0[a]
+                    ca = c0[a]
+                    d = Df[a, off:off + w]
+                    e = Ef[a, off:off + w]
+                    v0 = V[base]
+                    for j in range(w):
+                        v0[j] = e[j] - ca
+                    if L > 1:
+                        v1 = V[base + 1]
+                        for j in range(w):
+                            uu = ga * d[j]
+                            U[j] = uu
+                            v1[j] = e[j] * uu
+                    for k in range(2, L):
+                        vk = V[base + k]
+                        vp = V[base + k - 1]
+                        f = invk[k]
+                        for j in range(w):
+                            vk[j] = vp[j] * U[j] * f
+                _moment_dots(V, grp, P, w)
+                for r in range(R):
+                    x = V[r]
+                    s = 0.0
+                    for j in range(w):
+                        s += x[j]
+                    rows[r, i] += s
+                for r in range(R):
+                    x = V[r]
+                    cc = cols[r, c0j:c0j + w]
+                    for j in range(w):
+                        cc[j] += x[j]
+
+    def moments_tile_nb(Df, Ef, bi, bj, g0, c0, L, diag, grp, P, rows, cols, V, U):
+        """The moment sums of one distance tile (strict upper triangle when ``diag``).
+
+        ``Df``/``Ef``: (m, ≥ bi·bj) float64, row ``a`` holding input a's distance tile and its
+        ``exp(-g0[a]·D)`` as C-ordered ``bi x bj`` blocks; ``grp``: :func:`moment_groups`.
+        Writes ``P`` (the T term sums, in the order of :func:`moment_groups`), ``rows`` (m·L, bi)
+        and ``cols`` (m·L, bj): the row and column sums of each ``v_k`` over the tile's pairs.
+        ``V`` (m·L, ≥ 256), ``U`` (≥ 256): scratch.  Float sums reassociated (SIMD).
+        """
+        invk = np.array([0.0] + [1.0 / k for k in range(1, int(L))])
+        _moments_tile_nb(Df, Ef, int(bi), int(bj), np.asarray(g0, dtype=np.float64),
+                         np.asarray(c0, dtype=np.float64), invk, int(L), bool(diag), grp, P,
+                         rows, cols, V, U)
+
     @njit(nogil=True, cache=True)
     def _tile_sums_tile_nb(Gs, shifts, diag):
         # four interleaved partial sums along each row (j mod 4), added pairwise at its end: four
@@ -677,7 +808,7 @@ class _Ops:
     """A kernel set.  ``count_collect`` and ``pair_sqdist`` are optional fast forms (None: the
     callers use ``hist`` + ``collect`` and NumPy sampling); ``column_stats`` gives the column
     ranges and totals of :func:`fastcka._median.affine`, ``rows64`` the centred float64 row
-    blocks of the linear feature path.  ``tile``: the one-thread kernels (``sqdist``,
+    blocks of the linear feature path.  ``tile``: the one-thread kernels (``sqdist``, ``moments``,
     ``hist_collect``, ``kernel_stats``) of the tile pool (:mod:`fastcka._tiles`), or None."""
 
     def __init__(self, name, sqdist, hist, collect, kernel_stats, count_collect=None,
@@ -700,7 +831,8 @@ NUMBA_OPS = (_Ops("numba", sqdist_nb, hist_nb, collect_nb,
                   else kernel_stats_nb, count_collect_nb, pair_sqdist_nb, column_stats_nb,
                   rows64_nb, SimpleNamespace(sqdist=sqdist_tile_nb,
                                              hist_collect=hist_collect_tile_nb,
-                                             kernel_stats=kernel_stats_tile_nb))
+                                             kernel_stats=kernel_stats_tile_nb,
+                                             moments=moments_tile_nb))
              if numba is not None else None)
 
 
