@@ -105,7 +105,8 @@ def _median_sq(be: Backend, Xs: list, modes: list[tuple[int, str]], progress=Non
     dev = be.device
     return _median.sqdist_order_stats(
         Xs, modes, xp=be.xp, ops=be.ops("cka"), tile=config.CKA_TILE[dev],
-        cap=config.MEDIAN_CAP[dev], sample_size=config.MEDIAN_SAMPLE[dev],
+        cap=config.MEDIAN_CAP[dev], dense=config.MEDIAN_DENSE[dev],
+        sample_size=config.MEDIAN_SAMPLE[dev],
         sample_chunk=config.MEDIAN_SAMPLE_CHUNK[dev], progress=progress,
         affs=_affs(be, Xs) if affs is None else affs, moments=moments)
 

@@ -209,7 +209,7 @@ def _sample_pairs(Xs, n, s, xp, rng, affs=None, chunk=2 ** 22, ops=None):
 
 def sqdist_order_stats(Xs, requests, *, xp=np, ops=None, tile=2048, cap=None,
                        sample_size=None, sample_chunk=2 ** 22, rng=0, progress=None, affs=None,
-                       moments=None):
+                       moments=None, dense=None):
     """Exact paper / kornblith median squared distances of several inputs, sharing passes.
 
     Parameters
@@ -219,6 +219,8 @@ def sqdist_order_stats(Xs, requests, *, xp=np, ops=None, tile=2048, cap=None,
     ops : tile kernel set (``kernels.cka_cpu.get_ops()`` or the CuPy one)
     tile : int, tile edge
     cap : int, most values collected per rank (default: 2**24 on CPU)
+    dense : int, most pair values (``M``) for which the first pass collects every value instead
+        of a sampled window (default and at most: ``cap``)
     sample_size : int, pairs sampled for the first window (default 2**17)
     sample_chunk : int, float64 elements of one chunk of sampled-pair differences
     affs : list of ``(mu, s)`` per input (:func:`affine`), or None: the tiles centre and scale
@@ -242,7 +244,7 @@ def sqdist_order_stats(Xs, requests, *, xp=np, ops=None, tile=2048, cap=None,
     targets, slots = _targets(n, requests)
     s = int(min(M, sample_size or 2 ** 17))
     samples = None
-    if M <= cap:
+    if M <= min(cap, int(dense or cap)):
         for tg in targets:
             tg.clo, tg.chi = -math.inf, math.inf
             _set_window(tg, 0.0, 1.0)

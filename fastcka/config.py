@@ -21,6 +21,10 @@ CKA_TILE = {"cpu": 1024, "gpu": 16384}
 RBF_ONE_PASS_MAX_INPUTS = 6
 #: most squared distances collected per median rank (float64 values)
 MEDIAN_CAP = {"cpu": 2 ** 24, "gpu": 2 ** 27}
+#: most pair values n(n−1)/2 for which the median's first pass collects every value (above: a
+#: window placed by a sample).  CPU: collecting, copying and selecting all 12.5M values at
+#: n = 5k cost more than the sampled window (RBF CKA 0.76 -> 0.49 s with the one-pass sums)
+MEDIAN_DENSE = {"cpu": 2 ** 22, "gpu": 2 ** 27}
 #: random pairs sampled to place the first median window
 MEDIAN_SAMPLE = {"cpu": 2 ** 18, "gpu": 2 ** 21}
 #: float64 elements of one sampled-pair difference chunk

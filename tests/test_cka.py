@@ -219,6 +219,28 @@ def test_median_multipass_selection_is_exact(engine, mode):
             assert len(passes) >= 2  # refinement really ran
 
 
+@pytest.mark.parametrize("mode", ["paper", "kornblith"])
+def test_median_dense_limit_takes_the_sampled_window(monkeypatch, engine, mode):
+    """``dense`` below M (the cap above it): the first pass collects a sampled window, not
+    every value, and the order statistic is the same."""
+    rng = np.random.default_rng(12)
+    X = np.concatenate([rng.normal(size=(180, 6)), np.repeat(rng.normal(size=(1, 6)), 9, 0)])
+    D = sqd(X)
+    ref = lower_median_nonzero(D) if mode == "paper" else np.median(D)
+    ops = cka_cpu.get_ops(engine == "numba")
+    windows = []
+    initial = _median._initial_windows
+    monkeypatch.setattr(_median, "_initial_windows",
+                        lambda *a: windows.append(1) or initial(*a))
+    M = 189 * 188 // 2
+    for dense, sampled in [(None, False), (M, False), (M - 1, True)]:
+        windows.clear()
+        (got,) = _median.sqdist_order_stats([X], [(0, mode)], ops=ops, tile=31, cap=10 ** 6,
+                                            sample_size=4000, dense=dense)
+        assert got == pytest.approx(ref, rel=1e-12)
+        assert bool(windows) == sampled
+
+
 @pytest.mark.parametrize("threads", [2, 3])
 def test_tile_pool_bits_do_not_depend_on_threads(monkeypatch, small_config, threads):
     """The host's tile pool (whole tiles per thread, merged in tile order) gives the exact
