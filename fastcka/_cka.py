@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _median, _rbf_onepass, config
+from . import _median, config
 from ._cka_stats import _affs, _kernel_stats, _linear_feature_stats, _Stats
 from .backend import Backend, check_matrix, check_same_rows, get_backend
 from .errors import InputError
@@ -259,6 +259,8 @@ def _stats(be: Backend, Xs: list, kernel: str, sigma: Any, threshold: float,
         if _use_features(int(Xs[0].shape[0]), dims):
             return _linear_feature_stats(be, Xs, diags=diags), [None] * len(Xs)
         return _kernel_stats(be, Xs, [0] * len(Xs), [0.0] * len(Xs), progress), [None] * len(Xs)
+    from . import _rbf_onepass  # here: the gram/FAQ paths never load it
+
     affs = _affs(be, Xs)
     one = _rbf_onepass.OnePass.maybe(be, len(Xs), sigma, threshold)
     sig = _sigmas(be, Xs, sigma, threshold, affs, moments=one)
