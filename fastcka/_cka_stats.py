@@ -34,8 +34,9 @@ class _Stats:
     features) has all-zero ``rows`` (their row sums are 0): HSIC formulas are unchanged.  ``unit[a]``: input ``a``'s kernel was
     formed from rows scaled by ``s`` (:func:`fastcka._median.affine`); its true kernel is
     ``unit[a] ×`` the one summed here (``1/s²`` linear, 1 RBF).  On the host an RBF kernel is
-    summed less the constant :func:`rbf_shift` (its rows and diagonal too): every HSIC formula
-    below is unchanged by it.
+    summed less the constant :func:`rbf_shift` (its rows and diagonal too; the one-pass sums of
+    :mod:`fastcka._rbf_onepass` take it at the sample's bandwidth): every HSIC formula below is
+    unchanged by it.
     """
 
     n: int

@@ -16,7 +16,8 @@ Algorithm (per requested rank, all inputs and ranks sharing every pass over the 
 1. *Sample*: ``s`` random pairs (one Numba sweep on the host) give a quantile estimate of the
    target and a narrow *collect window* around it: ±8 standard deviations of the estimate, or
    fewer where that would exceed ``cap / 2`` values (``WINDOW_SDS``).
-   For small n (``M <= cap``) the first pass simply collects every value (the dense path).
+   For small n (``M <= dense``, at most ``cap``) the first pass simply collects every value
+   (the dense path).
 2. *Pass*: over the upper-triangle tiles (``tile x tile`` Gram tiles from one GEMM each) count the
    zeros, histogram the window values (4096 equal-width bins plus under/overflow), count the values
    below the collect window and collect the ones inside it (at most ``cap``).  On the host the
@@ -33,7 +34,9 @@ Algorithm (per requested rank, all inputs and ranks sharing every pass over the 
 
 Memory: per thread one ``tile²`` float64 Gram/distance tile and one collect tile, two float64
 row blocks (``tile · p``); ``cap`` float64 collected values per rank (one buffer, selected in
-place), ``O(n)`` norms.  The tile and collect buffers are allocated once per pass and reused.  Float32 inputs are never copied whole.  Time per pass: one GEMM of
+place), ``O(n)`` norms.  The tile and collect buffers are allocated once per pass and reused.  Float32 inputs are never copied whole.
+With one-pass RBF moments (:mod:`fastcka._rbf_onepass`) the first pass keeps the m distance
+tiles of a tile and their exponentials per thread, and ``O(m·L·n)`` moment row sums.  Time per pass: one GEMM of
 ``n²/2 · p`` multiply-adds plus ``O(n²)`` elementwise work.
 """
 
@@ -52,8 +55,8 @@ from .errors import InputError
 NBINS = 4096
 REL_TOL = 1e-12  # squared distances below REL_TOL·(‖x_i‖²+‖x_j‖²) are exact zeros (duplicates)
 MAX_LEVELS = 16
-#: the dense path (M <= cap) samples M / this many pairs for a one-pass plan
-#: (:mod:`fastcka._rbf_onepass`): random rows cost ~10x a tile's pair, this is ~15% of a pass
+#: the dense path samples M / this many pairs for a one-pass plan (:mod:`fastcka._rbf_onepass`):
+#: a sampled pair reads two random rows, a small sample keeps it a small part of the pass
 DENSE_PLAN_DIV = 64
 WINDOW_SDS = 8.0  # the first collect window spans at most ± this many sampling standard deviations
 
