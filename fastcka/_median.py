@@ -274,6 +274,9 @@ def sqdist_order_stats(Xs, requests, *, xp=np, ops=None, tile=2048, cap=None,
             break
         zeros = _tile_pass(active, tilers, n, tile, cap, xp, ops, progress, level,
                            moments if level == 0 else None)
+        if level == 0 and moments is not None:  # every value seen: the largest of each input
+            moments.vmax = [max(tg.vmax for tg in targets if tg.chan == k)
+                            for k in range(len(Xs))]
         for k, z in zeros.items():
             if n_zero[k] is None:
                 n_zero[k] = z

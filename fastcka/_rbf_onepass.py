@@ -20,15 +20,18 @@ numbers in all).  Once the median gives ``γ``, every statistic is a polynomial 
 constant ``c0`` (:func:`fastcka._cka_stats.rbf_shift` at ``γ0``) is taken off every kernel
 value, as the two-pass path takes its own: neither HSIC estimator changes with it.
 
-Error, bounded at run time: per pair value, the remainder obeys
-``|R| <= |ε|^L (L/(1−|ε|))^L e^{−L} / L!`` (``E·|εu|^L e^{|ε|u}/L!`` at its maximum over
-``u >= 0``), and the dropped products (``k + q >= L``) of two inputs obey
-``Σ |ε_a|^k |ε_b|^q W_k W_q`` with ``W_0 = 1``, ``W_k = max_u E u^k/k! = k^k e^{−k}/k!``.
+Error, bounded at run time: with ``u`` at most ``umax = γ0 ×`` the input's largest distance
+(the pass finds it), per pair value the remainder obeys
+``|R| <= |ε|^L max_{u <= umax} u^L e^{−(1−|ε|)u} / L!`` (the Taylor remainder of
+``e^{−εu}`` times ``E``), and the dropped products (``k + q >= L``) of two inputs obey
+``Σ |ε_a|^k |ε_b|^q W_k W_q`` with ``W_0 = 1``, ``W_k = max_{u <= umax} E u^k/k!``.
 These bounds, carried through both HSIC estimators (first order), must keep every CKA of the
 statistics within ``CKA_TOL`` (every HSIC within ``CKA_TOL·√(HSIC_aa·HSIC_bb)``); otherwise
 (a median far from its sample estimate, a too-wide range) the statistics come from the second
 pass as before.  The degree ``L`` is the smallest (at most ``LMAX``) whose per-value bound at
-the planned range is below ``PLAN_TOL``: 6 on the benchmark inputs.
+the planned range (``umax`` from the sample's largest distance × ``PLAN_UMAX``) is below
+``PLAN_TOL``: 5 on the benchmark inputs, where the post-check still holds at 4-8x the
+observed ``ε``.
 """
 
 from __future__ import annotations
@@ -41,34 +44,48 @@ from . import config
 from ._cka_stats import _Stats, rbf_shift
 
 LMAX = 9
-PLAN_TOL = 2.0 ** -56  # per-value bound at the planned ε range (a fraction of an ulp of 1)
+PLAN_TOL = 2.0 ** -54  # per-value bound at the planned ε range (a quarter of an ulp of 1)
 PLAN_SDS = 4.0  # the planned range: ± this many sampling standard deviations of the median
 CKA_TOL = 1e-13  # post-check: the first-order bound of every CKA's change
+#: the plan's largest u: the sample's largest distance × this (the post-check takes the pass's
+#: own largest distance)
+PLAN_UMAX = 1.5
 CHUNK = 256  # columns of the moment kernel's scratch rows
 
 
-def remainder_bound(eps: float, L: int) -> float:
-    """Bound on ``|exp(−(1+ε)u) − Σ_{k<L} (−ε)^k e^{−u} u^k/k!|`` over all ``u >= 0``."""
+def _peak(k: int, a: float, umax: float) -> float:
+    """``log max_{0 <= u <= umax} u^k e^{−a u}`` (k >= 1, a > 0): at ``u = min(k/a, umax)``."""
+    u = min(k / a, umax)
+    return -math.inf if u <= 0.0 else k * math.log(u) - a * u
+
+
+def remainder_bound(eps: float, L: int, umax: float = math.inf) -> float:
+    """Bound on ``|exp(−(1+ε)u) − Σ_{k<L} (−ε)^k e^{−u} u^k/k!|`` over ``0 <= u <= umax``:
+    ``|ε|^L max_u u^L e^{−(1−|ε|)u} / L!``."""
     e = abs(float(eps))
     if e >= 1.0:
         return math.inf
     if e == 0.0:
         return 0.0
-    return math.exp(L * math.log(e * L / (1.0 - e)) - L - math.lgamma(L + 1))
+    return math.exp(L * math.log(e) + _peak(L, 1.0 - e, umax) - math.lgamma(L + 1))
 
 
-def _w(k: int) -> float:
-    """``max_{u >= 0} e^{−u} u^k / k!`` (1 at k = 0)."""
-    return 1.0 if k == 0 else math.exp(k * math.log(k) - k - math.lgamma(k + 1))
+def _w(k: int, umax: float = math.inf) -> float:
+    """``max_{0 <= u <= umax} e^{−u} u^k / k!`` (1 at k = 0: bounds ``|E − c0|`` too)."""
+    return 1.0 if k == 0 else math.exp(_peak(k, 1.0, umax) - math.lgamma(k + 1))
 
 
-def product_bound(ea: float, eb: float, L: int) -> float:
-    """Bound on the error of one product ``(K_a − c_a)(K_b − c_b)`` from its degree ``< L`` terms."""
+def product_bound(ea: float, eb: float, L: int, ua: float = math.inf,
+                  ub: float = math.inf) -> float:
+    """Bound on the error of one product ``(K_a − c_a)(K_b − c_b)`` from its degree ``< L``
+    terms, for ``u`` up to ``ua`` / ``ub`` (``γ0 ×`` the largest distance)."""
     ea, eb = abs(float(ea)), abs(float(eb))
-    ra, rb = remainder_bound(ea, L), remainder_bound(eb, L)
-    ta = sum(ea ** k * _w(k) for k in range(L))
-    tb = sum(eb ** k * _w(k) for k in range(L))
-    drop = sum(ea ** k * eb ** q * _w(k) * _w(q)
+    ra, rb = remainder_bound(ea, L, ua), remainder_bound(eb, L, ub)
+    wa = [_w(k, ua) for k in range(L)]
+    wb = [_w(k, ub) for k in range(L)]
+    ta = sum(ea ** k * wa[k] for k in range(L))
+    tb = sum(eb ** k * wb[k] for k in range(L))
+    drop = sum(ea ** k * eb ** q * wa[k] * wb[q]
                for k in range(L) for q in range(L) if k + q >= L)
     return drop + ra * tb + rb * ta + ra * rb
 
@@ -118,7 +135,7 @@ class OnePass:
         self.active = False
         if len(samples) != self.m or n < 4:
             return False
-        g0, eps = [], []
+        g0, eps, umax = [], [], []
         for smp in samples:
             smp = np.asarray(smp)
             if self.mode == "paper":
@@ -141,12 +158,15 @@ class OnePass:
             g = 0.5 * (glo + ghi)
             g0.append(g)
             eps.append((ghi - glo) / (2.0 * g))
-        worst = max(eps)
-        L = next((L for L in range(2, LMAX + 1) if product_bound(worst, worst, L) <= PLAN_TOL),
-                 None)
+            umax.append(g * float(smp[-1]) * PLAN_UMAX)
+        pairs = [(a, b) for a in range(self.m) for b in range(a, self.m)]
+        L = next((L for L in range(2, LMAX + 1)
+                  if max(product_bound(eps[a], eps[b], L, umax[a], umax[b]) for a, b in pairs)
+                  <= PLAN_TOL), None)
         if L is None:
             return False
         self.n, self.L = int(n), int(L)
+        self.vmax = None  # the largest distance of each input: set by the pass
         self.g0 = np.array(g0)
         self.c0 = np.array([rbf_shift(float(s), g) for s, g in zip(sq_means, g0, strict=True)])
         from .kernels.cka_cpu import moment_groups
@@ -210,17 +230,20 @@ class OnePass:
     def _within(self, st: _Stats, eps) -> bool:
         """Every CKA (and HSIC, relative to ``√(HSIC_aa·HSIC_bb)``) within ``CKA_TOL``."""
         m, L = self.m, self.L
-        rho = [remainder_bound(e, L) for e in eps]
+        um = ([math.inf] * m if self.vmax is None
+              else [float(g) * float(v) for g, v in zip(self.g0, self.vmax, strict=True)])
+        rho = [remainder_bound(e, L, u) for e, u in zip(eps, um, strict=True)]
         for est in ("biased", "unbiased"):
             H = [st.hsic(a, a, est) for a in range(m)]
             if not all(h > 0 for h in H):
                 return False
-            own = [self._hsic_err(st, a, a, est, product_bound(eps[a], eps[a], L), rho[a],
-                                  rho[a]) / H[a] for a in range(m)]
+            own = [self._hsic_err(st, a, a, est, product_bound(eps[a], eps[a], L, um[a], um[a]),
+                                  rho[a], rho[a]) / H[a] for a in range(m)]
             for a in range(m):
                 for b in range(a + 1, m):
                     scale = math.sqrt(H[a] * H[b])
-                    err = self._hsic_err(st, a, b, est, product_bound(eps[a], eps[b], L),
+                    err = self._hsic_err(st, a, b, est,
+                                         product_bound(eps[a], eps[b], L, um[a], um[b]),
                                          rho[a], rho[b])
                     cka = abs(st.hsic(a, b, est)) / scale
                     if not err / scale + cka * 0.5 * (own[a] + own[b]) <= CKA_TOL:

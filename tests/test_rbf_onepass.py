@@ -7,10 +7,11 @@ import math
 
 import numpy as np
 import pytest
-from reference import naive_cka, naive_kernel
+from reference import naive_cka, naive_kernel, sqd
 
 import fastcka
 from fastcka import _cka, _median, _rbf_onepass, config
+from fastcka.backend import get_backend
 from fastcka.kernels import cka_cpu
 
 pytestmark = pytest.mark.skipif(cka_cpu.NUMBA_OPS is None, reason="numba absent")
@@ -61,23 +62,27 @@ def _series(eps, L, u):
     return sum((-eps) ** k * np.exp(-u) * u ** k / math.factorial(k) for k in range(L))
 
 
+@pytest.mark.parametrize("umax", [math.inf, 2.5, 0.8])
 @pytest.mark.parametrize("eps", [0.3, -0.3, 0.1, -0.05, 0.02])
 @pytest.mark.parametrize("L", [2, 3, 5, 7])
-def test_remainder_bound_bounds_the_series(eps, L):
-    u = np.linspace(0.0, 80.0, 200001)
+def test_remainder_bound_bounds_the_series(eps, L, umax):
+    u = np.linspace(0.0, min(umax, 80.0), 200001)
     err = np.abs(np.exp(-(1 + eps) * u) - _series(eps, L, u)).max()
-    bound = _rbf_onepass.remainder_bound(eps, L)
-    if bound < 1e-13:
-        pytest.skip("below float64 resolution of the series")
-    assert err <= bound < 30 * err  # a bound, and not a vacuous one
+    bound = _rbf_onepass.remainder_bound(eps, L, umax)
+    assert err <= bound + 1e-15  # a bound (to the round-off of evaluating the series)
+    if bound > 1e-13:  # measurable in float64: and not a vacuous one
+        assert bound < 30 * err
 
 
+@pytest.mark.parametrize("umax", [(math.inf, math.inf), (1.5, 3.0)])
 @pytest.mark.parametrize("ea,eb", [(0.2, -0.1), (-0.05, 0.08), (0.15, 0.15)])
 @pytest.mark.parametrize("L", [3, 4, 6])
-def test_product_bound_bounds_the_truncated_products(ea, eb, L):
+def test_product_bound_bounds_the_truncated_products(ea, eb, L, umax):
     """The degree ``< L`` part of the product of two truncated series (what the moments sum)
-    against the true product of the two shifted kernel values, over a grid of (u_a, u_b)."""
-    ua, ub = np.meshgrid(np.linspace(0, 40, 801), np.linspace(0, 40, 801))
+    against the true product of the two shifted kernel values, over a grid of (u_a, u_b) up
+    to the largest u of each input."""
+    ua, ub = np.meshgrid(np.linspace(0, min(umax[0], 40), 801),
+                         np.linspace(0, min(umax[1], 40), 801))
     c = 0.25
     va = [np.exp(-ua) - c] + [np.exp(-ua) * ua ** k / math.factorial(k) for k in range(1, L)]
     vb = [np.exp(-ub) - c] + [np.exp(-ub) * ub ** k / math.factorial(k) for k in range(1, L)]
@@ -85,7 +90,7 @@ def test_product_bound_bounds_the_truncated_products(ea, eb, L):
               for k in range(L) for q in range(L) if k + q <= L - 1)
     true = (np.exp(-(1 + ea) * ua) - c) * (np.exp(-(1 + eb) * ub) - c)
     err = np.abs(got - true).max()
-    assert err <= _rbf_onepass.product_bound(ea, eb, L)
+    assert err <= _rbf_onepass.product_bound(ea, eb, L, *umax)
 
 
 @pytest.fixture
@@ -109,12 +114,13 @@ def _data(n, seed=0, dup=0, dtype=np.float64):
 
 def _spy(monkeypatch):
     """Records what each OnePass.stats returned and each second pass (_kernel_stats)."""
-    log = {"one": [], "two": 0}
+    log = {"one": [], "two": 0, "vmax": []}
     stats, kernel_stats = _rbf_onepass.OnePass.stats, _cka._kernel_stats
 
     def spy_stats(self, gammas):
         out = stats(self, gammas)
         log["one"].append(out is not None)
+        log["vmax"].append(getattr(self, "vmax", None))
         return out
 
     def spy_two(*args, **kw):
@@ -153,6 +159,11 @@ def test_one_pass_cka_is_the_two_pass_cka(monkeypatch, onepass_config, sigma, th
         fastcka.hsic(X, Y, kernel="rbf", sigma=sigma, threshold=threshold,
                      estimator=estimator, device="cpu")))
     assert log["one"] == [True, True] and log["two"] == 2  # one pass, then the two-pass path
+    # the post-check's largest u: the pass's largest distance of each input (scaled units)
+    affs = _cka._affs(get_backend("cpu"), [X, Y])
+    for a, (Z, (_, sc)) in enumerate(zip((X, Y), affs, strict=True)):
+        assert log["vmax"][0][a] == pytest.approx(sc * sc * sqd(Z.astype(np.float64)).max(),
+                                                  rel=1e-12)
     assert one[0] == pytest.approx(two[0], abs=1e-12)
     assert one[1] == pytest.approx(two[1], rel=1e-11)
     if case == "window" and estimator == "biased" and sigma == "paper":
@@ -211,3 +222,16 @@ def test_one_pass_bits_do_not_depend_on_threads(monkeypatch, onepass_config, thr
     many = run()
     assert all(log["one"]) and len(log["one"]) == 8
     assert many == one
+
+
+def test_one_pass_on_the_reference_embeddings(monkeypatch, reference_embeddings):
+    """Flickr8k image (EfficientNet-Lite0) and caption (MiniLM) embeddings, 1000 pairs: the
+    one-pass CKA is the two-pass CKA, both bandwidths and estimators."""
+    _, X, Y = reference_embeddings
+    log = _spy(monkeypatch)
+    for sigma in ("paper", "kornblith"):
+        for est in ("biased", "unbiased"):
+            one, two = _both(monkeypatch, lambda s=sigma, e=est: fastcka.cka(
+                X, Y, kernel="rbf", sigma=s, estimator=e, device="cpu"))
+            assert one == pytest.approx(two, abs=1e-12)
+    assert log["one"] == [True] * 4
