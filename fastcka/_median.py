@@ -311,6 +311,21 @@ def _targets(n: int, requests) -> tuple[list[_Target], list[list[int]]]:
     return targets, slots
 
 
+def target_sample(smp, tg: _Target, n: int, M: int):
+    """``(values, q)``: the sorted sampled distances a target's rank is estimated from and its
+    quantile among them (paper: the non-zero values, 0.5; kornblith: all of them, its pair rank
+    over M)."""
+    if tg.mode == "paper":
+        return smp[smp > 0], 0.5
+    return smp, max(0, (tg.t - n) // 2) / M
+
+
+def sample_quantile(smp, f: float) -> float:
+    """The value at fraction ``f`` (clamped to [0, 1]) of the sorted, non-empty ``smp``."""
+    f = min(1.0, max(0.0, f))
+    return float(smp[min(smp.size - 1, int(f * smp.size))])
+
+
 def _initial_windows(targets, samples, n: int, M: int, s: int, cap: int) -> None:
     """First collect windows of the targets from the sorted sampled distances of each input."""
     sd = 0.5 / math.sqrt(s)
@@ -320,18 +335,12 @@ def _initial_windows(targets, samples, n: int, M: int, s: int, cap: int) -> None
     eps = min(max(cap / (4.0 * M), 1e-9), WINDOW_SDS * sd)
     delta = min(0.5, max(8 * eps, 12 * sd))
     for tg in targets:
-        smp = samples[tg.chan]
-        if tg.mode == "paper":
-            smp = smp[smp > 0]
-            q = 0.5
-        else:
-            q = max(0, (tg.t - n) // 2) / M
+        smp, q = target_sample(samples[tg.chan], tg, n, M)
         if smp.size == 0:
             smp = np.zeros(1)
 
         def quant(f, smp=smp):
-            f = min(1.0, max(0.0, f))
-            return float(smp[min(smp.size - 1, int(f * smp.size))])
+            return sample_quantile(smp, f)
 
         tg.clo, tg.chi = quant(q - eps), quant(q + eps)
         if q - eps <= 0:

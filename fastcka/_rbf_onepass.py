@@ -40,7 +40,7 @@ import math
 
 import numpy as np
 
-from . import config
+from . import _median, config
 from ._cka_stats import _Stats, rbf_shift
 
 LMAX = 9
@@ -98,6 +98,8 @@ class OnePass:
     :meth:`plan` with its sampled distances, then, in its first pass, :meth:`scratch` once per
     pool thread, :meth:`tile` per tile and :meth:`add` per tile in tile order; :meth:`stats`
     then gives the statistics at the selected bandwidths, or None (the second pass is needed).
+    After the first pass it also sets :attr:`vmax`, each input's largest distance (the bound's
+    largest ``u``), from the targets' own maxima.
     """
 
     def __init__(self, m: int, mode: str, threshold: float = 1.0, kernel=None):
@@ -135,23 +137,15 @@ class OnePass:
         self.active = False
         if len(samples) != self.m or n < 4:
             return False
+        target = _median._targets(n, [(0, self.mode)])[0][0]  # (the first kornblith rank)
         g0, eps, umax = [], [], []
         for smp in samples:
-            smp = np.asarray(smp)
-            if self.mode == "paper":
-                smp = smp[smp > 0]
-                q = 0.5
-            else:
-                nn = n * n
-                q = max(0, (nn // 2 - 1 - n) // 2) / M
+            smp, q = _median.target_sample(np.asarray(smp), target, n, M)
             if smp.size < 64:
                 return False
             sd = 0.5 / math.sqrt(smp.size)
-
-            def quant(f, smp=smp):
-                return float(smp[min(smp.size - 1, max(0, int(f * smp.size)))])
-
-            lo, hi = quant(q - PLAN_SDS * sd), quant(q + PLAN_SDS * sd)
+            lo = _median.sample_quantile(smp, q - PLAN_SDS * sd)
+            hi = _median.sample_quantile(smp, q + PLAN_SDS * sd)
             if not (lo > 0 and math.isfinite(hi)):
                 return False
             glo, ghi = self.gamma(hi), self.gamma(lo)
